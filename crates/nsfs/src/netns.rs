@@ -1,0 +1,294 @@
+//! `NetNs`: an owned handle on a network namespace.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sys::stat::fstat;
+use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
+
+use crate::{Error, Executor, Result, sys};
+
+/// The identity of a namespace: the device and inode of its nsfs file.
+///
+/// Two handles name the same namespace exactly when their ids are equal (this is
+/// how `ip netns identify` compares them). Inode numbers can be reused once a
+/// namespace is freed, so compare ids of namespaces you hold open.
+///
+/// # Examples
+///
+/// ```no_run
+/// let a = nsfs::NetNs::current_thread()?;
+/// let b = nsfs::NetNs::from_pid(1)?;
+/// println!("same namespace as init: {}", a.id() == b.id());
+/// # Ok::<(), nsfs::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NsId {
+    /// `st_dev` of the nsfs file.
+    pub dev: u64,
+    /// `st_ino` of the nsfs file (the number `readlink /proc/PID/ns/net` shows).
+    pub ino: u64,
+}
+
+impl fmt::Display for NsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "net:[{}]", self.ino)
+    }
+}
+
+/// An open network namespace: an owned fd on an nsfs file.
+///
+/// Holding a `NetNs` keeps the namespace alive, even after its name is removed
+/// from the run directory. Clones share one fd (the handle is reference
+/// counted); the fd is closed when the last clone drops. Dropping a `NetNs`
+/// never removes a namespace.
+///
+/// Code runs inside the namespace through [`NetNs::run`], on a namespace thread
+/// owned by the toolkit: there is deliberately no way to switch the calling
+/// thread.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsfs::Result<()> {
+/// let ns = nsfs::NetNs::from_pid(1)?;
+/// let inode = ns.run(|| std::fs::read_link("/proc/thread-self/ns/net")).await?;
+/// println!("{inode:?}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct NetNs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fd: OwnedFd,
+    id: NsId,
+    path: Option<PathBuf>,
+}
+
+impl NetNs {
+    /// Opens the network namespace file at `path` (a run-directory entry,
+    /// `/proc/PID/ns/net`, or any bind mount of one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if nothing is there, [`Error::NotNamespace`] if the
+    /// file is not on nsfs, [`Error::WrongNamespaceType`] for another kind of
+    /// namespace, [`Error::Open`] for other failures.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = nsfs::NetNs::open("/run/netns/blue")?;
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<NetNs> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
+            _ => Error::Open { path: path.into(), source },
+        })?;
+        NetNs::from_fd_at(OwnedFd::from(file), Some(path.into()))
+    }
+
+    /// Opens the network namespace of process `pid` (`/proc/PID/ns/net`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchProcess`] if there is no such process (or `pid` is not
+    /// positive), [`Error::Open`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let init = nsfs::NetNs::from_pid(1)?;
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn from_pid(pid: i32) -> Result<NetNs> {
+        if pid <= 0 {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        match NetNs::open(&path) {
+            Err(Error::NotFound { .. }) => Err(Error::NoSuchProcess { pid }),
+            other => other,
+        }
+    }
+
+    /// Opens the network namespace of the calling thread
+    /// (`/proc/thread-self/ns/net`, which, unlike `/proc/self`, is right on
+    /// any thread).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] if `/proc` is not mounted.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let here = nsfs::NetNs::current_thread()?;
+    /// println!("{}", here.id());
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn current_thread() -> Result<NetNs> {
+        NetNs::open("/proc/thread-self/ns/net")
+    }
+
+    /// Takes ownership of an fd on a network namespace file (received over a
+    /// socket, opened by other code), checking that it is one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotNamespace`] or [`Error::WrongNamespaceType`]; the fd is
+    /// closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::os::fd::OwnedFd;
+    /// let fd: OwnedFd = std::fs::File::open("/proc/1/ns/net").unwrap().into();
+    /// let ns = nsfs::NetNs::from_fd(fd)?;
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<NetNs> {
+        NetNs::from_fd_at(fd, None)
+    }
+
+    pub(crate) fn from_fd_at(fd: OwnedFd, path: Option<PathBuf>) -> Result<NetNs> {
+        let described = || path.clone().unwrap_or_else(|| fd_path(fd.as_fd()));
+        let stat = fstatfs(&fd).map_err(|e| Error::Open { path: described(), source: e.into() })?;
+        if stat.filesystem_type() != NSFS_MAGIC {
+            return Err(Error::NotNamespace { path: described() });
+        }
+        match sys::ns_type(fd.as_fd()) {
+            Ok(libc::CLONE_NEWNET) => {}
+            Ok(_) => return Err(Error::WrongNamespaceType { path: described() }),
+            Err(source) => return Err(Error::Open { path: described(), source }),
+        }
+        let st = fstat(&fd).map_err(|e| Error::Open { path: described(), source: e.into() })?;
+        let id = NsId { dev: st.st_dev, ino: st.st_ino };
+        Ok(NetNs { inner: Arc::new(Inner { fd, id, path }) })
+    }
+
+    /// The namespace's identity (nsfs device and inode).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let here = nsfs::NetNs::current_thread()?;
+    /// assert_eq!(here.id(), nsfs::NetNs::current_thread()?.id());
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn id(&self) -> NsId {
+        self.inner.id
+    }
+
+    /// The path this handle was opened from, if it was opened from one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = nsfs::NetNs::open("/proc/1/ns/net")?;
+    /// assert_eq!(ns.path(), Some(std::path::Path::new("/proc/1/ns/net")));
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// A description for messages: the path, or the nsfs identity.
+    pub(crate) fn describe(&self) -> PathBuf {
+        self.inner.path.clone().unwrap_or_else(|| PathBuf::from(self.inner.id.to_string()))
+    }
+
+    /// A new, independent fd on the same namespace (`dup`, close-on-exec).
+    ///
+    /// # Errors
+    ///
+    /// The `dup` failure (for example `EMFILE`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = nsfs::NetNs::current_thread()?;
+    /// let fd: std::os::fd::OwnedFd = ns.try_clone_fd()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.inner.fd.try_clone()
+    }
+
+    /// Runs the blocking closure `f` inside this namespace, on a namespace
+    /// thread of the global [`Executor`], and returns its result.
+    ///
+    /// `f` runs on a thread the toolkit owns, never on a runtime worker or a
+    /// blocking-pool thread; the thread switches into the namespace for the
+    /// call and back afterwards. Sockets `f` creates belong to this namespace
+    /// for their whole life; `/proc/thread-self/net` and `/proc/sys/net` show
+    /// this namespace. `f` must be short, must not create threads (they would
+    /// be born in this namespace) and must not call back into the executor.
+    /// A panic in `f` is resumed in the caller.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, `f` still runs (or has
+    /// run) to completion; its result is dropped, which closes any fd it
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Enter`] if the thread could not enter the namespace (`f` was
+    /// not called), [`Error::Thread`] if no namespace thread could be started.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(ns: nsfs::NetNs) -> nsfs::Result<()> {
+    /// let forwarding = ns
+    ///     .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Executor::global()?.run_in(self, f).await
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd.as_fd()
+    }
+}
+
+impl PartialEq for NetNs {
+    fn eq(&self, other: &NetNs) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+
+impl Eq for NetNs {}
+
+impl fmt::Debug for NetNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetNs")
+            .field("fd", &self.inner.fd.as_raw_fd())
+            .field("id", &self.inner.id)
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// What an fd points at, for messages about fds that came without a path.
+fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    let link = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
+    std::fs::read_link(&link).unwrap_or_else(|_| PathBuf::from(link))
+}

@@ -1,0 +1,485 @@
+//! The run directory and the lifecycle of named namespaces.
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::statfs::{NSFS_MAGIC, statfs};
+
+use crate::{Error, Executor, NetNs, NsName, Result};
+
+/// Where iproute2 names network namespaces (`/var/run/netns` is the same
+/// directory on every current system).
+pub const DEFAULT_RUN_DIR: &str = "/run/netns";
+
+/// Docker's run directory for container namespaces.
+pub const DOCKER_RUN_DIR: &str = "/var/run/docker/netns";
+
+/// How long a create or open waits for an entry another process is creating
+/// (a placeholder file not yet mounted) before calling it stale.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// What [`RunDir::create`] does when the name exists or not: pyroute2's
+/// open(2)-style flags.
+///
+/// # Examples
+///
+/// ```
+/// use nsfs::OpenMode;
+/// assert_eq!(OpenMode::default(), OpenMode::CreateOrOpen);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Open the namespace, creating it if it does not exist (`O_CREAT`,
+    /// pyroute2's default for `NetNS` and `IPRoute(netns=)`).
+    #[default]
+    CreateOrOpen,
+    /// Create the namespace; fail with [`Error::AlreadyExists`] if the name is
+    /// taken (`O_CREAT | O_EXCL`, `ip netns add`).
+    CreateExclusive,
+    /// Open an existing namespace; fail with [`Error::NotFound`] if there is
+    /// none (flags `0`). Never creates anything.
+    OpenOnly,
+}
+
+/// What a run-directory entry is, as [`RunDir::list`] reports it.
+///
+/// # Examples
+///
+/// ```no_run
+/// for entry in nsfs::RunDir::default().list()? {
+///     if entry.state == nsfs::EntryState::Stale {
+///         eprintln!("{} is stale", entry.name);
+///     }
+/// }
+/// # Ok::<(), nsfs::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EntryState {
+    /// A network namespace is mounted on the entry.
+    Mounted,
+    /// The entry is a plain file with nothing mounted on it: a creator is
+    /// half-way, died half-way, or the mount was lost.
+    Stale,
+}
+
+/// One entry of a run directory.
+///
+/// # Examples
+///
+/// ```no_run
+/// let names: Vec<nsfs::NsName> = nsfs::RunDir::default()
+///     .list()?
+///     .into_iter()
+///     .filter(|e| e.state == nsfs::EntryState::Mounted)
+///     .map(|e| e.name)
+///     .collect();
+/// # Ok::<(), nsfs::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The entry's name.
+    pub name: NsName,
+    /// Whether a namespace is mounted on it.
+    pub state: EntryState,
+}
+
+/// A directory of named network namespaces: `/run/netns` by default.
+///
+/// Namespaces are named by bind-mounting their nsfs file on an entry of this
+/// directory, exactly as `ip netns add` does, so namespaces made here and by
+/// iproute2 are the same thing and each side sees the other's.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsfs::Result<()> {
+/// use nsfs::{NsName, OpenMode, RunDir};
+///
+/// let dir = RunDir::default();
+/// let name = NsName::new("blue")?;
+/// let ns = dir.create(&name, OpenMode::CreateExclusive).await?;
+/// assert!(dir.list()?.iter().any(|e| e.name == name));
+/// dir.remove(&name).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl Default for RunDir {
+    fn default() -> RunDir {
+        RunDir::new(DEFAULT_RUN_DIR)
+    }
+}
+
+impl RunDir {
+    /// A run directory at `path` (for tests, or `/var/run/docker/netns`).
+    /// Nothing is touched until an operation needs it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let docker = nsfs::RunDir::new(nsfs::DOCKER_RUN_DIR);
+    /// assert_eq!(docker.path(), std::path::Path::new("/var/run/docker/netns"));
+    /// ```
+    pub fn new(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    /// The directory's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nsfs::RunDir::default().path(), std::path::Path::new("/run/netns"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of the entry for `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = nsfs::NsName::new("blue")?;
+    /// assert_eq!(nsfs::RunDir::default().entry(&name), std::path::Path::new("/run/netns/blue"));
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn entry(&self, name: &NsName) -> PathBuf {
+        self.path.join(name.as_str())
+    }
+
+    /// Prepares the directory as iproute2 does: creates it (mode 0755), then,
+    /// under an exclusive `flock` on it, makes it a recursive shared mount; if
+    /// it is not a mount point yet, bind-mounts it on itself (recursively,
+    /// keeping mounts already there), makes that a private peer group and
+    /// retries. Shared propagation is what lets a namespace named here show up
+    /// in mount namespaces cloned later, and an unmount reach every copy.
+    ///
+    /// Called by [`create`](RunDir::create) and [`attach`](RunDir::attach);
+    /// idempotent. Blocking (a few syscalls).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PrepareRunDir`] with the failing step's error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// nsfs::RunDir::default().prepare()?;
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn prepare(&self) -> Result<()> {
+        let fail = |source: io::Error| Error::PrepareRunDir { path: self.path.clone(), source };
+        match fs::DirBuilder::new().mode(0o755).recursive(true).create(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(e)),
+        }
+        let dir = fs::File::open(&self.path).map_err(fail)?;
+        // iproute2 warns and goes on when flock fails; so do we.
+        let _lock = Flock::lock(dir, FlockArg::LockExclusive).ok();
+        let mut bound = false;
+        loop {
+            let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+            match mount(None::<&str>, &self.path, Some("none"), shared, None::<&str>) {
+                Ok(()) => return Ok(()),
+                Err(nix::Error::EINVAL) if !bound => {
+                    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                    mount(Some(&self.path), &self.path, Some("none"), bind, None::<&str>)
+                        .map_err(|e| fail(e.into()))?;
+                    let private = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+                    mount(None::<&str>, &self.path, Some("none"), private, None::<&str>)
+                        .map_err(|e| fail(e.into()))?;
+                    bound = true;
+                }
+                Err(e) => return Err(fail(e.into())),
+            }
+        }
+    }
+
+    /// Opens the namespace named `name`, like `ip -n NAME` does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such entry, [`Error::Stale`] if the
+    /// entry has no namespace mounted on it, [`Error::Open`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let blue = nsfs::RunDir::default().open(&"blue".parse()?)?;
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn open(&self, name: &NsName) -> Result<NetNs> {
+        let path = self.entry(name);
+        match NetNs::open(&path) {
+            Err(Error::NotNamespace { path }) => Err(Error::Stale { path }),
+            other => other,
+        }
+    }
+
+    /// Creates, or opens, the namespace named `name`, following `mode`, like
+    /// `ip netns add` (with [`OpenMode::CreateExclusive`]).
+    ///
+    /// Made without fork, on a namespace thread: prepare the directory, create
+    /// the entry as an empty mode-0 file with `O_EXCL`, `unshare` a new network
+    /// namespace and bind-mount `/proc/thread-self/ns/net` on the entry, last.
+    /// When two processes create the same name at the same moment, one creates
+    /// it and the other waits until the mount is there and opens it
+    /// (`CreateOrOpen`) or gets [`Error::AlreadyExists`] (`CreateExclusive`);
+    /// neither ever sees a half-made entry. On failure nothing is left behind.
+    ///
+    /// # Cancel safety
+    ///
+    /// The work runs on a namespace thread: if the future is dropped, the
+    /// namespace is still created (or opened) and the handle dropped; the name
+    /// stays until removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`], [`Error::NotFound`] (`OpenOnly`),
+    /// [`Error::Stale`] (a placeholder nobody mounts within a second),
+    /// [`Error::PrepareRunDir`], [`Error::Create`] naming the failed step.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsfs::Result<()> {
+    /// use nsfs::{OpenMode, RunDir};
+    /// let dir = RunDir::default();
+    /// let ns = dir.create(&"blue".parse()?, OpenMode::CreateOrOpen).await?;
+    /// let again = dir.create(&"blue".parse()?, OpenMode::OpenOnly).await?;
+    /// assert_eq!(ns, again);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # References
+    ///
+    /// `ip-netns(8)`, `unshare(2)`, `mount(2)`.
+    #[doc(alias = "ip netns add")]
+    pub async fn create(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
+        let dir = self.clone();
+        let path = self.entry(name);
+        Executor::global()?.run_worker(move |w| dir.create_blocking(w, path, mode)).await
+    }
+
+    fn create_blocking(
+        &self,
+        w: &mut crate::thread::Worker<'_>,
+        path: PathBuf,
+        mode: OpenMode,
+    ) -> Result<NetNs> {
+        if mode != OpenMode::OpenOnly {
+            self.prepare()?;
+        }
+        let deadline = Instant::now() + SETTLE;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let placeholder = if mode == OpenMode::OpenOnly {
+                Err(io::ErrorKind::AlreadyExists.into())
+            } else {
+                OpenOptions::new().read(true).write(true).create_new(true).mode(0).open(&path)
+            };
+            match placeholder {
+                Ok(file) => {
+                    drop(file);
+                    return mount_new(w, &path).inspect_err(|_| {
+                        let _ = umount2(&path, MntFlags::MNT_DETACH);
+                        let _ = fs::remove_file(&path);
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if mode == OpenMode::CreateExclusive {
+                        return Err(Error::AlreadyExists { path });
+                    }
+                    match NetNs::open(&path) {
+                        Ok(ns) => return Ok(ns),
+                        // Another creator is between its placeholder and its
+                        // mount, or gave up and removed the entry: look again.
+                        Err(Error::NotNamespace { .. }) if Instant::now() < deadline => {}
+                        Err(Error::NotFound { .. })
+                            if mode != OpenMode::OpenOnly && Instant::now() < deadline => {}
+                        Err(Error::NotNamespace { path }) => return Err(Error::Stale { path }),
+                        Err(e) => return Err(e),
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Err(source) => return Err(Error::Create { path, step: "create entry", source }),
+            }
+        }
+    }
+
+    /// Names the network namespace of process `pid` as `name`, like
+    /// `ip netns attach NAME PID`.
+    ///
+    /// # Cancel safety
+    ///
+    /// The work runs on a namespace thread: if the future is dropped, the name
+    /// may still be created.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchProcess`], [`Error::AlreadyExists`],
+    /// [`Error::PrepareRunDir`], [`Error::Attach`] naming the failed step.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pid: i32) -> nsfs::Result<()> {
+    /// let ns = nsfs::RunDir::default().attach(&"container".parse()?, pid).await?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "ip netns attach")]
+    pub async fn attach(&self, name: &NsName, pid: i32) -> Result<NetNs> {
+        let target = NetNs::from_pid(pid)?;
+        let dir = self.clone();
+        let path = self.entry(name);
+        let source_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        Executor::global()?
+            .run_home(move || {
+                dir.prepare()?;
+                let attach = |step, source| Error::Attach { path: path.clone(), pid, step, source };
+                match OpenOptions::new().read(true).write(true).create_new(true).mode(0).open(&path)
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(Error::AlreadyExists { path });
+                    }
+                    Err(e) => return Err(attach("create entry", e)),
+                }
+                // Mount the process's namespace, then check it is still the one
+                // we opened (the pid may have exited and been reused).
+                let mounted = mount(
+                    Some(&source_path),
+                    &path,
+                    Some("none"),
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| attach("bind mount", e.into()))
+                .and_then(|()| NetNs::open(&path))
+                .and_then(|ns| {
+                    if ns == target {
+                        Ok(ns)
+                    } else {
+                        Err(Error::NoSuchProcess { pid })
+                    }
+                });
+                if mounted.is_err() {
+                    let _ = umount2(&path, MntFlags::MNT_DETACH);
+                    let _ = fs::remove_file(&path);
+                }
+                mounted
+            })
+            .await?
+    }
+
+    /// Removes the name `name`, like `ip netns delete`: a lazy unmount (whose
+    /// failure is ignored, so a stale plain file is cleaned up too), then
+    /// unlink. The namespace itself lives on while anything holds it (a
+    /// [`NetNs`], a socket, a process).
+    ///
+    /// # Cancel safety
+    ///
+    /// The work runs on a namespace thread: if the future is dropped, the name
+    /// may still be removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such entry, [`Error::Remove`] if it
+    /// cannot be unlinked.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsfs::Result<()> {
+    /// nsfs::RunDir::default().remove(&"blue".parse()?).await?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "ip netns delete")]
+    pub async fn remove(&self, name: &NsName) -> Result<()> {
+        let path = self.entry(name);
+        Executor::global()?.run_home(move || remove_entry(&path)).await?
+    }
+
+    /// The entries of the directory, sorted by name, each with its state: a
+    /// mounted namespace, or a stale entry (reported, not returned as a
+    /// namespace). A missing directory has no entries. Entries whose names are
+    /// not valid namespace names are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory exists but cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// for entry in nsfs::RunDir::default().list()? {
+    ///     println!("{} {:?}", entry.name, entry.state);
+    /// }
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    #[doc(alias = "ip netns list")]
+    pub fn list(&self) -> Result<Vec<Entry>> {
+        let read = match fs::read_dir(&self.path) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io { op: "read directory", path: self.path.clone(), source });
+            }
+        };
+        let mut entries = Vec::new();
+        for dirent in read {
+            let dirent = dirent.map_err(|source| Error::Io {
+                op: "read directory",
+                path: self.path.clone(),
+                source,
+            })?;
+            let Ok(name) = NsName::from_os_str(&dirent.file_name()) else { continue };
+            let state = match statfs(&dirent.path()) {
+                Ok(st) if st.filesystem_type() == NSFS_MAGIC => EntryState::Mounted,
+                Ok(_) => EntryState::Stale,
+                // Removed while we looked.
+                Err(_) => continue,
+            };
+            entries.push(Entry { name, state });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+}
+
+/// On a namespace thread: new namespace, bind mount on `path`, open it.
+fn mount_new(w: &mut crate::thread::Worker<'_>, path: &Path) -> Result<NetNs> {
+    let create = |step, source| Error::Create { path: path.into(), step, source };
+    w.enter_new().map_err(|e| create("unshare", e))?;
+    mount(
+        Some("/proc/thread-self/ns/net"),
+        path,
+        Some("none"),
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| create("bind mount", e.into()))?;
+    NetNs::open(path)
+}
+
+pub(crate) fn remove_entry(path: &Path) -> Result<()> {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    fs::remove_file(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
+        _ => Error::Remove { path: path.into(), source },
+    })
+}

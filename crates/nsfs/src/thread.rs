@@ -1,0 +1,402 @@
+//! The namespace thread: the one place where code runs inside a namespace.
+//!
+//! A namespace switch (`setns`) is per thread, so it must never happen on a
+//! thread the application's runtime owns: tasks migrate between workers, and
+//! a blocking-pool thread spawned while its creator sits in a foreign namespace
+//! is born there for good. The [`Executor`] owns a small pool of plain OS
+//! threads. Each job switches its thread into the target namespace, runs, and
+//! switches back to the *home* namespace (the one the executor was created in);
+//! a thread that cannot switch back exits instead of running anything else.
+//!
+//! One pool serves every namespace: measured on a 2-vCPU VM, a switch there and
+//! back costs a few microseconds, about the same as handing a job to a thread
+//! that lives inside the namespace, so a thread per namespace would buy nothing
+//! and make 1,000 open namespaces cost 1,000 threads. See `docs/architecture.md`.
+
+use std::any::Any;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+
+use nix::sched::{CloneFlags, setns, unshare};
+use tokio::sync::oneshot;
+
+use crate::{Error, NetNs, Result};
+
+type Job = Box<dyn FnOnce(&mut Worker<'_>) + Send>;
+type Panic = Box<dyn Any + Send>;
+
+/// A pool of namespace threads.
+///
+/// Most code uses the process-wide [`Executor::global`] through
+/// [`NetNs::run`]. A separate executor is useful to keep long-running closures
+/// away from the global pool.
+///
+/// Threads are started on demand, from the thread that submits a job, up to the
+/// pool's size, and live until the executor is dropped. Each thread starts by
+/// making sure it is in the home namespace. Because the threads outlive what
+/// they start, a child process spawned from one of them can use
+/// `PR_SET_PDEATHSIG` safely.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsfs::Result<()> {
+/// use nsfs::{Executor, NetNs};
+///
+/// let exec = Executor::new(1)?;
+/// let init = NetNs::from_pid(1)?;
+/// let id = exec.run_in(&init, || NetNs::current_thread().map(|ns| ns.id())).await??;
+/// assert_eq!(id, init.id());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Executor {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    home: NetNs,
+    size: usize,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue ends every idle thread.
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+    }
+}
+
+/// What a job may do to its thread. The worker loop restores the home
+/// namespace after every job.
+pub(crate) struct Worker<'a> {
+    home: &'a NetNs,
+    away: bool,
+}
+
+impl Worker<'_> {
+    /// Switches this thread into `ns` (no switch if it is the home namespace).
+    pub(crate) fn enter(&mut self, ns: &NetNs) -> io::Result<()> {
+        if ns.id() == self.home.id() {
+            return Ok(());
+        }
+        self.away = true;
+        setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+    }
+
+    /// Moves this thread into a new, empty network namespace.
+    pub(crate) fn enter_new(&mut self) -> io::Result<()> {
+        self.away = true;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+    }
+
+    /// Switches back home. `false` means the thread is stranded and must exit.
+    fn restore(&mut self) -> bool {
+        if !self.away {
+            return true;
+        }
+        match setns(self.home, CloneFlags::CLONE_NEWNET) {
+            Ok(()) => {
+                self.away = false;
+                true
+            }
+            Err(err) => {
+                tracing::error!(%err, "namespace thread cannot return home; it exits");
+                false
+            }
+        }
+    }
+}
+
+impl Executor {
+    /// The process-wide executor, created on first use with the calling
+    /// thread's namespace as home and `clamp(available_parallelism, 2, 8)`
+    /// threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Thread`] if the home namespace cannot be opened (no `/proc`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let exec = nsfs::Executor::global()?;
+    /// println!("{} namespace threads at most", exec.size());
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn global() -> Result<&'static Executor> {
+        static GLOBAL: OnceLock<std::result::Result<Executor, i32>> = OnceLock::new();
+        let size = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        match GLOBAL.get_or_init(|| {
+            Executor::new(size).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+        }) {
+            Ok(exec) => Ok(exec),
+            Err(errno) => Err(Error::Thread { source: io::Error::from_raw_os_error(*errno) }),
+        }
+    }
+
+    /// A new pool of at most `threads` namespace threads (at least one), whose
+    /// home is the calling thread's network namespace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] if the calling thread's namespace cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let exec = nsfs::Executor::new(1)?;
+    /// assert_eq!(exec.size(), 1);
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn new(threads: usize) -> Result<Executor> {
+        let home = NetNs::current_thread()?;
+        let (tx, rx) = mpsc::channel();
+        Ok(Executor {
+            shared: Arc::new(Shared {
+                jobs: Mutex::new(Some(tx)),
+                queue: Arc::new(Mutex::new(rx)),
+                home,
+                size: threads.max(1),
+                live: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
+    }
+
+    /// The most threads this executor runs at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// assert!(nsfs::Executor::global()?.size() >= 2);
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn size(&self) -> usize {
+        self.shared.size
+    }
+
+    /// The home namespace: where the threads are between jobs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let exec = nsfs::Executor::new(1)?;
+    /// assert_eq!(exec.home().id(), nsfs::NetNs::current_thread()?.id());
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn home(&self) -> &NetNs {
+        &self.shared.home
+    }
+
+    /// Runs `f` inside `ns` on one of this executor's threads. See
+    /// [`NetNs::run`] for the rules `f` must follow.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped, `f` still runs to completion and its result
+    /// is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Enter`] if the thread could not enter `ns` (`f` was not
+    /// called); [`Error::Thread`] if no thread could be started.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of `f` in the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(ns: nsfs::NetNs) -> nsfs::Result<()> {
+    /// let exec = nsfs::Executor::global()?;
+    /// let links = exec.run_in(&ns, || std::fs::read_to_string("/proc/thread-self/net/dev")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_in<F, R>(&self, ns: &NetNs, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let ns = ns.clone();
+        self.submit(move |w| match w.enter(&ns) {
+            Ok(()) => Ok(catch_unwind(AssertUnwindSafe(f))),
+            Err(source) => Err(Error::Enter { path: ns.describe(), source }),
+        })
+        .await
+    }
+
+    /// Runs `f` in the home namespace on one of this executor's threads: for
+    /// blocking work that must not run on a runtime thread, or a child process
+    /// that must be started from a thread that outlives it.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped, `f` still runs to completion and its result
+    /// is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Thread`] if no thread could be started.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of `f` in the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsfs::Result<()> {
+    /// let n = nsfs::Executor::global()?.run_home(|| 2 + 2).await?;
+    /// assert_eq!(n, 4);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_home<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.submit(move |_| Ok(catch_unwind(AssertUnwindSafe(f)))).await
+    }
+
+    /// Makes a new, anonymous network namespace, runs `f` inside it, and
+    /// returns a handle on it with `f`'s result. The namespace lives as long as
+    /// the handle, or anything `f` left in it (a bind mount, a socket).
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped, `f` still runs; the namespace is freed when
+    /// nothing holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Create`] if the namespace could not be made (`f` was not
+    /// called); [`Error::Thread`] if no thread could be started.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of `f` in the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsfs::Result<()> {
+    /// let (ns, ()) = nsfs::Executor::global()?.run_in_new(|| ()).await?;
+    /// assert_ne!(ns.id(), nsfs::NetNs::current_thread()?.id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_in_new<F, R>(&self, f: F) -> Result<(NetNs, R)>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let created = |step, source| Error::Create { path: "(anonymous)".into(), step, source };
+        self.submit(move |w| {
+            w.enter_new().map_err(|e| created("unshare", e))?;
+            let ns = NetNs::current_thread()?;
+            Ok(catch_unwind(AssertUnwindSafe(f)).map(|r| (ns, r)))
+        })
+        .await
+    }
+
+    /// Runs a job that drives the worker itself, for this crate's lifecycle
+    /// operations (which need `enter_new` followed by work in the home
+    /// namespace).
+    pub(crate) async fn run_worker<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.submit(move |w| Ok(catch_unwind(AssertUnwindSafe(|| f(w))))).await?
+    }
+
+    async fn submit<F, R>(&self, job: F) -> Result<R>
+    where
+        F: FnOnce(&mut Worker<'_>) -> Result<std::result::Result<R, Panic>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Box::new(move |w| {
+            let _ = tx.send(job(w));
+        }))?;
+        match rx.await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(panic))) => resume_unwind(panic),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::Thread {
+                source: io::Error::other("namespace thread exited before answering"),
+            }),
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.ensure_thread()?;
+        let jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.as_ref().map(|tx| tx.send(job)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(Error::Thread { source: io::Error::other("executor shut down") }),
+        }
+    }
+
+    /// Starts a thread if the pool is below its size. Called on the
+    /// submitting thread, so a new thread is born in the submitter's namespace
+    /// and moves home before it runs anything.
+    fn ensure_thread(&self) -> Result<()> {
+        let live = &self.shared.live;
+        let mut n = live.load(Ordering::Acquire);
+        while n < self.shared.size {
+            match live.compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return self.start_thread(),
+                Err(now) => n = now,
+            }
+        }
+        Ok(())
+    }
+
+    fn start_thread(&self) -> Result<()> {
+        let queue = Arc::clone(&self.shared.queue);
+        let home = self.shared.home.clone();
+        let live = Arc::clone(&self.shared.live);
+        let spawned = std::thread::Builder::new()
+            .name("netns-exec".into())
+            .spawn(move || {
+                worker_loop(&queue, &home);
+                live.fetch_sub(1, Ordering::AcqRel);
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(source) => {
+                self.shared.live.fetch_sub(1, Ordering::AcqRel);
+                Err(Error::Thread { source })
+            }
+        }
+    }
+}
+
+fn worker_loop(queue: &Mutex<mpsc::Receiver<Job>>, home: &NetNs) {
+    // A thread is born in its creator's namespace: make sure it is home.
+    let mut worker = Worker { home, away: true };
+    if !worker.restore() {
+        return;
+    }
+    loop {
+        let job = {
+            let rx = queue.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        job(&mut worker);
+        if !worker.restore() {
+            return;
+        }
+    }
+}
