@@ -1,1 +1,98 @@
-//! nsproc
+//! Async NSPopen: run programs inside a Linux network namespace, with tokio
+//! stdio over real fds, exit status, signals, and `ip netns exec` parity.
+//!
+//! - [`Command`]: a builder in the spirit of [`tokio::process::Command`],
+//!   plus [`netns`](Command::netns) (a name, path or [`nsfs::NetNs`]) and
+//!   [`exec_mode`](Command::exec_mode).
+//! - [`Child`]: the started process, with its stdio pipes as tokio pipe ends
+//!   ([`ChildStdin`], [`ChildStdout`], [`ChildStderr`]), `wait`, `try_wait`,
+//!   `kill`, `signal`, `wait_with_output`.
+//! - [`spawn`]: the one-line `NSPopen(ns, argv)`.
+//!
+//! Two launch paths sit behind one API:
+//!
+//! - [`ExecMode::Fast`], the default: `posix_spawn` from a namespace thread
+//!   (`clone3(CLONE_VM|CLONE_VFORK)`, never a fork of the application); only
+//!   the network namespace changes. As cheap as `tokio::process::Command`
+//!   in the root namespace, whatever the application's size.
+//! - [`ExecMode::IpNetnsExec`]: through the nsproxy agent, the program gets a
+//!   private mount namespace, `/sys` remounted for the namespace and
+//!   `/etc/netns/NAME/*` bind-mounted over `/etc`, like `ip netns exec`.
+//!
+//! Unlike pyroute2's `NSPopen`, the stdio fds are real fds of the caller, a
+//! missing binary fails at once with a typed error instead of hanging, and no
+//! zombie is left behind. See `docs/nsproc.md`.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn demo() -> nsproc::Result<()> {
+//! use nsproc::{Command, Stdio};
+//!
+//! let out = Command::new("ip").arg("addr").netns("blue").output().await?;
+//! print!("{}", String::from_utf8_lossy(&out.stdout));
+//!
+//! let mut child = nsproc::spawn("blue", ["sleep", "60"]).await?;
+//! child.kill().await?;
+//! # Ok(()) }
+//! ```
+
+mod child;
+mod command;
+mod error;
+mod exec;
+mod fast;
+mod namespace;
+mod stdio;
+mod sys;
+
+pub use child::{Child, ChildStderr, ChildStdin, ChildStdout};
+pub use command::{Command, ExecMode};
+pub use error::{Error, Result};
+pub use namespace::Namespace;
+pub use stdio::Stdio;
+
+use std::ffi::OsStr;
+
+/// Starts `argv` inside `ns`, with inherited stdio, on the fast path: the
+/// `NSPopen(ns, argv)` of pyroute2.
+///
+/// `argv[0]` is the program. For pipes, environment and the other options,
+/// use [`Command`].
+///
+/// # Cancel safety
+///
+/// As [`Command::spawn`].
+///
+/// # Errors
+///
+/// As [`Command::spawn`]; an empty `argv` is [`Error::Spawn`] with kind
+/// `InvalidInput`.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsproc::Result<()> {
+/// let status = nsproc::spawn("blue", ["ping", "-c1", "10.0.0.1"]).await?.wait().await?;
+/// # Ok(()) }
+/// ```
+pub async fn spawn<I, S>(ns: impl Into<Namespace>, argv: I) -> Result<Child>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let ns = ns.into();
+    let mut argv = argv.into_iter();
+    let Some(program) = argv.next() else {
+        return Err(Error::Spawn {
+            program: Default::default(),
+            ns: ns.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
+        });
+    };
+    Command::new(program).args(argv).netns(ns).spawn().await
+}

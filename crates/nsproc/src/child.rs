@@ -1,0 +1,321 @@
+//! A process started in a namespace.
+
+use std::ffi::OsString;
+use std::io;
+use std::process::{ExitStatus, Output};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+use crate::{Error, Result, sys};
+
+/// The write end of a child's stdin pipe: a real, non-blocking pipe fd owned
+/// by the caller ([`AsyncWrite`](tokio::io::AsyncWrite), `AsFd`,
+/// [`into_blocking_fd`](pipe::Sender::into_blocking_fd)).
+pub type ChildStdin = pipe::Sender;
+
+/// The read end of a child's stdout pipe: a real, non-blocking pipe fd owned
+/// by the caller ([`AsyncRead`](tokio::io::AsyncRead), `AsFd`).
+pub type ChildStdout = pipe::Receiver;
+
+/// The read end of a child's stderr pipe (see [`ChildStdout`]).
+pub type ChildStderr = pipe::Receiver;
+
+/// A process started by [`Command::spawn`](crate::Command::spawn), in the
+/// spirit of [`tokio::process::Child`].
+///
+/// The `stdin`, `stdout` and `stderr` fields hold the caller's ends of the
+/// pipes asked for with [`Stdio::piped`](crate::Stdio::piped): real fds in
+/// this process, whichever launch path started the child. Take them out
+/// (`child.stdout.take()`) to use them while waiting.
+///
+/// # Drop
+///
+/// Dropping a `Child` closes the pipe ends it still holds. If the command set
+/// [`kill_on_drop`](crate::Command::kill_on_drop), the process is killed with
+/// `SIGKILL`; either way it is reaped when it exits (by tokio's orphan reaping
+/// on the fast path, by the agent on the exec path), so no zombie is left.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsproc::Result<()> {
+/// use tokio::io::AsyncWriteExt;
+///
+/// let mut child = nsproc::Command::new("cat")
+///     .netns("blue")
+///     .stdin(nsproc::Stdio::piped())
+///     .stdout(nsproc::Stdio::piped())
+///     .spawn()
+///     .await?;
+/// let mut stdin = child.stdin.take().unwrap();
+/// stdin.write_all(b"hello").await.unwrap();
+/// drop(stdin);
+/// let out = child.wait_with_output().await?;
+/// assert_eq!(out.stdout, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Child {
+    /// The caller's end of the child's stdin, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// The caller's end of the child's stdout, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// The caller's end of the child's stderr, if piped.
+    pub stderr: Option<ChildStderr>,
+    program: OsString,
+    launched: Launched,
+}
+
+/// How the child was launched, and what waits for it.
+#[derive(Debug)]
+pub(crate) enum Launched {
+    /// A child of this process, owned by tokio.
+    Fast(tokio::process::Child),
+    /// A child of the agent.
+    #[allow(dead_code)] // until the exec path is wired
+    Agent(crate::exec::AgentChild),
+}
+
+impl Child {
+    pub(crate) fn new(
+        program: OsString,
+        launched: Launched,
+        stdin: Option<ChildStdin>,
+        stdout: Option<ChildStdout>,
+        stderr: Option<ChildStderr>,
+    ) -> Child {
+        Child {
+            stdin,
+            stdout,
+            stderr,
+            program,
+            launched,
+        }
+    }
+
+    /// The process id, or `None` once the child has been waited for.
+    ///
+    /// The pid is a real pid of this pid namespace (the child shares it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let child = nsproc::Command::new("sleep").arg("1").netns("blue").spawn().await?;
+    /// println!("pid {:?}", child.id());
+    /// # Ok(()) }
+    /// ```
+    pub fn id(&self) -> Option<u32> {
+        match &self.launched {
+            Launched::Fast(child) => child.id(),
+            Launched::Agent(child) => child.id(),
+        }
+    }
+
+    /// Waits for the child to exit and returns its status: an exit code
+    /// ([`ExitStatus::code`]) or the signal that killed it
+    /// ([`ExitStatusExt::signal`](std::os::unix::process::ExitStatusExt::signal)).
+    ///
+    /// The child's stdin, if still held here, is closed first, so a child
+    /// reading it is not left waiting for input. Once the child has been
+    /// waited for, later calls return the same status.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before the child exits, nothing
+    /// is lost, and waiting again works.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Wait`] if waiting fails (on the exec path: the agent died).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let mut child = nsproc::Command::new("sh").args(["-c", "exit 3"]).netns("blue").spawn().await?;
+    /// assert_eq!(child.wait().await?.code(), Some(3));
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        self.stdin.take();
+        let pid = self.id().unwrap_or(0);
+        let waited = match &mut self.launched {
+            Launched::Fast(child) => child.wait().await,
+            Launched::Agent(child) => child.wait().await,
+        };
+        waited.map_err(|source| Error::Wait { pid, source })
+    }
+
+    /// The child's status if it has exited, `None` if it is still running.
+    /// Does not block.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Wait`] if checking fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let mut child = nsproc::Command::new("sleep").arg("5").netns("blue").spawn().await?;
+    /// assert!(child.try_wait()?.is_none());
+    /// child.kill().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        let pid = self.id().unwrap_or(0);
+        let polled = match &mut self.launched {
+            Launched::Fast(child) => child.try_wait(),
+            Launched::Agent(child) => child.try_wait(),
+        };
+        polled.map_err(|source| Error::Wait { pid, source })
+    }
+
+    /// Sends signal `signal` (any number: `libc::SIGTERM`, `libc::SIGRTMIN()`,
+    /// ...) to the child.
+    ///
+    /// The signal goes to the child itself, never to a recycled pid: on the
+    /// fast path the pid is ours until we reap it, on the exec path the
+    /// signal goes through a pidfd.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Signal`]: kind `NotFound` (`ESRCH`) if the child has already
+    /// been waited for, `InvalidInput` for a bad signal number.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// use std::os::unix::process::ExitStatusExt;
+    ///
+    /// let mut child = nsproc::Command::new("sleep").arg("60").netns("blue").spawn().await?;
+    /// child.signal(libc::SIGTERM)?;
+    /// assert_eq!(child.wait().await?.signal(), Some(libc::SIGTERM));
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "kill")]
+    #[doc(alias = "send_signal")]
+    pub fn signal(&mut self, signal: i32) -> Result<()> {
+        let pid = self.id();
+        let sent = match &mut self.launched {
+            Launched::Fast(_) => match pid {
+                Some(pid) => sys::kill(pid, signal),
+                None => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+            },
+            Launched::Agent(child) => child.signal(signal),
+        };
+        sent.map_err(|source| Error::Signal {
+            pid: pid.unwrap_or(0),
+            signal,
+            source,
+        })
+    }
+
+    /// Sends `SIGKILL` without waiting. Does nothing if the child has already
+    /// been waited for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Signal`] if the signal cannot be sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let mut child = nsproc::Command::new("sleep").arg("60").netns("blue").spawn().await?;
+    /// child.start_kill()?;
+    /// child.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_kill(&mut self) -> Result<()> {
+        match self.signal(libc::SIGKILL) {
+            Err(Error::Signal { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Kills the child (`SIGKILL`) and waits for it. Does nothing more if it
+    /// has already exited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the signal has been sent; waiting again
+    /// reaps the child.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Signal`] or [`Error::Wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let mut child = nsproc::Command::new("sleep").arg("60").netns("blue").spawn().await?;
+    /// child.kill().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn kill(&mut self) -> Result<()> {
+        self.start_kill()?;
+        self.wait().await?;
+        Ok(())
+    }
+
+    /// Reads the child's stdout and stderr (those that are piped) to the end,
+    /// at the same time, and waits for it to exit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if dropped, output read so far is lost and the child
+    /// is dropped (see `Drop` above).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] reading the output, [`Error::Wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let child = nsproc::Command::new("ip")
+    ///     .arg("addr")
+    ///     .netns("blue")
+    ///     .stdout(nsproc::Stdio::piped())
+    ///     .spawn()
+    ///     .await?;
+    /// let out = child.wait_with_output().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_with_output(mut self) -> Result<Output> {
+        async fn read_all(pipe: Option<pipe::Receiver>) -> io::Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut buf).await?;
+            }
+            Ok(buf)
+        }
+        self.stdin.take();
+        let (stdout, stderr) =
+            tokio::join!(read_all(self.stdout.take()), read_all(self.stderr.take()));
+        let io_err = |op| {
+            let program = self.program.clone();
+            move |source| Error::Io {
+                op,
+                program,
+                source,
+            }
+        };
+        let stdout = stdout.map_err(io_err("read stdout"))?;
+        let stderr = stderr.map_err(io_err("read stderr"))?;
+        let status = self.wait().await?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}

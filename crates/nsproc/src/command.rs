@@ -1,0 +1,586 @@
+//! The `Command` builder.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output};
+
+use nsfs::RunDir;
+
+use crate::stdio::{Prepared, Stream};
+use crate::{Child, Error, Namespace, Result, Stdio, fast};
+
+/// How a [`Command`] is launched in its namespace.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsproc::Result<()> {
+/// use nsproc::{Command, ExecMode};
+///
+/// // Sees the namespace's devices in /sys and /etc/netns/blue/resolv.conf as
+/// // /etc/resolv.conf, like `ip netns exec blue cat ...`.
+/// let out = Command::new("cat")
+///     .arg("/etc/resolv.conf")
+///     .netns("blue")
+///     .exec_mode(ExecMode::IpNetnsExec)
+///     .output()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExecMode {
+    /// The default: spawned with `posix_spawn` from a namespace thread (see
+    /// [`nsfs::Executor`]); only the network namespace changes. Costs what a
+    /// plain `tokio::process::Command` costs, whatever the size of the
+    /// application.
+    #[default]
+    Fast,
+    /// Like `ip netns exec`: through an nsproxy agent living in the namespace,
+    /// the program gets a private mount namespace with `/sys` remounted (so
+    /// `/sys/class/net` shows the namespace's devices) and every file of
+    /// `/etc/netns/NAME/` bind-mounted over its counterpart in `/etc`.
+    IpNetnsExec,
+}
+
+/// A program to run inside a network namespace, in the spirit of
+/// [`tokio::process::Command`].
+///
+/// Modifiers take `&mut self` and return it, so a command can be built in one
+/// expression or step by step, and spawned several times. The namespace is set
+/// with [`netns`](Command::netns) (a name, path or [`nsfs::NetNs`]); without one
+/// the program runs in the caller's namespace.
+///
+/// The child's stdin, stdout and stderr, when [piped](Stdio::piped), are real
+/// pipe fds owned by the caller, as tokio pipe ends on [`Child`]: `fcntl`,
+/// `ioctl`, `flock` and `AsyncFd` work on them.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsproc::Result<()> {
+/// use nsproc::Command;
+///
+/// let out = Command::new("ip").args(["-br", "link"]).netns("blue").output().await?;
+/// assert!(out.status.success());
+/// println!("{}", String::from_utf8_lossy(&out.stdout));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Command {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) arg0: Option<OsString>,
+    pub(crate) env_clear: bool,
+    pub(crate) env: BTreeMap<OsString, Option<OsString>>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdin: Option<Stdio>,
+    pub(crate) stdout: Option<Stdio>,
+    pub(crate) stderr: Option<Stdio>,
+    pub(crate) kill_on_drop: bool,
+    pub(crate) pgroup: Option<i32>,
+    pub(crate) netns: Option<Namespace>,
+    pub(crate) run_dir: RunDir,
+    pub(crate) mode: ExecMode,
+}
+
+impl Command {
+    /// A command running `program`, with no arguments, this process's
+    /// environment and working directory, inheriting stdio, in the caller's
+    /// namespace until [`netns`](Command::netns) says otherwise.
+    ///
+    /// A `program` without `/` is looked up in `PATH` (the child's `PATH`, if
+    /// [`env`](Command::env) sets one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cmd = nsproc::Command::new("ip");
+    /// ```
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            arg0: None,
+            env_clear: false,
+            env: BTreeMap::new(),
+            cwd: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            kill_on_drop: false,
+            pgroup: None,
+            netns: None,
+            run_dir: RunDir::default(),
+            mode: ExecMode::Fast,
+        }
+    }
+
+    /// Runs the program inside `ns`: a name (looked up in the
+    /// [run directory](Command::run_dir)), a path, or an open
+    /// [`nsfs::NetNs`]. See [`Namespace`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(ns: nsfs::NetNs) {
+    /// let mut by_name = nsproc::Command::new("ip");
+    /// by_name.netns("blue");
+    /// let mut by_handle = nsproc::Command::new("ip");
+    /// by_handle.netns(&ns);
+    /// # }
+    /// ```
+    pub fn netns(&mut self, ns: impl Into<Namespace>) -> &mut Command {
+        self.netns = Some(ns.into());
+        self
+    }
+
+    /// The directory namespace names are looked up in (default `/run/netns`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ip").netns("c1").run_dir(nsfs::RunDir::new(nsfs::DOCKER_RUN_DIR));
+    /// ```
+    pub fn run_dir(&mut self, dir: RunDir) -> &mut Command {
+        self.run_dir = dir;
+        self
+    }
+
+    /// How the program is launched: [`ExecMode::Fast`] (the default) or
+    /// [`ExecMode::IpNetnsExec`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ls").arg("/sys/class/net").exec_mode(nsproc::ExecMode::IpNetnsExec);
+    /// ```
+    pub fn exec_mode(&mut self, mode: ExecMode) -> &mut Command {
+        self.mode = mode;
+        self
+    }
+
+    /// Adds an argument.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ip").arg("link").arg("show");
+    /// ```
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ip").args(["-br", "addr"]);
+    /// ```
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets `argv[0]` (by default the program as given).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("/bin/busybox").arg0("ip");
+    /// ```
+    pub fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
+        self.arg0 = Some(arg0.as_ref().to_owned());
+        self
+    }
+
+    /// Sets an environment variable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("sh").env("LC_ALL", "C");
+    /// ```
+    pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Command {
+        self.env
+            .insert(key.as_ref().to_owned(), Some(val.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets environment variables.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("sh").envs([("A", "1"), ("B", "2")]);
+    /// ```
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes an environment variable from the child's environment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("sh").env_remove("HOME");
+    /// ```
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        let key = key.as_ref().to_owned();
+        if self.env_clear {
+            self.env.remove(&key);
+        } else {
+            self.env.insert(key, None);
+        }
+        self
+    }
+
+    /// Clears the child's environment (variables set afterwards are kept).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("/usr/bin/env").env_clear().env("A", "1");
+    /// ```
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.env_clear = true;
+        self.env.clear();
+        self
+    }
+
+    /// Sets the child's working directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ls").current_dir("/etc");
+    /// ```
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// What the child's stdin is (default: inherited for
+    /// [`spawn`](Command::spawn) and [`status`](Command::status), `/dev/null`
+    /// for [`output`](Command::output)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("cat").stdin(nsproc::Stdio::piped());
+    /// ```
+    pub fn stdin(&mut self, stdio: impl Into<Stdio>) -> &mut Command {
+        self.stdin = Some(stdio.into());
+        self
+    }
+
+    /// What the child's stdout is (default: inherited for
+    /// [`spawn`](Command::spawn) and [`status`](Command::status), piped for
+    /// [`output`](Command::output)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ip").stdout(nsproc::Stdio::piped());
+    /// ```
+    pub fn stdout(&mut self, stdio: impl Into<Stdio>) -> &mut Command {
+        self.stdout = Some(stdio.into());
+        self
+    }
+
+    /// What the child's stderr is (defaults as for
+    /// [`stdout`](Command::stdout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("ip").stderr(nsproc::Stdio::null());
+    /// ```
+    pub fn stderr(&mut self, stdio: impl Into<Stdio>) -> &mut Command {
+        self.stderr = Some(stdio.into());
+        self
+    }
+
+    /// Whether dropping the [`Child`] kills the process (`SIGKILL`). Default
+    /// `false`: a dropped child runs on, and is reaped when it exits (tokio's
+    /// orphan reaping on the fast path, the agent on the exec path).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("sleep").arg("1000").kill_on_drop(true);
+    /// ```
+    pub fn kill_on_drop(&mut self, kill: bool) -> &mut Command {
+        self.kill_on_drop = kill;
+        self
+    }
+
+    /// Puts the child in process group `pgroup` (`0`: a new group whose id is
+    /// the child's pid), like `setpgid` (`POSIX_SPAWN_SETPGROUP`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = nsproc::Command::new("sleep").arg("1").process_group(0);
+    /// ```
+    pub fn process_group(&mut self, pgroup: i32) -> &mut Command {
+        self.pgroup = Some(pgroup);
+        self
+    }
+
+    /// The program, as given to [`Command::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nsproc::Command::new("ip").get_program(), "ip");
+    /// ```
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The arguments (without `argv[0]`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut cmd = nsproc::Command::new("ip");
+    /// cmd.arg("link");
+    /// assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["link"]);
+    /// ```
+    pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
+
+    /// The namespace the program will run in, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut cmd = nsproc::Command::new("ip");
+    /// cmd.netns("blue");
+    /// assert_eq!(cmd.get_netns().unwrap().to_string(), "blue");
+    /// ```
+    pub fn get_netns(&self) -> Option<&Namespace> {
+        self.netns.as_ref()
+    }
+
+    /// Starts the program inside the namespace and returns its [`Child`].
+    ///
+    /// The namespace is opened (a name or path) and the program started, on a
+    /// namespace thread with `posix_spawn` ([`ExecMode::Fast`]) or through the
+    /// agent ([`ExecMode::IpNetnsExec`]). A missing or non-executable program
+    /// fails here, at once, with [`Error::Spawn`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if the future is dropped while the spawn is in flight,
+    /// the process may already have been started. It is then treated as a
+    /// dropped [`Child`]: its pipes are closed, it is killed if
+    /// [`kill_on_drop`](Command::kill_on_drop) is set, and it is reaped when it
+    /// exits; nothing leaks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Namespace`] if the namespace cannot be opened (kind
+    /// `NotFound` if it does not exist); [`Error::Spawn`] if the program cannot
+    /// be started (kind `NotFound`, `PermissionDenied`, ...); [`Error::Io`] if
+    /// a pipe cannot be made.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime (with IO enabled), like tokio's
+    /// `Command::spawn`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// let mut child = nsproc::Command::new("ip")
+    ///     .arg("link")
+    ///     .netns("blue")
+    ///     .stdout(nsproc::Stdio::piped())
+    ///     .spawn()
+    ///     .await?;
+    /// let mut links = String::new();
+    /// child.stdout.take().unwrap().read_to_string(&mut links).await.unwrap();
+    /// let status = child.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn(&mut self) -> Result<Child> {
+        self.spawn_with(Defaults::Inherit).await
+    }
+
+    /// Runs the program to completion and collects its stdout and stderr
+    /// (piped unless set otherwise; stdin is `/dev/null` unless set).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if dropped after the spawn, the child is dropped as by
+    /// [`Child`]'s `Drop` (killed if `kill_on_drop` is set, reaped either way)
+    /// and its output is lost.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Command::spawn), plus [`Error::Io`] reading the output and
+    /// [`Error::Wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let out = nsproc::Command::new("ip").arg("addr").netns("blue").output().await?;
+    /// println!("{}", String::from_utf8_lossy(&out.stdout));
+    /// # Ok(()) }
+    /// ```
+    pub async fn output(&mut self) -> Result<Output> {
+        self.spawn_with(Defaults::Output)
+            .await?
+            .wait_with_output()
+            .await
+    }
+
+    /// Runs the program to completion and returns its exit status (stdio
+    /// inherited unless set).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if dropped after the spawn, the child is dropped as by
+    /// [`Child`]'s `Drop`.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Command::spawn), plus [`Error::Wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let status = nsproc::Command::new("ping").args(["-c1", "10.0.0.2"]).netns("blue").status().await?;
+    /// println!("reachable: {}", status.success());
+    /// # Ok(()) }
+    /// ```
+    pub async fn status(&mut self) -> Result<ExitStatus> {
+        let mut child = self.spawn_with(Defaults::Inherit).await?;
+        // Like tokio: a piped stdin is closed so the child is not left waiting.
+        child.stdin.take();
+        child.wait().await
+    }
+
+    async fn spawn_with(&mut self, defaults: Defaults) -> Result<Child> {
+        let plan = self.plan(defaults)?;
+        match self.mode {
+            ExecMode::Fast => fast::spawn(self, plan).await,
+            ExecMode::IpNetnsExec => crate::exec::spawn(self, plan).await,
+        }
+    }
+
+    /// Everything decided on the caller's side before a launch path runs.
+    fn plan(&self, defaults: Defaults) -> Result<Plan> {
+        let stdio = |which: Stream, set: &Option<Stdio>| {
+            let fallback = match (defaults, which) {
+                (Defaults::Output, Stream::Stdin) => Stdio::null(),
+                (Defaults::Output, _) => Stdio::piped(),
+                (Defaults::Inherit, _) => Stdio::inherit(),
+            };
+            set.as_ref()
+                .unwrap_or(&fallback)
+                .prepare(which)
+                .map_err(|source| Error::Io {
+                    op: "prepare stdio",
+                    program: self.program.clone(),
+                    source,
+                })
+        };
+        Ok(Plan {
+            program: self.resolve_program()?,
+            stdin: stdio(Stream::Stdin, &self.stdin)?,
+            stdout: stdio(Stream::Stdout, &self.stdout)?,
+            stderr: stdio(Stream::Stderr, &self.stderr)?,
+        })
+    }
+
+    /// The program path to give the launcher. When the command changes `PATH`,
+    /// a bare name is looked up in the new `PATH` here (std would otherwise
+    /// fall back from `posix_spawn` to a full fork of the application to do
+    /// it).
+    fn resolve_program(&self) -> Result<OsString> {
+        let program = &self.program;
+        if program.as_bytes().contains(&b'/') {
+            return Ok(program.clone());
+        }
+        let path = match self.env.get(OsStr::new("PATH")) {
+            Some(Some(path)) => path.clone(),
+            Some(None) => OsString::from("/bin:/usr/bin"),
+            None if self.env_clear => OsString::from("/bin:/usr/bin"),
+            None => return Ok(program.clone()),
+        };
+        let not_found = |errno| Error::Spawn {
+            program: program.clone(),
+            ns: self.described_ns(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        if program.is_empty() {
+            return Err(not_found(libc::ENOENT));
+        }
+        let mut denied = false;
+        for dir in std::env::split_paths(&path) {
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
+            let candidate = dir.join(program);
+            match std::fs::metadata(&candidate) {
+                Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+                    return Ok(candidate.into_os_string());
+                }
+                Ok(_) => denied = true,
+                Err(_) => {}
+            }
+        }
+        Err(not_found(if denied { libc::EACCES } else { libc::ENOENT }))
+    }
+
+    pub(crate) fn described_ns(&self) -> String {
+        match &self.netns {
+            Some(ns) => ns.to_string(),
+            None => "(current)".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Defaults {
+    Inherit,
+    Output,
+}
+
+/// One spawn, prepared: the program to exec and the three streams.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) program: OsString,
+    pub(crate) stdin: Prepared,
+    pub(crate) stdout: Prepared,
+    pub(crate) stderr: Prepared,
+}

@@ -1,0 +1,131 @@
+//! The one error type of this crate.
+
+use std::ffi::OsString;
+use std::io;
+
+/// What went wrong while starting, waiting for or signalling a process in a
+/// namespace.
+///
+/// Every variant names the operation that failed and carries the program,
+/// namespace or pid it was about. The errno stays queryable through
+/// [`Error::raw_os_error`] and [`Error::kind`]: a missing binary is
+/// [`io::ErrorKind::NotFound`], a non-executable one
+/// [`io::ErrorKind::PermissionDenied`], a missing namespace
+/// [`io::ErrorKind::NotFound`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() {
+/// let err = nsproc::Command::new("/no/such/binary").netns("blue").spawn().await.unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The namespace could not be opened (not found, stale, not a network
+    /// namespace, invalid name) or entered.
+    #[error("cannot use network namespace {ns}: {source}")]
+    Namespace {
+        /// The namespace as it was given (name, path or nsfs identity).
+        ns: String,
+        /// The underlying error.
+        #[source]
+        source: nsfs::Error,
+    },
+    /// The program could not be started: not found, not executable, or the
+    /// kernel refused the spawn.
+    #[error("cannot spawn {program:?} in network namespace {ns}: {source}")]
+    Spawn {
+        /// The program, as given to [`Command::new`](crate::Command::new).
+        program: OsString,
+        /// The namespace it was to run in.
+        ns: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the child failed.
+    #[error("cannot wait for process {pid}: {source}")]
+    Wait {
+        /// The child's pid.
+        pid: u32,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Sending a signal to the child failed.
+    #[error("cannot send signal {signal} to process {pid}: {source}")]
+    Signal {
+        /// The child's pid.
+        pid: u32,
+        /// The signal number.
+        signal: i32,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Setting up the child's stdio, or reading or writing it, failed.
+    #[error("{op} (program {program:?}): {source}")]
+    Io {
+        /// The operation (for example `"read stdout"`).
+        op: &'static str,
+        /// The program the stdio belongs to.
+        program: OsString,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The errno behind this error, if there is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = nsproc::Error::Wait { pid: 1, source: std::io::Error::from_raw_os_error(libc::ECHILD) };
+    /// assert_eq!(err.raw_os_error(), Some(libc::ECHILD));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Namespace { source, .. } => source.raw_os_error(),
+            Error::Spawn { source, .. }
+            | Error::Wait { source, .. }
+            | Error::Signal { source, .. }
+            | Error::Io { source, .. } => source.raw_os_error(),
+        }
+    }
+
+    /// The [`io::ErrorKind`] of this error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = nsproc::Error::Spawn {
+    ///     program: "nope".into(),
+    ///     ns: "blue".into(),
+    ///     source: std::io::Error::from_raw_os_error(libc::ENOENT),
+    /// };
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Namespace { source, .. } => source.kind(),
+            Error::Spawn { source, .. }
+            | Error::Wait { source, .. }
+            | Error::Signal { source, .. }
+            | Error::Io { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        io::Error::new(err.kind(), err)
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
