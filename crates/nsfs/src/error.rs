@@ -135,6 +135,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Watching a run directory failed (it could not be made or watched, it
+    /// was removed or unmounted while watched, or reading events failed).
+    #[error("cannot monitor run directory {}: {source}", path.display())]
+    Monitor {
+        /// The run directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// A namespace thread could not be started, or is gone.
     #[error("namespace thread unavailable: {source}")]
     Thread {
@@ -169,6 +179,7 @@ impl Error {
             | Error::Open { source, .. }
             | Error::Enter { source, .. }
             | Error::Io { source, .. }
+            | Error::Monitor { source, .. }
             | Error::Thread { source } => source.raw_os_error(),
         }
     }
@@ -196,6 +207,7 @@ impl Error {
             | Error::Open { source, .. }
             | Error::Enter { source, .. }
             | Error::Io { source, .. }
+            | Error::Monitor { source, .. }
             | Error::Thread { source } => source.kind(),
         }
     }

@@ -38,8 +38,9 @@ mod sys;
 mod thread;
 
 pub use error::{Error, Result};
-// pub use monitor::{Event, Monitor};
+pub use monitor::{Event, Monitor};
 pub use name::{NAME_MAX, NsName};
 pub use netns::{NetNs, NsId};
+pub use proc::Target;
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};
 pub use thread::Executor;

@@ -91,7 +91,10 @@ impl NetNs {
         let path = path.as_ref();
         let file = File::open(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
-            _ => Error::Open { path: path.into(), source },
+            _ => Error::Open {
+                path: path.into(),
+                source,
+            },
         })?;
         NetNs::from_fd_at(OwnedFd::from(file), Some(path.into()))
     }
@@ -161,18 +164,34 @@ impl NetNs {
 
     pub(crate) fn from_fd_at(fd: OwnedFd, path: Option<PathBuf>) -> Result<NetNs> {
         let described = || path.clone().unwrap_or_else(|| fd_path(fd.as_fd()));
-        let stat = fstatfs(&fd).map_err(|e| Error::Open { path: described(), source: e.into() })?;
+        let stat = fstatfs(&fd).map_err(|e| Error::Open {
+            path: described(),
+            source: e.into(),
+        })?;
         if stat.filesystem_type() != NSFS_MAGIC {
             return Err(Error::NotNamespace { path: described() });
         }
         match sys::ns_type(fd.as_fd()) {
             Ok(libc::CLONE_NEWNET) => {}
             Ok(_) => return Err(Error::WrongNamespaceType { path: described() }),
-            Err(source) => return Err(Error::Open { path: described(), source }),
+            Err(source) => {
+                return Err(Error::Open {
+                    path: described(),
+                    source,
+                });
+            }
         }
-        let st = fstat(&fd).map_err(|e| Error::Open { path: described(), source: e.into() })?;
-        let id = NsId { dev: st.st_dev, ino: st.st_ino };
-        Ok(NetNs { inner: Arc::new(Inner { fd, id, path }) })
+        let st = fstat(&fd).map_err(|e| Error::Open {
+            path: described(),
+            source: e.into(),
+        })?;
+        let id = NsId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        };
+        Ok(NetNs {
+            inner: Arc::new(Inner { fd, id, path }),
+        })
     }
 
     /// The namespace's identity (nsfs device and inode).
@@ -203,7 +222,10 @@ impl NetNs {
 
     /// A description for messages: the path, or the nsfs identity.
     pub(crate) fn describe(&self) -> PathBuf {
-        self.inner.path.clone().unwrap_or_else(|| PathBuf::from(self.inner.id.to_string()))
+        self.inner
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.inner.id.to_string()))
     }
 
     /// A new, independent fd on the same namespace (`dup`, close-on-exec).

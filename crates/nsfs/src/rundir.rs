@@ -180,13 +180,26 @@ impl RunDir {
     /// # Ok::<(), nsfs::Error>(())
     /// ```
     pub fn prepare(&self) -> Result<()> {
-        let fail = |source: io::Error| Error::PrepareRunDir { path: self.path.clone(), source };
-        match fs::DirBuilder::new().mode(0o755).recursive(true).create(&self.path) {
+        let fail = |source: io::Error| Error::PrepareRunDir {
+            path: self.path.clone(),
+            source,
+        };
+        match fs::DirBuilder::new()
+            .mode(0o755)
+            .recursive(true)
+            .create(&self.path)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(fail(e)),
         }
-        let dir = fs::File::open(&self.path).map_err(fail)?;
+        // O_DIRECTORY: a run dir path that is a plain file must fail here,
+        // before anything is mounted on it.
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&self.path)
+            .map_err(fail)?;
         // iproute2 warns and goes on when flock fails; so do we.
         let _lock = Flock::lock(dir, FlockArg::LockExclusive).ok();
         let mut bound = false;
@@ -196,11 +209,23 @@ impl RunDir {
                 Ok(()) => return Ok(()),
                 Err(nix::Error::EINVAL) if !bound => {
                     let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
-                    mount(Some(&self.path), &self.path, Some("none"), bind, None::<&str>)
-                        .map_err(|e| fail(e.into()))?;
+                    mount(
+                        Some(&self.path),
+                        &self.path,
+                        Some("none"),
+                        bind,
+                        None::<&str>,
+                    )
+                    .map_err(|e| fail(e.into()))?;
                     let private = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
-                    mount(None::<&str>, &self.path, Some("none"), private, None::<&str>)
-                        .map_err(|e| fail(e.into()))?;
+                    mount(
+                        None::<&str>,
+                        &self.path,
+                        Some("none"),
+                        private,
+                        None::<&str>,
+                    )
+                    .map_err(|e| fail(e.into()))?;
                     bound = true;
                 }
                 Err(e) => return Err(fail(e.into())),
@@ -271,7 +296,9 @@ impl RunDir {
     pub async fn create(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
         let dir = self.clone();
         let path = self.entry(name);
-        Executor::global()?.run_worker(move |w| dir.create_blocking(w, path, mode)).await
+        Executor::global()?
+            .run_worker(move |w| dir.create_blocking(w, path, mode))
+            .await
     }
 
     fn create_blocking(
@@ -289,7 +316,12 @@ impl RunDir {
             let placeholder = if mode == OpenMode::OpenOnly {
                 Err(io::ErrorKind::AlreadyExists.into())
             } else {
-                OpenOptions::new().read(true).write(true).create_new(true).mode(0).open(&path)
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o000)
+                    .open(&path)
             };
             match placeholder {
                 Ok(file) => {
@@ -316,7 +348,13 @@ impl RunDir {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(5));
                 }
-                Err(source) => return Err(Error::Create { path, step: "create entry", source }),
+                Err(source) => {
+                    return Err(Error::Create {
+                        path,
+                        step: "create entry",
+                        source,
+                    });
+                }
             }
         }
     }
@@ -350,8 +388,18 @@ impl RunDir {
         Executor::global()?
             .run_home(move || {
                 dir.prepare()?;
-                let attach = |step, source| Error::Attach { path: path.clone(), pid, step, source };
-                match OpenOptions::new().read(true).write(true).create_new(true).mode(0).open(&path)
+                let attach = |step, source| Error::Attach {
+                    path: path.clone(),
+                    pid,
+                    step,
+                    source,
+                };
+                match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o000)
+                    .open(&path)
                 {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -411,7 +459,9 @@ impl RunDir {
     #[doc(alias = "ip netns delete")]
     pub async fn remove(&self, name: &NsName) -> Result<()> {
         let path = self.entry(name);
-        Executor::global()?.run_home(move || remove_entry(&path)).await?
+        Executor::global()?
+            .run_home(move || remove_entry(&path))
+            .await?
     }
 
     /// The entries of the directory, sorted by name, each with its state: a
@@ -437,7 +487,11 @@ impl RunDir {
             Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
-                return Err(Error::Io { op: "read directory", path: self.path.clone(), source });
+                return Err(Error::Io {
+                    op: "read directory",
+                    path: self.path.clone(),
+                    source,
+                });
             }
         };
         let mut entries = Vec::new();
@@ -447,7 +501,9 @@ impl RunDir {
                 path: self.path.clone(),
                 source,
             })?;
-            let Ok(name) = NsName::from_os_str(&dirent.file_name()) else { continue };
+            let Ok(name) = NsName::from_os_str(&dirent.file_name()) else {
+                continue;
+            };
             let state = match statfs(&dirent.path()) {
                 Ok(st) if st.filesystem_type() == NSFS_MAGIC => EntryState::Mounted,
                 Ok(_) => EntryState::Stale,
@@ -463,7 +519,11 @@ impl RunDir {
 
 /// On a namespace thread: new namespace, bind mount on `path`, open it.
 fn mount_new(w: &mut crate::thread::Worker<'_>, path: &Path) -> Result<NetNs> {
-    let create = |step, source| Error::Create { path: path.into(), step, source };
+    let create = |step, source| Error::Create {
+        path: path.into(),
+        step,
+        source,
+    };
     w.enter_new().map_err(|e| create("unshare", e))?;
     mount(
         Some("/proc/thread-self/ns/net"),
@@ -480,6 +540,9 @@ pub(crate) fn remove_entry(path: &Path) -> Result<()> {
     let _ = umount2(path, MntFlags::MNT_DETACH);
     fs::remove_file(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
-        _ => Error::Remove { path: path.into(), source },
+        _ => Error::Remove {
+            path: path.into(),
+            source,
+        },
     })
 }

@@ -18,3 +18,34 @@ pub(crate) fn ns_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
         Ok(ret)
     }
 }
+
+/// A type that owns exactly one fd for its whole life: `as_raw_fd` always
+/// returns that fd, and it stays open until the value drops.
+pub(crate) trait OwnsFd: AsRawFd {}
+
+impl OwnsFd for std::fs::File {}
+
+/// nix's `Inotify` (it is `AsFd` only; `AsyncFd` wants `AsRawFd`).
+pub(crate) struct InotifyFd(pub(crate) nix::sys::inotify::Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl OwnsFd for InotifyFd {}
+
+/// Registers `inner` with the current Tokio reactor for `interest`.
+/// Must be called within a runtime.
+pub(crate) fn register<T: OwnsFd>(
+    inner: T,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `OwnsFd` types own their fd, which stays open and the same until
+    // the value drops, and the `AsyncFd` owns the value; this crate never uses
+    // `get_mut` to swap what is inside.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }
+        .map_err(io::Error::from)
+}

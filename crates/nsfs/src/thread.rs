@@ -134,11 +134,13 @@ impl Executor {
     pub fn global() -> Result<&'static Executor> {
         static GLOBAL: OnceLock<std::result::Result<Executor, i32>> = OnceLock::new();
         let size = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-        match GLOBAL.get_or_init(|| {
-            Executor::new(size).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-        }) {
+        match GLOBAL
+            .get_or_init(|| Executor::new(size).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)))
+        {
             Ok(exec) => Ok(exec),
-            Err(errno) => Err(Error::Thread { source: io::Error::from_raw_os_error(*errno) }),
+            Err(errno) => Err(Error::Thread {
+                source: io::Error::from_raw_os_error(*errno),
+            }),
         }
     }
 
@@ -228,7 +230,10 @@ impl Executor {
         let ns = ns.clone();
         self.submit(move |w| match w.enter(&ns) {
             Ok(()) => Ok(catch_unwind(AssertUnwindSafe(f))),
-            Err(source) => Err(Error::Enter { path: ns.describe(), source }),
+            Err(source) => Err(Error::Enter {
+                path: ns.describe(),
+                source,
+            }),
         })
         .await
     }
@@ -263,7 +268,8 @@ impl Executor {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.submit(move |_| Ok(catch_unwind(AssertUnwindSafe(f)))).await
+        self.submit(move |_| Ok(catch_unwind(AssertUnwindSafe(f))))
+            .await
     }
 
     /// Makes a new, anonymous network namespace, runs `f` inside it, and
@@ -297,7 +303,11 @@ impl Executor {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let created = |step, source| Error::Create { path: "(anonymous)".into(), step, source };
+        let created = |step, source| Error::Create {
+            path: "(anonymous)".into(),
+            step,
+            source,
+        };
         self.submit(move |w| {
             w.enter_new().map_err(|e| created("unshare", e))?;
             let ns = NetNs::current_thread()?;
@@ -314,7 +324,8 @@ impl Executor {
         F: FnOnce(&mut Worker<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.submit(move |w| Ok(catch_unwind(AssertUnwindSafe(|| f(w))))).await?
+        self.submit(move |w| Ok(catch_unwind(AssertUnwindSafe(|| f(w)))))
+            .await?
     }
 
     async fn submit<F, R>(&self, job: F) -> Result<R>
@@ -341,7 +352,9 @@ impl Executor {
         let jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.as_ref().map(|tx| tx.send(job)) {
             Some(Ok(())) => Ok(()),
-            _ => Err(Error::Thread { source: io::Error::other("executor shut down") }),
+            _ => Err(Error::Thread {
+                source: io::Error::other("executor shut down"),
+            }),
         }
     }
 
