@@ -1,0 +1,319 @@
+//! The one error type of this crate, and the kernel's error details.
+
+use std::io;
+use std::path::PathBuf;
+
+use netlink_packet_core::ErrorMessage;
+
+/// What went wrong in a [`Handle`](crate::Handle) operation.
+///
+/// Every variant names the operation that failed and carries the namespace it
+/// was about. The errno stays queryable through [`Error::raw_os_error`] and
+/// [`Error::kind`]; when the kernel rejected a request, its extended-ack
+/// message is in [`Error::kernel_message`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), netns::Error> {
+/// use netns::{Handle, OpenMode};
+///
+/// match Handle::open("no-such-ns", OpenMode::OpenOnly).await {
+///     Err(err) if err.kind() == std::io::ErrorKind::NotFound => println!("no such namespace"),
+///     Err(err) => return Err(err),
+///     Ok(_) => {}
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Opening or creating the namespace failed (bad name, not found, already
+    /// exists, not a namespace...).
+    #[error(transparent)]
+    Namespace(#[from] nsfs::Error),
+    /// The target cannot be used with this open mode (only names can be
+    /// created).
+    #[error("cannot {mode} {target}: only a namespace name can be created")]
+    Mode {
+        /// The target, as given.
+        target: String,
+        /// The mode that was asked for.
+        mode: &'static str,
+    },
+    /// Creating or configuring a socket inside the namespace failed.
+    #[error("cannot {op} in network namespace {}: {source}", ns.display())]
+    Socket {
+        /// What was being done (for example `"create netlink socket"`).
+        op: &'static str,
+        /// The namespace.
+        ns: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel rejected a request, or the request could not be sent.
+    #[error("{op} in network namespace {}: {}", ns.display(), describe(source))]
+    Request {
+        /// The operation (for example `"move link"`).
+        op: &'static str,
+        /// The namespace the request was sent in.
+        ns: PathBuf,
+        /// What rtnetlink reported.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// No link with this index or name exists in the namespace.
+    #[error("link {link} not found in network namespace {}", ns.display())]
+    LinkNotFound {
+        /// The link, as given.
+        link: String,
+        /// The namespace that was searched.
+        ns: PathBuf,
+    },
+    /// The relay transport (the nsproxy agent) failed.
+    #[error("relay transport for network namespace {}: {source}", ns.display())]
+    Relay {
+        /// The namespace.
+        ns: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn describe(err: &rtnetlink::Error) -> String {
+    match (error_code(err), error_message(err)) {
+        (Some(code), Some(msg)) => {
+            format!("{} ({msg})", io::Error::from_raw_os_error(code))
+        }
+        (Some(code), None) => io::Error::from_raw_os_error(code).to_string(),
+        _ => err.to_string(),
+    }
+}
+
+impl Error {
+    /// The errno behind this error, if there is one (the kernel's error code
+    /// for a rejected request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = netns::Error::LinkNotFound { link: "eth9".into(), ns: "/run/netns/a".into() };
+    /// assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Namespace(e) => e.raw_os_error(),
+            Error::Mode { .. } => Some(libc::EINVAL),
+            Error::Socket { source, .. } | Error::Relay { source, .. } => source.raw_os_error(),
+            Error::Request { source, .. } => error_code(source),
+            Error::LinkNotFound { .. } => Some(libc::ENODEV),
+        }
+    }
+
+    /// The [`io::ErrorKind`] of this error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = netns::Error::LinkNotFound { link: "eth9".into(), ns: "/run/netns/a".into() };
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Namespace(e) => e.kind(),
+            Error::Mode { .. } => io::ErrorKind::InvalidInput,
+            Error::Socket { source, .. } | Error::Relay { source, .. } => source.kind(),
+            Error::LinkNotFound { .. } => io::ErrorKind::NotFound,
+            Error::Request { source, .. } => match error_code(source) {
+                Some(code) => io::Error::from_raw_os_error(code).kind(),
+                None => io::ErrorKind::Other,
+            },
+        }
+    }
+
+    /// The kernel's extended-ack message, if it rejected a request and said
+    /// why (for example `"Invalid prefix for given prefix length"`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) {
+    /// if let Err(err) = h.move_link("no-such-link", "blue").execute().await {
+    ///     eprintln!("{err} (kernel: {:?})", err.kernel_message());
+    /// }
+    /// # }
+    /// ```
+    pub fn kernel_message(&self) -> Option<String> {
+        match self {
+            Error::Request { source, .. } => error_message(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = err.kind();
+        io::Error::new(kind, err)
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The positive errno of a request the kernel rejected (`EEXIST`, `ENODEV`...),
+/// or `None` if `err` is not a kernel error.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(h: netns::Handle) {
+/// let res = h.rtnetlink().link().del(9999).execute().await;
+/// if let Err(err) = res {
+///     assert_eq!(netns::error_code(&err), Some(libc::ENODEV));
+/// }
+/// # }
+/// ```
+pub fn error_code(err: &rtnetlink::Error) -> Option<i32> {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| c.get().abs()),
+        _ => None,
+    }
+}
+
+/// The extended-ack message (`NLMSGERR_ATTR_MSG`) the kernel attached to a
+/// rejected request, if any.
+///
+/// Sockets made by this crate enable `NETLINK_EXT_ACK`, so the kernel explains
+/// most rejections. netlink-proto keeps the bytes after the error code
+/// unparsed; this reads the message out of them.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(h: netns::Handle) {
+/// use std::net::Ipv4Addr;
+/// // prefix length 33 is invalid: the kernel says so.
+/// let res = h.rtnetlink().address().add(1, Ipv4Addr::new(10, 0, 0, 1).into(), 33).execute().await;
+/// if let Err(err) = res {
+///     println!("{:?}", netns::error_message(&err));
+/// }
+/// # }
+/// ```
+pub fn error_message(err: &rtnetlink::Error) -> Option<String> {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => ext_ack_message(msg),
+        _ => None,
+    }
+}
+
+/// `NLMSGERR_ATTR_MSG`
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const NLMSG_HDRLEN: usize = 16;
+
+/// Finds `NLMSGERR_ATTR_MSG` in the bytes after an error code: the echoed
+/// request (its whole length, or just its header when the socket has
+/// `NETLINK_CAP_ACK`), then the TLVs.
+pub(crate) fn ext_ack_message(msg: &ErrorMessage) -> Option<String> {
+    let bytes = &msg.header;
+    if bytes.len() < NLMSG_HDRLEN {
+        return None;
+    }
+    let echoed = u32::from_ne_bytes(bytes[0..4].try_into().ok()?) as usize;
+    let full = align4(echoed);
+    // Uncapped echo first (the whole request), then a capped one (header only).
+    for start in [full, NLMSG_HDRLEN] {
+        if start >= NLMSG_HDRLEN && start <= bytes.len() {
+            if let Some(tlvs) = parse_tlvs(&bytes[start..]) {
+                return tlvs
+                    .into_iter()
+                    .find(|(kind, _)| *kind == NLMSGERR_ATTR_MSG)
+                    .map(|(_, v)| {
+                        let v = v.split(|b| *b == 0).next().unwrap_or(&[]);
+                        String::from_utf8_lossy(v).into_owned()
+                    });
+            }
+        }
+    }
+    None
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Parses a run of netlink attributes; `None` if the bytes are not one.
+fn parse_tlvs(mut bytes: &[u8]) -> Option<Vec<(u16, &[u8])>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
+        let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
+        if len < 4 || len > bytes.len() {
+            return None;
+        }
+        out.push((kind, &bytes[4..len]));
+        bytes = &bytes[align4(len).min(bytes.len())..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn header(len: u32) -> Vec<u8> {
+        let mut h = len.to_ne_bytes().to_vec();
+        h.extend_from_slice(&[0; 12]);
+        h
+    }
+
+    fn error(bytes: Vec<u8>) -> ErrorMessage {
+        let mut e = ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-libc::EINVAL);
+        e.header = bytes;
+        e
+    }
+
+    #[test]
+    fn finds_message_after_a_whole_echoed_request() {
+        let mut bytes = header(24);
+        bytes.extend_from_slice(&[7; 8]);
+        bytes.extend(nla(2, &5u32.to_ne_bytes()));
+        bytes.extend(nla(NLMSGERR_ATTR_MSG, b"Invalid prefix\0"));
+        assert_eq!(
+            ext_ack_message(&error(bytes)).as_deref(),
+            Some("Invalid prefix")
+        );
+    }
+
+    #[test]
+    fn finds_message_after_a_capped_echo() {
+        let mut bytes = header(200);
+        bytes.extend(nla(NLMSGERR_ATTR_MSG, b"nope\0"));
+        assert_eq!(ext_ack_message(&error(bytes)).as_deref(), Some("nope"));
+    }
+
+    #[test]
+    fn no_message_without_tlvs() {
+        let mut bytes = header(20);
+        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(ext_ack_message(&error(bytes)), None);
+        assert_eq!(ext_ack_message(&error(vec![1, 2])), None);
+    }
+}

@@ -1,0 +1,510 @@
+//! `Handle`: one network namespace, held open, with an rtnetlink connection
+//! inside it.
+
+use std::path::PathBuf;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use netlink_packet_core::NetlinkMessage;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::SocketAddr;
+use nsfs::{NetNs, NsName, OpenMode, RunDir};
+use tokio::task::JoinHandle;
+
+use crate::socket::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket, new_route_socket};
+use crate::{Error, Result, Target};
+
+/// The connection future of a namespace's netlink socket: spawn it (or poll
+/// it) for the paired [`rtnetlink::Handle`] to make progress.
+pub type Connection = netlink_proto::Connection<RouteNetlinkMessage, NetlinkSocket>;
+
+/// Messages the kernel sent that answer no request (multicast events,
+/// overruns), as `rtnetlink` delivers them.
+pub type Messages = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
+
+/// How the handle's netlink requests reach the kernel.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> netns::Result<()> {
+/// use netns::{Handle, Transport};
+/// let h = Handle::builder("blue").transport(Transport::Direct).open().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A netlink socket created inside the namespace on a namespace thread and
+    /// used directly from the caller's runtime (the default: requests cost
+    /// what they cost in the root namespace).
+    #[default]
+    Direct,
+    /// Netlink relayed through an nsproxy agent process living in the
+    /// namespace.
+    Relay,
+}
+
+/// Options for opening a [`Handle`]: made by [`Handle::builder`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> netns::Result<()> {
+/// use netns::{Handle, OpenMode, RunDir};
+/// let h = Handle::builder("blue")
+///     .mode(OpenMode::CreateExclusive)
+///     .run_dir(RunDir::new("/run/netns"))
+///     .receive_buffer(8 << 20)
+///     .open()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until .open() is awaited"]
+pub struct Builder {
+    target: Target,
+    mode: OpenMode,
+    run_dir: RunDir,
+    options: Options,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    pub(crate) transport: Transport,
+    pub(crate) receive_buffer: usize,
+}
+
+impl Builder {
+    /// What to do if the namespace (a name) exists or not; the default is
+    /// [`OpenMode::CreateOrOpen`], like pyroute2's `NetNS`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").mode(netns::OpenMode::OpenOnly).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mode(mut self, mode: OpenMode) -> Builder {
+        self.mode = mode;
+        self
+    }
+
+    /// The directory names are looked up and created in (default
+    /// `/run/netns`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("c1").run_dir(netns::RunDir::new(netns::DOCKER_RUN_DIR)).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run_dir(mut self, dir: RunDir) -> Builder {
+        self.run_dir = dir;
+        self
+    }
+
+    /// The netlink transport (default [`Transport::Direct`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").transport(netns::Transport::Direct).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transport(mut self, transport: Transport) -> Builder {
+        self.options.transport = transport;
+        self
+    }
+
+    /// The receive buffer of the handle's netlink sockets, in bytes (default
+    /// 4 MiB; set with `SO_RCVBUFFORCE`, or `SO_RCVBUF` without
+    /// `CAP_NET_ADMIN`; 0 keeps the system default).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").receive_buffer(16 << 20).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn receive_buffer(mut self, bytes: usize) -> Builder {
+        self.options.receive_buffer = bytes;
+        self
+    }
+
+    /// Opens the handle. See [`Handle::open`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe in one respect: if dropped while a name is being
+    /// created, the namespace may still be created (and stays until removed).
+    /// Anything else made so far is released.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(self) -> Result<Handle> {
+        let resolved = self.target.resolve(&self.run_dir, self.mode).await?;
+        let (connection, rtnl, _messages) = connect(&resolved.netns, self.options).await?;
+        let task = tokio::spawn(connection);
+        Ok(Handle {
+            netns: resolved.netns,
+            name: resolved.name,
+            run_dir: self.run_dir,
+            options: self.options,
+            rtnl,
+            task: Task(task),
+        })
+    }
+}
+
+/// Aborts the connection task when dropped.
+#[derive(Debug)]
+pub(crate) struct Task(pub(crate) JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One network namespace, held open, with an rtnetlink connection inside it:
+/// what pyroute2's `NetNS` / `IPRoute(netns=...)` are, async.
+///
+/// - [`rtnetlink`](Handle::rtnetlink) gives a real [`rtnetlink::Handle`] whose
+///   requests run inside the namespace; its connection is driven by a task on
+///   the runtime that opened the handle. [`connection`](Handle::connection)
+///   gives the `(Connection, Handle, Messages)` triple to drive yourself.
+/// - [`events`](Handle::events): multicast events from inside the namespace.
+/// - [`move_link`](Handle::move_link), [`add_veth`](Handle::add_veth): links
+///   moved or created into namespaces given by name, path, pid or handle.
+/// - [`nsid`](Handle::nsid), [`set_nsid`](Handle::set_nsid),
+///   [`list_nsids`](Handle::list_nsids): namespace ids (`ip netns list-id`).
+/// - [`tcp_listener`](Handle::tcp_listener), [`tcp_connect`](Handle::tcp_connect),
+///   [`udp_bind`](Handle::udp_bind), [`socket`](Handle::socket): sockets that
+///   live inside the namespace.
+///
+/// The handle holds the namespace open: it keeps working even if the
+/// namespace's name is removed meanwhile.
+///
+/// # Drop
+///
+/// Dropping the handle (or [`close`](Handle::close)) ends its connection
+/// task and closes its netlink socket and its namespace fd; the namespace
+/// itself stays (remove it with [`RunDir::remove`]). `rtnetlink::Handle`
+/// clones outlive it but their requests fail with
+/// `rtnetlink::Error::RequestFailed`.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::TryStreamExt;
+/// use netns::{Handle, OpenMode};
+///
+/// let blue = Handle::open("blue", OpenMode::CreateOrOpen).await?;
+/// let mut links = blue.rtnetlink().link().get().execute();
+/// while let Some(link) = links.try_next().await? {
+///     println!("{:?}", link.header.index);
+/// }
+/// blue.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Handle {
+    netns: NetNs,
+    name: Option<NsName>,
+    run_dir: RunDir,
+    options: Options,
+    rtnl: rtnetlink::Handle,
+    task: Task,
+}
+
+impl Handle {
+    /// Opens a handle on the namespace `target` (a name, a path, a pid or a
+    /// [`NetNs`]), following `mode` (pyroute2's flags: create-or-open by
+    /// default, exclusive, open-only; only names can be created, a path, pid or
+    /// `NetNs` is just opened), with default options. Use
+    /// [`Handle::builder`] for the others.
+    ///
+    /// Must be called inside a tokio runtime: the connection task is spawned
+    /// on it.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped while a name is being created, the namespace may still be
+    /// created (and stays until removed); nothing else is left behind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Namespace`] (invalid name, not found, already exists, not a
+    /// namespace, no such process), [`Error::Mode`] (creating something that
+    /// is not a name), [`Error::Socket`] (the netlink socket could not be made
+    /// inside the namespace).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// use netns::{Handle, OpenMode, Target};
+    /// let by_name = Handle::open("blue", OpenMode::CreateOrOpen).await?;
+    /// let by_path = Handle::open("/run/netns/blue", OpenMode::OpenOnly).await?;
+    /// let of_init = Handle::open(Target::Pid(1), OpenMode::OpenOnly).await?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "NetNS")]
+    pub async fn open(target: impl Into<Target>, mode: OpenMode) -> Result<Handle> {
+        Handle::builder(target).mode(mode).open().await
+    }
+
+    /// A builder for a handle on `target`, to set the open mode, the run
+    /// directory, the transport and the receive buffer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").receive_buffer(1 << 20).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(target: impl Into<Target>) -> Builder {
+        Builder {
+            target: target.into(),
+            mode: OpenMode::default(),
+            run_dir: RunDir::default(),
+            options: Options {
+                transport: Transport::Direct,
+                receive_buffer: DEFAULT_RECEIVE_BUFFER,
+            },
+        }
+    }
+
+    /// The namespace this handle holds open.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) {
+    /// println!("{}", h.netns().id());
+    /// # }
+    /// ```
+    pub fn netns(&self) -> &NetNs {
+        &self.netns
+    }
+
+    /// The namespace's name, if it was opened by name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::open("blue", netns::OpenMode::CreateOrOpen).await?;
+    /// assert_eq!(h.name().map(|n| n.as_str()), Some("blue"));
+    /// # Ok(()) }
+    /// ```
+    pub fn name(&self) -> Option<&NsName> {
+        self.name.as_ref()
+    }
+
+    /// The run directory this handle resolves names in.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(h: &netns::Handle) {
+    /// println!("{}", h.run_dir().path().display());
+    /// # }
+    /// ```
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run_dir
+    }
+
+    /// The transport this handle's netlink sockets use.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(h: &netns::Handle) {
+    /// assert_eq!(h.transport(), netns::Transport::Direct);
+    /// # }
+    /// ```
+    pub fn transport(&self) -> Transport {
+        self.options.transport
+    }
+
+    /// The rtnetlink handle whose requests run inside the namespace. It is a
+    /// plain [`rtnetlink::Handle`]: every rtnetlink verb works. Clones are
+    /// cheap and share the handle's connection.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) -> Result<(), rtnetlink::Error> {
+    /// use rtnetlink::LinkVeth;
+    /// h.rtnetlink().link().add(LinkVeth::new("v0", "v1").build()).execute().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn rtnetlink(&self) -> &rtnetlink::Handle {
+        &self.rtnl
+    }
+
+    /// A new netlink socket inside the namespace, as the
+    /// `(Connection, rtnetlink::Handle, Messages)` triple
+    /// `rtnetlink::new_connection()` returns, for callers who drive the
+    /// connection themselves. It is independent of this handle: it keeps the
+    /// namespace alive and lives until the connection future is dropped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the socket made so far is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the socket could not be made in the namespace.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+    /// let (connection, rtnl, _messages) = h.connection().await?;
+    /// tokio::spawn(connection);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connection(&self) -> Result<(Connection, rtnetlink::Handle, Messages)> {
+        connect(&self.netns, self.options).await
+    }
+
+    /// Ends the connection task and waits until it has released its socket,
+    /// then closes the namespace fd. The namespace stays. Dropping the handle
+    /// does the same without waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the task is already aborted and finishes on
+    /// its own.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::open("blue", netns::OpenMode::CreateOrOpen).await?;
+    /// h.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) {
+        let Handle { mut task, rtnl, .. } = self;
+        drop(rtnl);
+        task.0.abort();
+        let _ = (&mut task.0).await;
+    }
+
+    /// A description of the namespace for error messages.
+    pub(crate) fn describe(&self) -> PathBuf {
+        describe(&self.netns, self.name.as_ref(), &self.run_dir)
+    }
+
+    pub(crate) fn options(&self) -> Options {
+        self.options
+    }
+
+    /// Whether the connection task has ended (socket failed or aborted).
+    pub(crate) fn connection_closed(&self) -> bool {
+        self.task.0.is_finished()
+    }
+}
+
+pub(crate) fn describe(ns: &NetNs, name: Option<&NsName>, dir: &RunDir) -> PathBuf {
+    match (name, ns.path()) {
+        (Some(n), _) => dir.entry(n),
+        (None, Some(p)) => p.into(),
+        (None, None) => PathBuf::from(ns.id().to_string()),
+    }
+}
+
+/// A new `NETLINK_ROUTE` connection inside `netns`.
+///
+/// The socket is created on a namespace thread inside `netns`, with strict
+/// checking, extended acks and a 4 MiB receive buffer, then registered with
+/// the current runtime.
+///
+/// # Cancel safety
+///
+/// Cancel safe: if dropped, the socket made so far is closed.
+///
+/// # Errors
+///
+/// [`Error::Socket`] if the socket could not be made in the namespace,
+/// [`Error::Namespace`] if no namespace thread could enter it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> netns::Result<()> {
+/// let ns = netns::NetNs::open("/run/netns/blue")?;
+/// let (connection, rtnl, _messages) = netns::connection(&ns).await?;
+/// tokio::spawn(connection);
+/// # Ok(()) }
+/// ```
+pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle, Messages)> {
+    connect(
+        netns,
+        Options {
+            transport: Transport::Direct,
+            receive_buffer: DEFAULT_RECEIVE_BUFFER,
+        },
+    )
+    .await
+}
+
+pub(crate) async fn open_socket(netns: &NetNs, options: Options) -> Result<NetlinkSocket> {
+    let ns_path = || {
+        netns
+            .path()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| netns.id().to_string().into())
+    };
+    match options.transport {
+        Transport::Direct => {
+            let rcvbuf = options.receive_buffer;
+            let socket = netns
+                .run(move || new_route_socket(rcvbuf))
+                .await?
+                .map_err(|source| Error::Socket {
+                    op: "create netlink socket",
+                    ns: ns_path(),
+                    source,
+                })?;
+            NetlinkSocket::from_socket(socket).map_err(|source| Error::Socket {
+                op: "register netlink socket",
+                ns: ns_path(),
+                source,
+            })
+        }
+        Transport::Relay => Err(Error::Relay {
+            ns: ns_path(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the nsproxy relay transport is not available in this build",
+            ),
+        }),
+    }
+}
+
+pub(crate) async fn connect(
+    netns: &NetNs,
+    options: Options,
+) -> Result<(Connection, rtnetlink::Handle, Messages)> {
+    let socket = open_socket(netns, options).await?;
+    Ok(rtnetlink::from_socket(socket))
+}

@@ -1,0 +1,180 @@
+//! Sockets that live inside a namespace, as tokio types.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+
+use crate::{Error, Handle, Result};
+
+impl Handle {
+    async fn in_ns<R, F>(&self, op: &'static str, f: F) -> Result<R>
+    where
+        F: FnOnce() -> io::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.netns().run(f).await?.map_err(|source| Error::Socket {
+            op,
+            ns: self.describe(),
+            source,
+        })
+    }
+
+    /// A TCP listener bound to `addr` inside the namespace, registered with
+    /// the current tokio runtime (like `TcpListener::bind` run under
+    /// `ip netns exec`). Accepted connections belong to the namespace too.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, a socket made so far is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the bind error (`EADDRINUSE`,
+    /// `EADDRNOTAVAIL`...).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+    /// let listener = h.tcp_listener("127.0.0.1:8080".parse().unwrap()).await?;
+    /// let (stream, peer) = listener.accept().await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub async fn tcp_listener(&self, addr: SocketAddr) -> Result<TcpListener> {
+        let std = self
+            .in_ns("bind TCP listener", move || {
+                let l = std::net::TcpListener::bind(addr)?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .await?;
+        TcpListener::from_std(std).map_err(|source| Error::Socket {
+            op: "register TCP listener",
+            ns: self.describe(),
+            source,
+        })
+    }
+
+    /// A TCP connection to `addr` from inside the namespace. The socket is
+    /// made on a namespace thread; the connect runs on the caller's runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the socket is closed (a connection attempt in
+    /// progress is abandoned).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the socket or connect error
+    /// (`ECONNREFUSED`, `ENETUNREACH`...).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+    /// let stream = h.tcp_connect("10.0.0.2:80".parse().unwrap()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn tcp_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+        let domain = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        let fd = self
+            .in_ns("create TCP socket", move || {
+                new_socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
+            })
+            .await?;
+        let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+        socket.connect(addr).await.map_err(|source| Error::Socket {
+            op: "connect TCP socket",
+            ns: self.describe(),
+            source,
+        })
+    }
+
+    /// A UDP socket bound to `addr` inside the namespace, registered with the
+    /// current tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, a socket made so far is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the bind error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+    /// let udp = h.udp_bind("0.0.0.0:5353".parse().unwrap()).await?;
+    /// udp.send_to(b"hello", "10.0.0.2:5353").await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub async fn udp_bind(&self, addr: SocketAddr) -> Result<UdpSocket> {
+        let std = self
+            .in_ns("bind UDP socket", move || {
+                let s = std::net::UdpSocket::bind(addr)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            })
+            .await?;
+        UdpSocket::from_std(std).map_err(|source| Error::Socket {
+            op: "register UDP socket",
+            ns: self.describe(),
+            source,
+        })
+    }
+
+    /// Any socket, made inside the namespace: `socket(domain, type,
+    /// protocol)` with `SOCK_CLOEXEC` added (raw, packet, netlink of another
+    /// family...), like pyroute2's `netns.create_socket`. Flags such as
+    /// `SOCK_NONBLOCK` may be or-ed into `ty`.
+    ///
+    /// The socket belongs to the namespace for its whole life, whichever
+    /// thread uses it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the socket is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] with the `socket(2)` error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+    /// // A packet socket seeing every frame of the namespace.
+    /// let fd = h
+    ///     .socket(libc::AF_PACKET, libc::SOCK_RAW, (libc::ETH_P_ALL as u16).to_be() as i32)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # References
+    ///
+    /// `socket(2)`, `packet(7)`, `raw(7)`.
+    pub async fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
+        self.in_ns("create socket", move || new_socket(domain, ty, protocol))
+            .await
+    }
+}
+
+/// `socket(2)` with `SOCK_CLOEXEC`, as an `OwnedFd`.
+fn new_socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes plain integers and touches no memory of ours.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2), is open, and nothing else
+    // owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -1,0 +1,163 @@
+//! Handle basics against the real kernel: open modes, the rtnetlink handle,
+//! kernel errors with their extended-ack message, the notify() regression.
+
+mod common;
+
+use common::{Ns, link_names};
+use futures::TryStreamExt;
+use netns::{Handle, OpenMode, Target};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_namespace_dump_is_exactly_lo() {
+    let ns = Ns::new("fresh").await;
+    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    assert_eq!(link_names(&h).await, vec!["lo".to_string()]);
+    assert_eq!(h.name().map(|n| n.as_str()), Some(ns.name()));
+    assert_eq!(h.netns(), &ns.netns);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_modes_follow_pyroute2() {
+    let name = common::unique("modes");
+    let missing = Handle::open(name.as_str(), OpenMode::OpenOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), std::io::ErrorKind::NotFound, "{missing}");
+
+    let created = Handle::open(name.as_str(), OpenMode::CreateExclusive)
+        .await
+        .unwrap();
+    let _guard = common::Remove(name.clone());
+    let again = Handle::open(name.as_str(), OpenMode::CreateExclusive)
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists, "{again}");
+    let opened = Handle::open(name.as_str(), OpenMode::CreateOrOpen)
+        .await
+        .unwrap();
+    assert_eq!(opened.netns(), created.netns());
+
+    // By path, by NetNs, by pid.
+    let path = format!("/run/netns/{name}");
+    let by_path = Handle::open(path.as_str(), OpenMode::OpenOnly)
+        .await
+        .unwrap();
+    assert_eq!(by_path.netns(), created.netns());
+    let by_ns = Handle::open(created.netns().clone(), OpenMode::OpenOnly)
+        .await
+        .unwrap();
+    assert_eq!(by_ns.netns(), created.netns());
+    let init = Handle::open(Target::Pid(std::process::id() as i32), OpenMode::OpenOnly)
+        .await
+        .unwrap();
+    assert_ne!(init.netns(), created.netns());
+
+    // Creating is only for names.
+    let err = Handle::open(path.as_str(), OpenMode::CreateExclusive)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, netns::Error::Mode { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_targets_are_typed_errors() {
+    for bad in ["", ".", ".."] {
+        let err = Handle::open(bad, OpenMode::CreateOrOpen).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                netns::Error::Namespace(nsfs::Error::InvalidName { .. })
+            ),
+            "{bad:?}: {err}"
+        );
+    }
+    let long = "x".repeat(300);
+    let err = Handle::open(long.as_str(), OpenMode::CreateOrOpen)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let err = Handle::open("/nonexistent/netns", OpenMode::OpenOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let err = Handle::open("/proc/self/status", OpenMode::OpenOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    let err = Handle::open(Target::Pid(-5), OpenMode::OpenOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_rejection_carries_errno_and_ext_ack_message() {
+    let ns = Ns::new("extack").await;
+    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    // Prefix length 33 on IPv4: the kernel rejects it and says why.
+    let err = h
+        .rtnetlink()
+        .address()
+        .add(1, std::net::Ipv4Addr::new(10, 9, 9, 9).into(), 33)
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(netns::error_code(&err), Some(libc::EINVAL), "{err}");
+    let msg = netns::error_message(&err).expect("an extended-ack message");
+    assert!(!msg.is_empty());
+
+    // Our own verbs carry it in the typed error.
+    let err = h
+        .move_link(1u32, "/proc/1/ns/net")
+        .rename("a/b")
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(err.raw_os_error().is_some(), "{err}");
+}
+
+/// netlink-proto 0.14 sends one batch per poll: without the transport's wake
+/// after each send, a request queued behind notify()s sits unsent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_notifies_do_not_stall() {
+    use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use rtnetlink::LinkVeth;
+
+    let ns = Ns::new("notify").await;
+    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let mut rtnl = h.rtnetlink().clone();
+    for i in 0..5 {
+        let msg = LinkVeth::new(&format!("n{i}a"), &format!("n{i}b")).build();
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+        rtnl.notify(req).unwrap();
+    }
+    let names = tokio::time::timeout(std::time::Duration::from_secs(20), link_names(&h))
+        .await
+        .expect("the dump after notify() stalled");
+    assert_eq!(names.len(), 11, "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_removed_while_open_keeps_working() {
+    let ns = Ns::new("removed").await;
+    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    netns::RunDir::default()
+        .remove(&ns.name().parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(link_names(&h).await, vec!["lo".to_string()]);
+    h.add_veth("r0", "r1").execute().await.unwrap();
+    assert_eq!(link_names(&h).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_triple_is_driven_by_the_caller() {
+    let ns = Ns::new("triple").await;
+    let (connection, rtnl, _messages) = netns::connection(&ns.netns).await.unwrap();
+    let task = tokio::spawn(connection);
+    let links: Vec<_> = rtnl.link().get().execute().try_collect().await.unwrap();
+    assert_eq!(links.len(), 1);
+    task.abort();
+}
