@@ -1,0 +1,29 @@
+//! The public types and futures can cross tasks and threads.
+
+use nsproc::{Child, Command, Error, Namespace, Stdio};
+
+fn send<T: Send>(_: &T) {}
+fn send_sync<T: Send + Sync>() {}
+fn unpin<T: Unpin>() {}
+
+#[test]
+fn types_are_send_and_sync() {
+    send_sync::<Command>();
+    send_sync::<Child>();
+    send_sync::<Stdio>();
+    send_sync::<Namespace>();
+    send_sync::<Error>();
+    unpin::<Child>();
+    unpin::<Command>();
+}
+
+#[allow(dead_code)]
+fn futures_are_send(mut cmd: Command, mut child: Child, child2: Child) {
+    send(&cmd.spawn());
+    send(&cmd.output());
+    send(&cmd.status());
+    send(&child.wait());
+    send(&child.kill());
+    send(&child2.wait_with_output());
+    send(&nsproc::spawn("blue", ["true"]));
+}
