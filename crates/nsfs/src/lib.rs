@@ -16,7 +16,7 @@
 //! # Examples
 //!
 //! ```no_run
-//! # async fn demo() -> nsfs::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use nsfs::{NsName, OpenMode, RunDir};
 //!
 //! let dir = RunDir::default();

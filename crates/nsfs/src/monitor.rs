@@ -73,8 +73,11 @@ pub enum Event {
 /// Namespaces already there when the monitor starts are not reported as
 /// added (their removal is). An entry removed before a namespace was ever
 /// mounted on it (a creator that failed, a stale placeholder) produces no
-/// event at all. A namespace unmounted without its entry being removed stays
-/// unreported until the entry is removed.
+/// event at all. The directory is read when the stream is polled: a namespace
+/// added and removed again before that may produce no event (what the
+/// consumer saw is still right: it is not there). A namespace unmounted
+/// without its entry being removed stays unreported until the entry is
+/// removed.
 ///
 /// The stream ends with an error if the directory itself is removed, moved or
 /// unmounted. Dropping the monitor closes its inotify and mountinfo fds.

@@ -125,7 +125,7 @@ impl NetNs {
 
     /// Opens the network namespace of the calling thread
     /// (`/proc/thread-self/ns/net`, which, unlike `/proc/self`, is right on
-    /// any thread).
+    /// any thread). The handle has no [`path`](NetNs::path).
     ///
     /// # Errors
     ///
@@ -139,7 +139,14 @@ impl NetNs {
     /// # Ok::<(), nsfs::Error>(())
     /// ```
     pub fn current_thread() -> Result<NetNs> {
-        NetNs::open("/proc/thread-self/ns/net")
+        // No path kept: `/proc/thread-self/...` names another namespace on
+        // another thread, so messages describe the handle by its identity.
+        let path = Path::new("/proc/thread-self/ns/net");
+        let file = File::open(path).map_err(|source| Error::Open {
+            path: path.into(),
+            source,
+        })?;
+        NetNs::from_fd_at(OwnedFd::from(file), None)
     }
 
     /// Takes ownership of an fd on a network namespace file (received over a

@@ -1,0 +1,34 @@
+//! The public futures and types are Send (and Sync/Unpin where it matters),
+//! so they can be spawned and shared. Compile-time checks; the one runtime
+//! assertion makes the test binary do something.
+use nsfs::{Error, Event, Executor, Monitor, NetNs, NsName, OpenMode, RunDir, Target};
+
+fn send<T: Send>(_: &T) {}
+fn send_sync<T: Send + Sync>() {}
+fn unpin<T: Unpin>() {}
+
+#[allow(dead_code, clippy::diverging_sub_expression)]
+fn futures_are_send(dir: RunDir, name: NsName, ns: NetNs, exec: Executor) {
+    send(&dir.create(&name, OpenMode::CreateOrOpen));
+    send(&dir.remove(&name));
+    send(&dir.attach(&name, 1));
+    send(&dir.pids(&name));
+    send(&ns.run(|| ()));
+    send(&exec.run_in(&ns, || ()));
+    send(&exec.run_home(|| ()));
+    send(&exec.run_in_new(|| ()));
+}
+
+#[test]
+fn types_are_send_sync_unpin() {
+    send_sync::<RunDir>();
+    send_sync::<NetNs>();
+    send_sync::<NsName>();
+    send_sync::<Executor>();
+    send_sync::<Error>();
+    send_sync::<Event>();
+    send_sync::<Target>();
+    send_sync::<Monitor>();
+    unpin::<Monitor>();
+    let _ = futures_are_send;
+}

@@ -1,0 +1,187 @@
+//! The namespace threads: a closure run in a namespace sees that namespace
+//! while every runtime thread stays in its own; panics reach the caller and
+//! the pool keeps working; anonymous namespaces; the home namespace.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nsfs::{Executor, NetNs, OpenMode, RunDir};
+
+fn here() -> nsfs::NsId {
+    NetNs::current_thread().unwrap().id()
+}
+
+/// Every thread of this process is in `home`. Runtime threads must be there
+/// at every moment; a namespace thread is allowed the instant between
+/// answering and switching back, so it is given a moment.
+fn assert_all_threads_home(home: nsfs::NsId) {
+    for (tid, comm, ino) in thread_namespaces() {
+        if ino == home.ino {
+            continue;
+        }
+        assert_eq!(
+            comm, "netns-exec",
+            "thread {tid} ({comm}) is in net:[{ino}], not home"
+        );
+        let path = format!("/proc/self/task/{tid}/ns/net");
+        let back = (0..5000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            std::fs::metadata(&path).map_or(true, |md| {
+                std::os::unix::fs::MetadataExt::ino(&md) == home.ino
+            })
+        });
+        assert!(back, "namespace thread {tid} never came home");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closures_see_their_namespace_and_runtime_threads_stay_home() {
+    require_root();
+    let home = here();
+    let dir = RunDir::default();
+    let names: Vec<_> = (0..4).map(|_| unique("exec")).collect();
+    let _g: Vec<_> = names.iter().map(|n| NameGuard::new(&dir, n)).collect();
+    let mut spaces = Vec::new();
+    for name in &names {
+        spaces.push(dir.create(name, OpenMode::CreateExclusive).await.unwrap());
+    }
+    // Many closures at once, over several namespaces, from several tasks.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let ns = spaces[i % spaces.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let (thread_ns, name, dev) = ns
+                .run(|| {
+                    let link = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+                    let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+                    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+                    (link, comm, dev)
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                thread_ns.to_str().unwrap(),
+                format!("net:[{}]", ns.id().ino)
+            );
+            assert_eq!(
+                name.trim(),
+                "netns-exec",
+                "ran on a thread the toolkit does not own"
+            );
+            assert!(dev.contains("lo:"));
+            // The task's own thread (a runtime worker) is still home.
+            assert_eq!(here(), home);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(here(), home);
+    assert_all_threads_home(home);
+    // tokio's blocking pool, grown now, is born home too.
+    let blocking = tokio::task::spawn_blocking(here).await.unwrap();
+    assert_eq!(blocking, home);
+    for name in &names {
+        dir.remove(name).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_panic_reaches_the_caller_and_the_pool_goes_on() {
+    require_root();
+    let exec = Executor::new(1).unwrap();
+    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+    let exec2 = exec.clone();
+    let ns2 = ns.clone();
+    let joined =
+        tokio::spawn(async move { exec2.run_in(&ns2, || panic!("boom in a namespace")).await })
+            .await;
+    let panic = joined.unwrap_err().into_panic();
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"boom in a namespace"));
+    let joined = tokio::spawn({
+        let exec = exec.clone();
+        async move { exec.run_home(|| panic!("boom at home")).await }
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    // The one thread survived both, and went home after the first.
+    assert_eq!(exec.run_home(here).await.unwrap(), exec.home().id());
+    assert_eq!(exec.run_in(&ns, here).await.unwrap(), ns.id());
+    assert_eq!(exec.run_home(here).await.unwrap(), exec.home().id());
+}
+
+#[tokio::test]
+async fn run_in_new_makes_a_fresh_namespace_each_time() {
+    require_root();
+    let exec = Executor::global().unwrap();
+    let (a, ida) = exec.run_in_new(here).await.unwrap();
+    let (b, idb) = exec.run_in_new(here).await.unwrap();
+    assert_eq!(a.id(), ida);
+    assert_eq!(b.id(), idb);
+    assert_ne!(a, b);
+    assert_ne!(a.id(), here());
+    assert!(
+        a.path().is_none() || a.path() == Some(std::path::Path::new("/proc/thread-self/ns/net"))
+    );
+    // It lives on as long as the handle: still usable after the job.
+    let dev = a
+        .run(|| std::fs::read_to_string("/proc/thread-self/net/dev").unwrap())
+        .await;
+    assert!(dev.unwrap().contains("lo:"));
+    let panic =
+        tokio::spawn(async { Executor::global().unwrap().run_in_new(|| panic!("x")).await })
+            .await
+            .unwrap_err();
+    assert!(panic.is_panic());
+}
+
+#[tokio::test]
+async fn executors_have_a_home_and_a_size() {
+    require_root();
+    let exec = Executor::new(0).unwrap();
+    assert_eq!(exec.size(), 1, "a pool has at least one thread");
+    assert_eq!(exec.home().id(), here());
+    assert!(Executor::global().unwrap().size() >= 2);
+    // An executor made on a thread inside another namespace has that home.
+    let (ns, other) = Executor::global()
+        .unwrap()
+        .run_in_new(|| Executor::new(1).map(|e| e.home().id()))
+        .await
+        .unwrap();
+    assert_eq!(other.unwrap(), ns.id());
+}
+
+#[tokio::test]
+async fn jobs_run_concurrently_up_to_the_pool_size() {
+    require_root();
+    let exec = Executor::new(3).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    // Three jobs that can only finish together: they need three threads.
+    let jobs: Vec<_> = (0..3)
+        .map(|_| {
+            let (exec, barrier) = (exec.clone(), barrier.clone());
+            tokio::spawn(async move { exec.run_home(move || barrier.wait().is_leader()).await })
+        })
+        .collect();
+    let mut leaders = 0;
+    for job in jobs {
+        leaders += usize::from(job.await.unwrap().unwrap());
+    }
+    assert_eq!(leaders, 1);
+}
+
+#[tokio::test]
+async fn dropped_futures_still_run_their_closure() {
+    require_root();
+    let exec = Executor::new(1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fut = exec.run_home(move || tx.send(42).unwrap());
+    // Polled once (submitted), then dropped.
+    let _ = tokio::time::timeout(Duration::ZERO, fut).await;
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), 42);
+    // Never polled: never submitted, never run.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    drop(exec.run_home(move || tx.send(()).unwrap()));
+    assert!(rx.recv().is_err());
+}
