@@ -1,0 +1,215 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::Namespace;
+
+/// What the kernel said when it refused a netlink request: the errno and,
+/// when the kernel gave one, its extended-ack message.
+///
+/// # Examples
+///
+/// ```
+/// let e = nsdb::NetlinkError { errno: 22, message: Some("bad mtu".into()) };
+/// assert_eq!(e.raw_os_error(), 22);
+/// assert_eq!(e.to_string(), "Invalid argument (os error 22): bad mtu");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetlinkError {
+    /// The errno (positive), e.g. `libc::EINVAL`.
+    pub errno: i32,
+    /// The kernel's extended-ack message (`NLMSGERR_ATTR_MSG`), if any.
+    pub message: Option<String>,
+}
+
+impl NetlinkError {
+    /// The error of a connection that closed before it answered (`ECONNRESET`).
+    pub(crate) fn closed() -> NetlinkError {
+        NetlinkError {
+            errno: 104,
+            message: Some("netlink connection closed".into()),
+        }
+    }
+
+    /// The errno.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = nsdb::NetlinkError { errno: 19, message: None };
+    /// assert_eq!(e.raw_os_error(), 19);
+    /// ```
+    pub fn raw_os_error(&self) -> i32 {
+        self.errno
+    }
+}
+
+impl fmt::Display for NetlinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", io::Error::from_raw_os_error(self.errno))?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NetlinkError {}
+
+/// A step of a rollback that failed too (after a commit failed).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(err: nsdb::Error) {
+/// if let nsdb::Error::Commit { rollback_failures, .. } = err {
+///     for f in rollback_failures { eprintln!("could not undo {}: {}", f.request, f.source); }
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("could not undo {request} in {ns}: {source}")]
+#[non_exhaustive]
+pub struct RollbackFailure {
+    /// The namespace of the request.
+    pub ns: Namespace,
+    /// The undo request, described.
+    pub request: String,
+    /// What the kernel said.
+    #[source]
+    pub source: NetlinkError,
+}
+
+/// What went wrong in the view or in a transaction.
+///
+/// Every variant names the operation and the namespace; where the kernel said
+/// no, the errno is queryable through [`Error::raw_os_error`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(view: nsdb::View) {
+/// let ns = nsdb::Namespace::named("test").unwrap();
+/// match view.transaction().link(&ns, "nope") {
+///     Err(nsdb::Error::NotFound { .. }) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A namespace could not be opened or entered.
+    #[error("cannot open network namespace {ns}")]
+    Namespace {
+        /// The namespace.
+        ns: Namespace,
+        /// What nsfs said.
+        #[source]
+        source: nsfs::Error,
+    },
+    /// A netlink socket could not be made or configured in a namespace.
+    #[error("cannot set up a netlink socket in {ns}")]
+    Socket {
+        /// The namespace.
+        ns: Namespace,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+    /// A dump (initial, or a resync) failed.
+    #[error("dump of {what} in {ns} failed")]
+    Dump {
+        /// The namespace.
+        ns: Namespace,
+        /// `links`, `addresses` or `routes`.
+        what: &'static str,
+        /// What the kernel said.
+        #[source]
+        source: NetlinkError,
+    },
+    /// The namespace is not part of this view.
+    #[error("namespace {ns} is not in the view")]
+    NotViewed {
+        /// The namespace.
+        ns: Namespace,
+    },
+    /// The view no longer knows the current state of this namespace (its
+    /// connection died, or the namespace was removed).
+    #[error("the view of {ns} is stale: {reason}")]
+    Stale {
+        /// The namespace.
+        ns: Namespace,
+        /// Why.
+        reason: String,
+    },
+    /// The object to edit is not (or no longer) in the view.
+    #[error("{object} not found in {ns}")]
+    NotFound {
+        /// The namespace.
+        ns: Namespace,
+        /// The object, described (`link "v0"`).
+        object: String,
+    },
+    /// An edit asked for something that cannot be done.
+    #[error("invalid edit of {object} in {ns}: {reason}")]
+    InvalidEdit {
+        /// The namespace.
+        ns: Namespace,
+        /// The object, described.
+        object: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A wait ended before the condition held.
+    #[error("timed out after {timeout:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        timeout: Duration,
+    },
+    /// A transaction failed at `step`; every step before it was undone
+    /// (except those in `rollback_failures`).
+    #[error("commit failed at step {step} ({request} in {ns}): {source}")]
+    Commit {
+        /// The index of the failed step in [`crate::Transaction::plan`].
+        step: usize,
+        /// The failed request, described.
+        request: String,
+        /// Its namespace.
+        ns: Namespace,
+        /// What the kernel said (or, for a step that was sent but never
+        /// showed in the view, `ETIMEDOUT`).
+        #[source]
+        source: NetlinkError,
+        /// Undo requests that failed too: the system may differ from before.
+        rollback_failures: Vec<RollbackFailure>,
+    },
+}
+
+impl Error {
+    /// The errno behind this error, if the kernel or the system gave one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(err: nsdb::Error) {
+    /// if err.raw_os_error() == Some(libc::EINVAL) { eprintln!("kernel said EINVAL"); }
+    /// # }
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Namespace { source, .. } => source.raw_os_error(),
+            Error::Socket { source, .. } => source.raw_os_error(),
+            Error::Dump { source, .. } | Error::Commit { source, .. } => Some(source.errno),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,400 @@
+//! Netlink plumbing: sockets made inside a namespace, requests with the
+//! kernel's extended-ack message, dumps that notice `NLM_F_DUMP_INTR`.
+#![allow(unsafe_code)]
+
+use std::os::fd::{IntoRawFd, OwnedFd};
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_packet_route::route::RouteMessage;
+use netlink_proto::sys::{AsyncSocket, SocketAddr, TokioSocket};
+use nix::sys::socket::{AddressFamily as SockFamily, SockFlag, SockProtocol, SockType, socket};
+
+use crate::Namespace;
+use crate::error::{Error, NetlinkError};
+use crate::model::NsState;
+
+/// The multicast groups the event socket joins: links, IPv4/IPv6 addresses
+/// and routes, namespace ids.
+const GROUPS: &[u32] = &[
+    1,  // RTNLGRP_LINK
+    5,  // RTNLGRP_IPV4_IFADDR
+    7,  // RTNLGRP_IPV4_ROUTE
+    9,  // RTNLGRP_IPV6_IFADDR
+    11, // RTNLGRP_IPV6_ROUTE
+    28, // RTNLGRP_NSID
+];
+
+/// Received messages (events, or the synthetic overrun).
+pub(crate) type Messages = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
+
+/// Makes a raw netlink-route socket inside `ns` (on a namespace thread; the
+/// socket stays in that namespace for its whole life).
+pub(crate) async fn raw_socket(ns: &Namespace, netns: &nsfs::NetNs) -> Result<OwnedFd, Error> {
+    let make = || {
+        socket(
+            SockFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+    };
+    let fd = match ns {
+        // Runtime threads never leave the host namespace: make it here.
+        Namespace::Host => make(),
+        Namespace::Named(_) => netns.run(make).await.map_err(|source| Error::Namespace {
+            ns: ns.clone(),
+            source,
+        })?,
+    };
+    fd.map_err(|e| Error::Socket {
+        ns: ns.clone(),
+        source: e.into(),
+    })
+}
+
+fn tokio_socket(fd: OwnedFd) -> TokioSocket {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is an owned, open netlink socket; ownership moves into the
+    // TokioSocket, which closes it on drop. We are inside a runtime (callers
+    // are async fns polled by tokio), so `from_raw_fd` does not panic.
+    unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// A request connection: ext-ack on, capped acks, `Done` forwarded (to see
+/// `NLM_F_DUMP_INTR` on it).
+pub(crate) fn request_connection(ns: &Namespace, fd: OwnedFd) -> Result<rtnetlink::Handle, Error> {
+    let sock = tokio_socket(fd);
+    let io = |e: std::io::Error| Error::Socket {
+        ns: ns.clone(),
+        source: e,
+    };
+    sock.socket_ref().set_ext_ack(true).map_err(io)?;
+    sock.socket_ref().set_cap_ack(true).map_err(io)?;
+    let (mut conn, handle, _unsolicited) = rtnetlink::from_socket(sock);
+    conn.set_forward_done(true);
+    conn.set_forward_ack(true);
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// An event connection: bound to the multicast groups, with the given receive
+/// buffer size (bytes) if any.
+pub(crate) fn event_connection(
+    ns: &Namespace,
+    fd: OwnedFd,
+    receive_buffer: Option<usize>,
+) -> Result<(Messages, tokio::task::JoinHandle<()>), Error> {
+    let mut sock = tokio_socket(fd);
+    let io = |e: std::io::Error| Error::Socket {
+        ns: ns.clone(),
+        source: e,
+    };
+    let mask = GROUPS.iter().fold(0u32, |m, g| m | (1 << (g - 1)));
+    sock.socket_mut()
+        .bind(&SocketAddr::new(0, mask))
+        .map_err(io)?;
+    if let Some(size) = receive_buffer {
+        sock.socket_ref().set_rx_buf_sz(size).map_err(io)?;
+    }
+    let (conn, _handle, messages) = rtnetlink::from_socket(sock);
+    let task = tokio::spawn(conn);
+    Ok((messages, task))
+}
+
+/// Sends one request with `NLM_F_ACK` and waits for the ack; a NACK becomes
+/// a [`NetlinkError`] with the errno and the kernel's extended-ack message.
+pub(crate) async fn request(
+    handle: &mut rtnetlink::Handle,
+    msg: RouteNetlinkMessage,
+    extra_flags: u16,
+) -> Result<(), NetlinkError> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    req.finalize();
+    let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
+    let mut acked = false;
+    while let Some(reply) = replies.next().await {
+        if let NetlinkPayload::Error(e) = &reply.payload {
+            match e.code {
+                Some(code) => {
+                    return Err(NetlinkError {
+                        errno: -code.get(),
+                        message: ext_ack_message(reply.header.flags, &e.header),
+                    });
+                }
+                None => acked = true,
+            }
+        }
+    }
+    if acked {
+        Ok(())
+    } else {
+        Err(NetlinkError::closed())
+    }
+}
+
+/// A dump: the entries, and whether the kernel flagged it inconsistent.
+pub(crate) async fn dump(
+    handle: &mut rtnetlink::Handle,
+    msg: RouteNetlinkMessage,
+) -> Result<(Vec<NetlinkMessage<RouteNetlinkMessage>>, bool), NetlinkError> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    req.finalize();
+    let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
+    let mut out = Vec::new();
+    let mut intr = false;
+    let mut done = false;
+    while let Some(reply) = replies.next().await {
+        intr |= reply.header.flags & NLM_F_DUMP_INTR != 0;
+        match reply.payload {
+            NetlinkPayload::InnerMessage(_) => out.push(reply),
+            NetlinkPayload::Done(_) => done = true,
+            NetlinkPayload::Error(e) => {
+                if let Some(code) = e.code {
+                    return Err(NetlinkError {
+                        errno: -code.get(),
+                        message: ext_ack_message(reply.header.flags, &e.header),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if !done {
+        return Err(NetlinkError::closed());
+    }
+    Ok((out, intr))
+}
+
+/// One link by index (`RTM_GETLINK`); `None` if there is no such link.
+pub(crate) async fn get_link(
+    handle: &mut rtnetlink::Handle,
+    index: u32,
+) -> Result<Option<RouteNetlinkMessage>, NetlinkError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let mut req = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(msg)),
+    );
+    req.finalize();
+    let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
+    while let Some(reply) = replies.next().await {
+        match reply.payload {
+            NetlinkPayload::InnerMessage(m @ RouteNetlinkMessage::NewLink(_)) => {
+                return Ok(Some(m));
+            }
+            NetlinkPayload::Error(e) => match e.code {
+                Some(code) if -code.get() == libc::ENODEV => return Ok(None),
+                Some(code) => {
+                    return Err(NetlinkError {
+                        errno: -code.get(),
+                        message: ext_ack_message(reply.header.flags, &e.header),
+                    });
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+    Err(NetlinkError::closed())
+}
+
+/// What a full dump covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DumpPart {
+    Links,
+    Addresses,
+    Routes,
+}
+
+impl DumpPart {
+    fn request(self) -> RouteNetlinkMessage {
+        match self {
+            DumpPart::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            DumpPart::Addresses => RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            DumpPart::Routes => RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        }
+    }
+
+    pub(crate) fn what(self) -> &'static str {
+        match self {
+            DumpPart::Links => "links",
+            DumpPart::Addresses => "addresses",
+            DumpPart::Routes => "routes",
+        }
+    }
+}
+
+/// How many times an interrupted dump is retried before giving up.
+const DUMP_RETRIES: usize = 10;
+
+/// Dumps `parts` into `state`, retrying a part the kernel flagged
+/// `NLM_F_DUMP_INTR`. Returns how many dumps were interrupted.
+pub(crate) async fn dump_into(
+    ns: &Namespace,
+    handle: &mut rtnetlink::Handle,
+    parts: &[DumpPart],
+    state: &mut NsState,
+) -> Result<usize, Error> {
+    let mut interrupted = 0;
+    for &part in parts {
+        let mut attempt = 0;
+        loop {
+            let (msgs, intr) =
+                dump(handle, part.request())
+                    .await
+                    .map_err(|source| Error::Dump {
+                        ns: ns.clone(),
+                        what: part.what(),
+                        source,
+                    })?;
+            if intr && attempt < DUMP_RETRIES {
+                interrupted += 1;
+                attempt += 1;
+                continue;
+            }
+            match part {
+                DumpPart::Links => state.links.clear(),
+                DumpPart::Addresses => state.addresses.clear(),
+                DumpPart::Routes => state.routes.clear(),
+            }
+            for m in &msgs {
+                if let NetlinkPayload::InnerMessage(inner) = &m.payload {
+                    state.apply(inner, 0);
+                }
+            }
+            break;
+        }
+    }
+    Ok(interrupted)
+}
+
+/// The id the namespace behind `fd` has inside the namespace of `handle`
+/// (`RTM_GETNSID` with `NETNSA_FD`), `None` if none is assigned.
+pub(crate) async fn nsid_of(
+    handle: &mut rtnetlink::Handle,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<Option<i32>, NetlinkError> {
+    use std::os::fd::AsRawFd;
+    let mut msg = NsidMessage::default();
+    msg.header.family = AddressFamily::Unspec;
+    msg.attributes
+        .push(NsidAttribute::Fd(fd.as_raw_fd() as u32));
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let mut req = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetNsId(msg)),
+    );
+    req.finalize();
+    let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
+    while let Some(reply) = replies.next().await {
+        match reply.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                for a in m.attributes {
+                    if let NsidAttribute::Id(id) = a {
+                        return Ok((id >= 0).then_some(id));
+                    }
+                }
+            }
+            NetlinkPayload::Error(e) => {
+                if let Some(code) = e.code {
+                    return Err(NetlinkError {
+                        errno: -code.get(),
+                        message: ext_ack_message(reply.header.flags, &e.header),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// `NLMSGERR_ATTR_MSG` from the TLVs after the echoed request (extended ack).
+pub(crate) fn ext_ack_message(flags: u16, echoed: &[u8]) -> Option<String> {
+    // The echoed request: only its 16-byte header when capped, else all of it.
+    let start = if flags & NLM_F_CAPPED != 0 {
+        16
+    } else {
+        let len = u32::from_ne_bytes(echoed.get(0..4)?.try_into().ok()?) as usize;
+        (len + 3) & !3
+    };
+    let mut tlvs = echoed.get(start..)?;
+    while tlvs.len() >= 4 {
+        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
+        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
+        if len < 4 || len > tlvs.len() {
+            return None;
+        }
+        if kind == 1 {
+            let value = &tlvs[4..len];
+            let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+            return Some(String::from_utf8_lossy(&value[..end]).into_owned());
+        }
+        tlvs = tlvs.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
+        let len = 4 + value.len();
+        let mut v = (len as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    #[test]
+    fn ext_ack_capped() {
+        let mut echoed = vec![0u8; 16];
+        echoed[0..4].copy_from_slice(&40u32.to_ne_bytes());
+        echoed.extend(tlv(2, &8u32.to_ne_bytes()));
+        echoed.extend(tlv(1, b"mtu less than device minimum\0"));
+        assert_eq!(
+            ext_ack_message(NLM_F_CAPPED, &echoed).as_deref(),
+            Some("mtu less than device minimum")
+        );
+    }
+
+    #[test]
+    fn ext_ack_uncapped_skips_the_whole_request() {
+        let mut echoed = vec![0u8; 22];
+        echoed[0..4].copy_from_slice(&22u32.to_ne_bytes());
+        echoed.extend([0, 0]); // padding to 24
+        echoed.extend(tlv(1, b"bad\0"));
+        assert_eq!(ext_ack_message(0, &echoed).as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn ext_ack_absent_or_garbled() {
+        assert_eq!(ext_ack_message(NLM_F_CAPPED, &[0u8; 16]), None);
+        assert_eq!(ext_ack_message(NLM_F_CAPPED, &[0u8; 3]), None);
+        let mut echoed = vec![0u8; 16];
+        echoed.extend([200, 0, 1, 0]);
+        assert_eq!(ext_ack_message(NLM_F_CAPPED, &echoed), None);
+    }
+}

@@ -1,0 +1,1388 @@
+//! The live view: one task per namespace keeps its state current from
+//! rtnetlink events; a run-directory watcher adds and drops namespaces.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use netlink_packet_core::NetlinkPayload;
+use netlink_packet_route::RouteNetlinkMessage;
+use nsfs::{EntryState, NetNs, NsId, NsName, RunDir};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::model::{Address, Delta, Link, NsState, Object, Route};
+use crate::nl::{self, DumpPart, Messages};
+
+/// A namespace the view covers: the host's (the one this process started
+/// in) or one named in the run directory.
+///
+/// # Examples
+///
+/// ```
+/// let ns = nsdb::Namespace::named("test").unwrap();
+/// assert_eq!(ns.to_string(), "test");
+/// assert_eq!(nsdb::Namespace::Host.to_string(), "(host)");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Namespace {
+    /// The namespace the process started in (`nsfs::Executor::home`).
+    Host,
+    /// A namespace named in the run directory (`/run/netns/NAME`).
+    Named(NsName),
+}
+
+impl Namespace {
+    /// A named namespace; the name is validated first.
+    ///
+    /// # Errors
+    ///
+    /// `nsfs::Error::InvalidName` for an empty name, `.`, `..`, a name with
+    /// `/` or NUL, or one longer than 255 bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(nsdb::Namespace::named("a/b").is_err());
+    /// ```
+    pub fn named(name: &str) -> std::result::Result<Namespace, nsfs::Error> {
+        Ok(Namespace::Named(NsName::new(name)?))
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Namespace::Host => f.write_str("(host)"),
+            Namespace::Named(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// How current the view of one namespace is.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(v: &nsdb::NsView) {
+/// if !v.status().is_live() { eprintln!("not current: {:?}", v.status()); }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NsStatus {
+    /// Kept current from events.
+    Live,
+    /// A resync is running (after an overrun or an interrupted dump); the
+    /// state is the last known one.
+    Resyncing,
+    /// The view lost track (the connection died, a resync failed): the state
+    /// is the last known one and will not change.
+    Stale {
+        /// Why.
+        reason: String,
+    },
+    /// The namespace was removed from the run directory while viewed: the
+    /// state is the last known one.
+    Removed,
+}
+
+impl NsStatus {
+    /// Whether the state is current.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(nsdb::NsStatus::Live.is_live());
+    /// ```
+    pub fn is_live(&self) -> bool {
+        matches!(self, NsStatus::Live)
+    }
+}
+
+/// The other end of a link tied to a link in another namespace (a veth
+/// peer), from `IFLA_LINK` and `IFLA_LINK_NETNSID`.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(v: &nsdb::NsView, l: &nsdb::Link) {
+/// if let Some(p) = v.peer(l) { println!("peer index {} in {:?}", p.index, p.namespace); }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Peer {
+    /// The peer's index in its namespace.
+    pub index: u32,
+    /// The peer's namespace, when the view covers it (`None` if it lives in
+    /// a namespace the view does not know).
+    pub namespace: Option<Namespace>,
+}
+
+/// The view of one namespace at one moment (cheap to clone).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(snap: nsdb::Snapshot) {
+/// let v = snap.namespace(&nsdb::Namespace::Host).unwrap();
+/// println!("{} links, {} addresses", v.links().count(), v.addresses().count());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct NsView {
+    state: Arc<NsState>,
+    status: NsStatus,
+    nsids: Arc<BTreeMap<i32, Namespace>>,
+    ns: Namespace,
+}
+
+impl NsView {
+    /// Which namespace this is.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { println!("{}", v.namespace()); }
+    /// ```
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// How current it is.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { assert!(v.status().is_live()); }
+    /// ```
+    pub fn status(&self) -> &NsStatus {
+        &self.status
+    }
+
+    /// The whole state (links, addresses, routes), to compare with a dump.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View, ns: nsdb::Namespace) -> nsdb::Result<()> {
+    /// let fresh = view.dump(&ns).await?;
+    /// assert_eq!(view.snapshot().namespace(&ns).unwrap().state(), &fresh);
+    /// # Ok(()) }
+    /// ```
+    pub fn state(&self) -> &NsState {
+        &self.state
+    }
+
+    /// The links, by index.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { for l in v.links() { println!("{}", l.name); } }
+    /// ```
+    pub fn links(&self) -> impl Iterator<Item = &Link> {
+        self.state.links.values()
+    }
+
+    /// The link named `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { assert!(v.link("lo").is_some()); }
+    /// ```
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.state.link_by_name(name)
+    }
+
+    /// The link with index `index`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { assert_eq!(v.link_by_index(1).unwrap().name, "lo"); }
+    /// ```
+    pub fn link_by_index(&self, index: u32) -> Option<&Link> {
+        self.state.links.get(&index)
+    }
+
+    /// All addresses.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { for a in v.addresses() { println!("{}", a.local); } }
+    /// ```
+    pub fn addresses(&self) -> impl Iterator<Item = &Address> {
+        self.state.addresses.values()
+    }
+
+    /// The addresses of the link with index `index`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { assert_eq!(v.addresses_of(1).count(), 2); }
+    /// ```
+    pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &Address> {
+        self.state
+            .addresses
+            .values()
+            .filter(move |a| a.index == index)
+    }
+
+    /// All routes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) { for r in v.routes() { println!("{}", r.key()); } }
+    /// ```
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.state.routes.values()
+    }
+
+    /// The other end of `link` when it is tied to a link in another
+    /// namespace (`IFLA_LINK_NETNSID` present), with that namespace's name
+    /// when the view covers it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(v: &nsdb::NsView) {
+    /// let veth = v.link("v0p0").unwrap();
+    /// let peer = v.peer(veth).unwrap();
+    /// assert_eq!(peer.namespace, Some(nsdb::Namespace::named("test").unwrap()));
+    /// # }
+    /// ```
+    pub fn peer(&self, link: &Link) -> Option<Peer> {
+        let id = link.link_netnsid?;
+        Some(Peer {
+            index: link.link?,
+            namespace: self.nsids.get(&id).cloned(),
+        })
+    }
+}
+
+/// A consistent picture of every namespace of a view, taken at one moment
+/// (no event is half-applied in it).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(view: nsdb::View) {
+/// let snap = view.snapshot();
+/// for v in snap.namespaces() { println!("{}: {} links", v.namespace(), v.links().count()); }
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    namespaces: BTreeMap<Namespace, NsView>,
+}
+
+impl Snapshot {
+    /// The view of one namespace.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(s: nsdb::Snapshot) { assert!(s.namespace(&nsdb::Namespace::Host).is_some()); }
+    /// ```
+    pub fn namespace(&self, ns: &Namespace) -> Option<&NsView> {
+        self.namespaces.get(ns)
+    }
+
+    /// Every namespace, in name order (the host first).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(s: nsdb::Snapshot) { println!("{}", s.namespaces().count()); }
+    /// ```
+    pub fn namespaces(&self) -> impl Iterator<Item = &NsView> {
+        self.namespaces.values()
+    }
+
+    /// The link named `name` in `ns`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(s: nsdb::Snapshot) { assert!(s.link(&nsdb::Namespace::Host, "lo").is_some()); }
+    /// ```
+    pub fn link(&self, ns: &Namespace, name: &str) -> Option<&Link> {
+        self.namespaces.get(ns)?.link(name)
+    }
+
+    /// The link with index `index` in `ns`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(s: nsdb::Snapshot) { assert!(s.link_by_index(&nsdb::Namespace::Host, 1).is_some()); }
+    /// ```
+    pub fn link_by_index(&self, ns: &Namespace, index: u32) -> Option<&Link> {
+        self.namespaces.get(ns)?.link_by_index(index)
+    }
+}
+
+/// Why a namespace was dumped again.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(c: nsdb::Change) {
+/// if let nsdb::Change::Resynced { reason: nsdb::ResyncReason::Overrun, .. } = c { eprintln!("events were lost"); }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResyncReason {
+    /// The event socket overran (`ENOBUFS`): events were lost.
+    Overrun,
+    /// A dump was flagged inconsistent (`NLM_F_DUMP_INTR`) and was redone.
+    DumpInterrupted,
+}
+
+/// One change in the view, in the order the view applied them.
+///
+/// Applying every change in order to an empty view, starting when the
+/// [`Changes`] stream was made, reproduces [`View::snapshot`] (unless a
+/// [`Change::Lagged`] says some were skipped: then take a new snapshot).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(c: nsdb::Change) {
+/// match c {
+///     nsdb::Change::Changed { ns, old: nsdb::Object::Link(o), new: nsdb::Object::Link(n) } => {
+///         println!("{ns}: {} mtu {:?} -> {:?}", n.name, o.mtu, n.mtu);
+///     }
+///     other => println!("{other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// An object appeared.
+    Added {
+        /// Where.
+        ns: Namespace,
+        /// What.
+        object: Object,
+    },
+    /// An object changed.
+    Changed {
+        /// Where.
+        ns: Namespace,
+        /// Before.
+        old: Object,
+        /// After.
+        new: Object,
+    },
+    /// An object went away.
+    Removed {
+        /// Where.
+        ns: Namespace,
+        /// What it was.
+        object: Object,
+    },
+    /// A namespace joined the view (its objects follow as `Added`).
+    NamespaceAdded {
+        /// Which.
+        ns: Namespace,
+    },
+    /// A namespace left the run directory (or the view).
+    NamespaceRemoved {
+        /// Which.
+        ns: Namespace,
+    },
+    /// A namespace was dumped again; the differences were reported as
+    /// `Added`/`Changed`/`Removed` just before this.
+    Resynced {
+        /// Which.
+        ns: Namespace,
+        /// Why.
+        reason: ResyncReason,
+    },
+    /// The view lost track of a namespace (see [`NsStatus::Stale`]).
+    Stale {
+        /// Which.
+        ns: Namespace,
+        /// Why.
+        reason: String,
+    },
+    /// This stream fell behind and `missed` changes were dropped: take a new
+    /// snapshot.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+}
+
+/// A `Stream` of [`Change`]s (see [`View::changes`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(view: nsdb::View) {
+/// use futures::StreamExt;
+/// let mut changes = view.changes();
+/// while let Some(change) = changes.next().await { println!("{change:?}"); }
+/// # }
+/// ```
+pub struct Changes {
+    inner: Pin<Box<dyn Stream<Item = Change> + Send>>,
+}
+
+impl fmt::Debug for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changes").finish_non_exhaustive()
+    }
+}
+
+impl Stream for Changes {
+    type Item = Change;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Options of a [`View`] (see [`View::builder`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsdb::Result<()> {
+/// let view = nsdb::View::builder()
+///     .namespace(nsdb::Namespace::named("test").unwrap())
+///     .receive_buffer(1 << 20)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    run_dir: RunDir,
+    namespaces: Vec<Namespace>,
+    all: bool,
+    receive_buffer: Option<usize>,
+    poll: Duration,
+    capacity: usize,
+}
+
+impl Builder {
+    /// Covers `ns` too.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let b = nsdb::View::builder().namespace(nsdb::Namespace::Host);
+    /// ```
+    pub fn namespace(mut self, ns: Namespace) -> Builder {
+        self.namespaces.push(ns);
+        self
+    }
+
+    /// Covers every namespace of the run directory, now and later:
+    /// namespaces that appear are added, namespaces removed are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let b = nsdb::View::builder().all_namespaces();
+    /// ```
+    pub fn all_namespaces(mut self) -> Builder {
+        self.all = true;
+        self
+    }
+
+    /// The run directory named namespaces live in (default `/run/netns`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let b = nsdb::View::builder().run_dir(nsfs::RunDir::new("/var/run/docker/netns"));
+    /// ```
+    pub fn run_dir(mut self, dir: RunDir) -> Builder {
+        self.run_dir = dir;
+        self
+    }
+
+    /// The receive buffer of each event socket, in bytes (`SO_RCVBUF`; the
+    /// kernel doubles it). Default: the system's. A small one overruns
+    /// sooner; every overrun is followed by a resync.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let b = nsdb::View::builder().receive_buffer(4 << 20);
+    /// ```
+    pub fn receive_buffer(mut self, bytes: usize) -> Builder {
+        self.receive_buffer = Some(bytes);
+        self
+    }
+
+    /// How often the run directory is checked for namespaces that appeared
+    /// or went away (default 100 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let b = nsdb::View::builder().poll_interval(std::time::Duration::from_millis(20));
+    /// ```
+    pub fn poll_interval(mut self, every: Duration) -> Builder {
+        self.poll = every;
+        self
+    }
+
+    /// How many changes a slow [`Changes`] stream may fall behind before it
+    /// gets [`Change::Lagged`] (default 16384).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let b = nsdb::View::builder().change_capacity(1 << 16);
+    /// ```
+    pub fn change_capacity(mut self, changes: usize) -> Builder {
+        self.capacity = changes.max(1);
+        self
+    }
+
+    /// Opens every namespace, subscribes to its events, dumps it, and starts
+    /// following it. Returns once every listed namespace is in the view.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops what was set up so far; nothing outlives it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Namespace`] if a namespace cannot be opened, [`Error::Socket`]
+    /// or [`Error::Dump`] if its netlink set-up fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsdb::Result<()> {
+    /// let view = nsdb::View::builder().namespace(nsdb::Namespace::Host).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn build(self) -> Result<View> {
+        let (changes, _) = broadcast::channel(self.capacity);
+        let (generation, _) = watch::channel(0u64);
+        let inner = Arc::new(Inner {
+            shared: Mutex::new(Shared::default()),
+            changes,
+            generation,
+            options: self.clone(),
+            watcher: Mutex::new(None),
+        });
+        let view = View { inner };
+        for ns in &self.namespaces {
+            view.add(ns.clone()).await?;
+        }
+        if self.all {
+            for entry in self.run_dir.list().map_err(|source| Error::Namespace {
+                ns: Namespace::Host,
+                source,
+            })? {
+                if entry.state == EntryState::Mounted {
+                    let ns = Namespace::Named(entry.name);
+                    // Gone meanwhile: the watcher sorts it out.
+                    let _ = view.add(ns).await;
+                }
+            }
+        }
+        let weak = Arc::downgrade(&view.inner);
+        let task = tokio::spawn(watch_run_dir(
+            weak,
+            self.run_dir.clone(),
+            self.all,
+            self.poll,
+        ));
+        *lock(&view.inner.watcher) = Some(task);
+        Ok(view)
+    }
+}
+
+/// One namespace's bookkeeping.
+struct Entry {
+    view: NsView,
+    netns: NetNs,
+    id: NsId,
+    handle: rtnetlink::Handle,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    namespaces: BTreeMap<Namespace, Entry>,
+}
+
+pub(crate) struct Inner {
+    shared: Mutex<Shared>,
+    changes: broadcast::Sender<Change>,
+    generation: watch::Sender<u64>,
+    options: Builder,
+    watcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(t) = lock(&self.watcher).take() {
+            t.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn publish(&self, ns: &Namespace, deltas: Vec<Delta>) {
+        for d in deltas {
+            let change = match d {
+                Delta::Added(object) => Change::Added {
+                    ns: ns.clone(),
+                    object,
+                },
+                Delta::Changed { old, new } => Change::Changed {
+                    ns: ns.clone(),
+                    old,
+                    new,
+                },
+                Delta::Removed(object) => Change::Removed {
+                    ns: ns.clone(),
+                    object,
+                },
+            };
+            let _ = self.changes.send(change);
+        }
+    }
+
+    fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn set_status(&self, ns: &Namespace, status: NsStatus) {
+        let mut shared = lock(&self.shared);
+        if let Some(e) = shared.namespaces.get_mut(ns) {
+            if let NsStatus::Stale { reason } = &status {
+                let _ = self.changes.send(Change::Stale {
+                    ns: ns.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            e.view.status = status;
+        }
+        drop(shared);
+        self.bump();
+    }
+}
+
+/// A live view of the links, addresses and routes of one or more network
+/// namespaces, kept current from rtnetlink events (cheap to clone; every
+/// clone is the same view).
+///
+/// Each namespace has two netlink sockets made inside it: one joined to the
+/// link, address, route and nsid multicast groups (subscribed before the
+/// first dump, so nothing is missed), one for dumps and requests. An overrun
+/// of the event socket (`ENOBUFS`) or an interrupted dump (`NLM_F_DUMP_INTR`)
+/// is followed by a full dump of that namespace; the differences are reported
+/// as changes, then [`Change::Resynced`]. A namespace whose connection dies is
+/// marked [`NsStatus::Stale`]; one removed from the run directory,
+/// [`NsStatus::Removed`] (or dropped, in all-namespaces mode).
+///
+/// Dropping the last clone stops every task and closes every socket.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsdb::Result<()> {
+/// use std::time::Duration;
+/// let test = nsdb::Namespace::named("test").unwrap();
+/// let view = nsdb::View::builder().namespace(test.clone()).build().await?;
+/// view.wait_for("v0p1 up in test", Duration::from_secs(5), |s| {
+///     s.link(&test, "v0p1").is_some_and(|l| l.is_up())
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct View {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = lock(&self.inner.shared);
+        f.debug_struct("View")
+            .field("namespaces", &shared.namespaces.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl View {
+    /// A builder: say which namespaces to cover, then [`Builder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsdb::Result<()> {
+    /// let view = nsdb::View::builder().all_namespaces().build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> Builder {
+        Builder {
+            run_dir: RunDir::default(),
+            namespaces: Vec::new(),
+            all: false,
+            receive_buffer: None,
+            poll: Duration::from_millis(100),
+            capacity: 16384,
+        }
+    }
+
+    /// Adds a namespace to the view: subscribes to its events, dumps it, and
+    /// follows it from then on. Adding a namespace already in the view does
+    /// nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped before it returns, the namespace is not added and nothing
+    /// it set up outlives it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Namespace`], [`Error::Socket`], [`Error::Dump`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View) -> nsdb::Result<()> {
+    /// view.add(nsdb::Namespace::named("blue").unwrap()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add(&self, ns: Namespace) -> Result<()> {
+        if lock(&self.inner.shared)
+            .namespaces
+            .get(&ns)
+            .is_some_and(|e| !matches!(e.view.status, NsStatus::Removed))
+        {
+            return Ok(());
+        }
+        let netns = match &ns {
+            Namespace::Host => {
+                nsfs::Executor::global()
+                    .map(|e| e.home().clone())
+                    .map_err(|source| Error::Namespace {
+                        ns: ns.clone(),
+                        source,
+                    })?
+            }
+            Namespace::Named(name) => {
+                self.inner
+                    .options
+                    .run_dir
+                    .open(name)
+                    .map_err(|source| Error::Namespace {
+                        ns: ns.clone(),
+                        source,
+                    })?
+            }
+        };
+        // Subscribe first, then dump: events that happen during the dump wait
+        // in the queue and are applied after it.
+        let event_fd = nl::raw_socket(&ns, &netns).await?;
+        let request_fd = nl::raw_socket(&ns, &netns).await?;
+        let (events, conn_task) =
+            nl::event_connection(&ns, event_fd, self.inner.options.receive_buffer)?;
+        let abort_conn = AbortOnDrop(Some(conn_task));
+        let mut handle = nl::request_connection(&ns, request_fd)?;
+        let mut state = NsState::default();
+        nl::dump_into(
+            &ns,
+            &mut handle,
+            &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
+            &mut state,
+        )
+        .await?;
+        let id = netns.id();
+        let weak = Arc::downgrade(&self.inner);
+        {
+            let mut shared = lock(&self.inner.shared);
+            if shared
+                .namespaces
+                .get(&ns)
+                .is_some_and(|e| !matches!(e.view.status, NsStatus::Removed))
+            {
+                return Ok(()); // added concurrently
+            }
+            let initial = NsState::default().diff(&state);
+            let _ = self
+                .inner
+                .changes
+                .send(Change::NamespaceAdded { ns: ns.clone() });
+            self.inner.publish(&ns, initial);
+            let task = tokio::spawn(follow(weak, ns.clone(), handle.clone(), events));
+            let conn_task = abort_conn.take();
+            shared.namespaces.insert(
+                ns.clone(),
+                Entry {
+                    view: NsView {
+                        state: Arc::new(state),
+                        status: NsStatus::Live,
+                        nsids: Arc::default(),
+                        ns: ns.clone(),
+                    },
+                    netns,
+                    id,
+                    handle,
+                    tasks: vec![task, conn_task],
+                },
+            );
+        }
+        self.inner.bump();
+        // Every namespace may now name peers it could not name before.
+        self.refresh_all_nsids().await;
+        Ok(())
+    }
+
+    /// Drops a namespace from the view (its sockets close). Returns whether
+    /// it was there.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(view: nsdb::View) {
+    /// view.remove(&nsdb::Namespace::named("blue").unwrap());
+    /// # }
+    /// ```
+    pub fn remove(&self, ns: &Namespace) -> bool {
+        let removed = lock(&self.inner.shared).namespaces.remove(ns).is_some();
+        if removed {
+            let _ = self
+                .inner
+                .changes
+                .send(Change::NamespaceRemoved { ns: ns.clone() });
+            self.inner.bump();
+        }
+        removed
+    }
+
+    /// A consistent snapshot of every namespace (cheap: shares the state
+    /// until the view changes).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(view: nsdb::View) {
+    /// let snap = view.snapshot();
+    /// assert!(snap.link(&nsdb::Namespace::Host, "lo").is_some());
+    /// # }
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        let shared = lock(&self.inner.shared);
+        Snapshot {
+            namespaces: shared
+                .namespaces
+                .iter()
+                .map(|(k, e)| (k.clone(), e.view.clone()))
+                .collect(),
+        }
+    }
+
+    /// The changes from now on, as a `Stream`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View) {
+    /// use futures::StreamExt;
+    /// let mut changes = view.changes();
+    /// if let Some(c) = changes.next().await { println!("{c:?}"); }
+    /// # }
+    /// ```
+    pub fn changes(&self) -> Changes {
+        let rx = self.inner.changes.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(c) => Some((c, rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Some((Change::Lagged { missed }, rx))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Changes {
+            inner: Box::pin(stream),
+        }
+    }
+
+    /// Waits until `condition` holds on the view, at most `timeout`; returns
+    /// the snapshot it held on. `what` names the condition in the error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if the condition did not hold in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View) -> nsdb::Result<()> {
+    /// let test = nsdb::Namespace::named("test").unwrap();
+    /// view.wait_for("v0p1 up", std::time::Duration::from_secs(5), |s| {
+    ///     s.link(&test, "v0p1").is_some_and(|l| l.is_up())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for<F>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut condition: F,
+    ) -> Result<Snapshot>
+    where
+        F: FnMut(&Snapshot) -> bool,
+    {
+        let mut rx = self.inner.generation.subscribe();
+        let wait = async {
+            loop {
+                rx.borrow_and_update();
+                let snap = self.snapshot();
+                if condition(&snap) {
+                    return snap;
+                }
+                if rx.changed().await.is_err() {
+                    futures::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: what.to_owned(),
+                timeout,
+            })
+    }
+
+    /// A fresh dump of `ns`, made now on the view's request socket (not the
+    /// view's state): to check the view against the kernel.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotViewed`], [`Error::Dump`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View) -> nsdb::Result<()> {
+    /// let fresh = view.dump(&nsdb::Namespace::Host).await?;
+    /// println!("{} links", fresh.links.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn dump(&self, ns: &Namespace) -> Result<NsState> {
+        let mut handle = self.handle(ns)?;
+        let mut state = NsState::default();
+        nl::dump_into(
+            ns,
+            &mut handle,
+            &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
+            &mut state,
+        )
+        .await?;
+        Ok(state)
+    }
+
+    /// The request handle and namespace fd of `ns`.
+    pub(crate) fn handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
+        let shared = lock(&self.inner.shared);
+        let e = shared
+            .namespaces
+            .get(ns)
+            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
+        match &e.view.status {
+            NsStatus::Stale { reason } => Err(Error::Stale {
+                ns: ns.clone(),
+                reason: reason.clone(),
+            }),
+            NsStatus::Removed => Err(Error::Stale {
+                ns: ns.clone(),
+                reason: "namespace removed".into(),
+            }),
+            _ => Ok(e.handle.clone()),
+        }
+    }
+
+    /// The namespace handle (fd) of `ns`.
+    pub(crate) fn netns(&self, ns: &Namespace) -> Result<NetNs> {
+        let shared = lock(&self.inner.shared);
+        shared
+            .namespaces
+            .get(ns)
+            .map(|e| e.netns.clone())
+            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })
+    }
+
+    async fn refresh_all_nsids(&self) {
+        let names: Vec<Namespace> = lock(&self.inner.shared)
+            .namespaces
+            .keys()
+            .cloned()
+            .collect();
+        for ns in names {
+            refresh_nsids(&self.inner, &ns).await;
+        }
+    }
+}
+
+/// Aborts a task on drop unless taken.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn take(mut self) -> JoinHandle<()> {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Maps the nsids of `ns` to the names of the namespaces in the view.
+async fn refresh_nsids(inner: &Inner, ns: &Namespace) {
+    let (mut handle, others) = {
+        let shared = lock(&inner.shared);
+        let Some(e) = shared.namespaces.get(ns) else {
+            return;
+        };
+        let others: Vec<(Namespace, NetNs)> = shared
+            .namespaces
+            .iter()
+            .filter(|(k, o)| *k != ns && !matches!(o.view.status, NsStatus::Removed))
+            .map(|(k, o)| (k.clone(), o.netns.clone()))
+            .collect();
+        (e.handle.clone(), others)
+    };
+    let mut map = BTreeMap::new();
+    for (other, netns) in others {
+        use std::os::fd::AsFd;
+        if let Ok(Some(id)) = nl::nsid_of(&mut handle, netns.as_fd()).await {
+            map.insert(id, other);
+        }
+    }
+    let changed = match lock(&inner.shared).namespaces.get_mut(ns) {
+        Some(e) if *e.view.nsids != map => {
+            e.view.nsids = Arc::new(map);
+            true
+        }
+        _ => false,
+    };
+    if changed {
+        inner.bump();
+    }
+}
+
+/// Whether applying `msg` may make the kernel drop IPv4 routes without
+/// telling (link down or gone, IPv4 address removed): then the IPv4 routes
+/// are dumped again.
+fn may_flush_routes(msg: &RouteNetlinkMessage, state: &NsState) -> bool {
+    match msg {
+        RouteNetlinkMessage::NewLink(m) => {
+            let was_up = state.links.get(&m.header.index).is_some_and(|l| l.is_up());
+            was_up && m.header.flags.bits() & crate::model::IFF_UP == 0
+        }
+        RouteNetlinkMessage::DelAddress(m) => u8::from(m.header.family) == 2,
+        _ => false,
+    }
+}
+
+/// The links whose `IFLA_LINK_NETNSID` the kernel changes without telling
+/// when `msg` is applied: a veth's other end, when its peer leaves the
+/// namespace or comes (back) into it.
+fn silent_peer_changes(msg: &RouteNetlinkMessage, state: &NsState, out: &mut BTreeSet<u32>) {
+    match msg {
+        RouteNetlinkMessage::DelLink(m) => {
+            let gone = m.header.index;
+            out.extend(
+                state
+                    .links
+                    .values()
+                    .filter(|l| l.link == Some(gone) && l.link_netnsid.is_none())
+                    .map(|l| l.index),
+            );
+        }
+        RouteNetlinkMessage::NewLink(m) if !state.links.contains_key(&m.header.index) => {
+            let new = Link::from_message(m);
+            if new.link_netnsid.is_none()
+                && let Some(peer) = new.link.and_then(|p| state.links.get(&p))
+                && peer.link_netnsid.is_some()
+            {
+                out.insert(peer.index);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The per-namespace task: applies events, resyncs after an overrun.
+async fn follow(
+    weak: Weak<Inner>,
+    ns: Namespace,
+    mut handle: rtnetlink::Handle,
+    mut events: Messages,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let Some(first) = events.next().await else {
+            if let Some(inner) = weak.upgrade() {
+                inner.set_status(
+                    &ns,
+                    NsStatus::Stale {
+                        reason: "event connection closed".into(),
+                    },
+                );
+            }
+            return;
+        };
+        batch.clear();
+        batch.push(first);
+        while batch.len() < 4096 {
+            match events.try_recv() {
+                Ok(m) => batch.push(m),
+                _ => break,
+            }
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let overrun = batch
+            .iter()
+            .any(|(m, _)| matches!(m.payload, NetlinkPayload::Overrun(_)));
+        if overrun {
+            // Events were lost. Everything received so far is older than the
+            // dump about to be made: drop it, dump, carry on with the queue.
+            tracing::debug!(%ns, "netlink overrun: resync");
+            resync(&inner, &ns, &mut handle, ResyncReason::Overrun).await;
+            continue;
+        }
+        let mut routes_dirty = false;
+        let mut nsid_dirty = false;
+        let mut refetch = BTreeSet::new();
+        {
+            let mut shared = lock(&inner.shared);
+            let Some(entry) = shared.namespaces.get_mut(&ns) else {
+                return;
+            };
+            let state = Arc::make_mut(&mut entry.view.state);
+            for (m, _) in &batch {
+                if let NetlinkPayload::InnerMessage(msg) = &m.payload {
+                    routes_dirty |= may_flush_routes(msg, state);
+                    silent_peer_changes(msg, state, &mut refetch);
+                    nsid_dirty |= matches!(
+                        msg,
+                        RouteNetlinkMessage::NewNsId(_) | RouteNetlinkMessage::DelNsId(_)
+                    );
+                    let deltas = state.apply(msg, m.header.flags);
+                    inner.publish(&ns, deltas);
+                }
+            }
+            let known: BTreeSet<i32> = entry.view.nsids.keys().copied().collect();
+            nsid_dirty |= entry
+                .view
+                .state
+                .links
+                .values()
+                .any(|l| l.link_netnsid.is_some_and(|id| !known.contains(&id)))
+                && batch.iter().any(|(m, _)| {
+                    matches!(
+                        &m.payload,
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_))
+                    )
+                });
+        }
+        inner.bump();
+        for index in refetch {
+            match nl::get_link(&mut handle, index).await {
+                Ok(Some(msg)) => {
+                    if let Some(entry) = lock(&inner.shared).namespaces.get_mut(&ns) {
+                        let deltas = Arc::make_mut(&mut entry.view.state).apply(&msg, 0);
+                        inner.publish(&ns, deltas);
+                    }
+                    nsid_dirty = true;
+                    inner.bump();
+                }
+                // Gone meanwhile: its RTM_DELLINK is on its way.
+                Ok(None) => {}
+                Err(e) => {
+                    inner.set_status(
+                        &ns,
+                        NsStatus::Stale {
+                            reason: format!("link query failed: {e}"),
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+        if routes_dirty {
+            let mut fresh = NsState::default();
+            match nl::dump_into(&ns, &mut handle, &[DumpPart::Routes], &mut fresh).await {
+                Ok(_) => {
+                    if let Some(entry) = lock(&inner.shared).namespaces.get_mut(&ns) {
+                        let state = Arc::make_mut(&mut entry.view.state);
+                        let mut with_routes = NsState {
+                            links: BTreeMap::new(),
+                            addresses: BTreeMap::new(),
+                            routes: std::mem::take(&mut state.routes),
+                        };
+                        let old_routes = with_routes.clone();
+                        with_routes.routes = fresh.routes;
+                        let deltas = old_routes.diff(&with_routes);
+                        state.routes = with_routes.routes;
+                        inner.publish(&ns, deltas);
+                    }
+                    inner.bump();
+                }
+                Err(e) => {
+                    inner.set_status(
+                        &ns,
+                        NsStatus::Stale {
+                            reason: format!("route dump failed: {e}"),
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+        if nsid_dirty {
+            refresh_nsids(&inner, &ns).await;
+        }
+    }
+}
+
+/// A full dump of `ns`, replacing its state; the differences are published.
+async fn resync(
+    inner: &Inner,
+    ns: &Namespace,
+    handle: &mut rtnetlink::Handle,
+    reason: ResyncReason,
+) {
+    inner.set_status(ns, NsStatus::Resyncing);
+    let mut fresh = NsState::default();
+    match nl::dump_into(
+        ns,
+        handle,
+        &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
+        &mut fresh,
+    )
+    .await
+    {
+        Ok(_) => {
+            if let Some(entry) = lock(&inner.shared).namespaces.get_mut(ns) {
+                let deltas = entry.view.state.diff(&fresh);
+                entry.view.state = Arc::new(fresh);
+                entry.view.status = NsStatus::Live;
+                inner.publish(ns, deltas);
+                let _ = inner.changes.send(Change::Resynced {
+                    ns: ns.clone(),
+                    reason,
+                });
+            }
+            inner.bump();
+            refresh_nsids(inner, ns).await;
+        }
+        Err(e) => {
+            inner.set_status(
+                ns,
+                NsStatus::Stale {
+                    reason: format!("resync failed: {e}"),
+                },
+            );
+        }
+    }
+}
+
+/// Watches the run directory: in all-namespaces mode adds namespaces that
+/// appear; always notices viewed namespaces that go away.
+async fn watch_run_dir(weak: Weak<Inner>, dir: RunDir, all: bool, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let view = View { inner };
+        let viewed: Vec<(NsName, NsId, bool)> = lock(&view.inner.shared)
+            .namespaces
+            .iter()
+            .filter_map(|(k, e)| match k {
+                Namespace::Named(n) => {
+                    Some((n.clone(), e.id, matches!(e.view.status, NsStatus::Removed)))
+                }
+                Namespace::Host => None,
+            })
+            .collect();
+        for (name, id, removed) in &viewed {
+            if *removed {
+                continue;
+            }
+            let same = dir.open(name).is_ok_and(|ns| ns.id() == *id);
+            if !same {
+                let ns = Namespace::Named(name.clone());
+                if all {
+                    view.remove(&ns);
+                } else {
+                    if let Some(e) = lock(&view.inner.shared).namespaces.get_mut(&ns) {
+                        e.view.status = NsStatus::Removed;
+                        for t in e.tasks.drain(..) {
+                            t.abort();
+                        }
+                    }
+                    let _ = view.inner.changes.send(Change::NamespaceRemoved { ns });
+                    view.inner.bump();
+                }
+            }
+        }
+        if all && let Ok(entries) = dir.list() {
+            for entry in entries {
+                if entry.state != EntryState::Mounted {
+                    continue;
+                }
+                let ns = Namespace::Named(entry.name);
+                let known = lock(&view.inner.shared).namespaces.contains_key(&ns);
+                if !known && let Err(e) = view.add(ns.clone()).await {
+                    tracing::debug!(%ns, error = %e, "could not add namespace");
+                }
+            }
+        }
+    }
+}

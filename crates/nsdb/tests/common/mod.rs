@@ -1,0 +1,155 @@
+//! Helpers shared by the nsdb integration tests: namespaces made for one
+//! test and removed by a guard, `ip` runs, view-vs-dump comparison.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nsdb::{Namespace, NsState, View};
+use nsfs::{NsName, OpenMode, RunDir};
+
+/// Fails loudly (never skips) when the test cannot run.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "nsdb integration tests need root (network namespaces); run them as root"
+    );
+}
+
+/// Namespaces made for one test; removed on drop.
+pub struct Namespaces {
+    pub names: Vec<NsName>,
+}
+
+impl Namespaces {
+    pub async fn create(names: &[&str]) -> Namespaces {
+        require_root();
+        let dir = RunDir::default();
+        let mut out = Namespaces { names: Vec::new() };
+        for n in names {
+            let name = NsName::new(*n).unwrap();
+            dir.create(&name, OpenMode::CreateExclusive).await.unwrap();
+            out.names.push(name);
+        }
+        out
+    }
+
+    pub fn ns(&self, i: usize) -> Namespace {
+        Namespace::Named(self.names[i].clone())
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip")
+                .args(["netns", "del", n.as_str()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs `ip ARGS`; panics with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `ip -n NS -batch -` with `lines` on stdin (`-force`: keep going).
+pub fn ip_batch(ns: &str, lines: &[String]) {
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-force", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ip -batch");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip -batch in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Turns IPv6 off in `ns` (all + default), so a test's state holds still.
+pub async fn disable_ipv6(ns: &NsName) {
+    let netns = RunDir::default().open(ns).unwrap();
+    netns
+        .run(|| {
+            for f in ["all", "default"] {
+                std::fs::write(format!("/proc/sys/net/ipv6/conf/{f}/disable_ipv6"), "1").unwrap();
+            }
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits (up to 10 s) until the view of `ns` equals a fresh dump, taken
+/// again each round; panics with the difference if it never does.
+pub async fn assert_view_matches_dump(view: &View, ns: &Namespace) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = view.dump(ns).await.unwrap();
+        let snap = view.snapshot();
+        let v = snap.namespace(ns).expect("namespace in view");
+        assert!(v.status().is_live(), "{ns} is {:?}", v.status());
+        if *v.state() == fresh {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "view of {ns} differs from a fresh dump:\n{}",
+                describe_diff(v.state(), &fresh)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn describe_diff(view: &NsState, fresh: &NsState) -> String {
+    let mut out = String::new();
+    for (k, l) in &view.links {
+        if fresh.links.get(k) != Some(l) {
+            out += &format!("view link {l:?}\n dump {:?}\n", fresh.links.get(k));
+        }
+    }
+    for (k, l) in &fresh.links {
+        if !view.links.contains_key(k) {
+            out += &format!("missing link {l:?}\n");
+        }
+    }
+    for (k, a) in &view.addresses {
+        if fresh.addresses.get(k) != Some(a) {
+            out += &format!("view addr {a:?}\n dump {:?}\n", fresh.addresses.get(k));
+        }
+    }
+    for (k, a) in &fresh.addresses {
+        if !view.addresses.contains_key(k) {
+            out += &format!("missing addr {a:?}\n");
+        }
+    }
+    for (k, r) in &view.routes {
+        if fresh.routes.get(k) != Some(r) {
+            out += &format!("view route {r:?}\n dump {:?}\n", fresh.routes.get(k));
+        }
+    }
+    for (k, r) in &fresh.routes {
+        if !view.routes.contains_key(k) {
+            out += &format!("missing route {r:?}\n");
+        }
+    }
+    out
+}
