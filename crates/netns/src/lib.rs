@@ -60,6 +60,7 @@ mod events;
 mod handle;
 mod links;
 mod nsid;
+mod process;
 mod socket;
 mod sockets;
 mod target;
@@ -76,5 +77,6 @@ pub use nsfs::{
     DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, Executor, NAME_MAX, NetNs, NsId, NsName,
     OpenMode, RunDir,
 };
+pub use nsproc;
 pub use rtnetlink::{self, MulticastGroup};
 pub use {netlink_packet_core, netlink_packet_route};

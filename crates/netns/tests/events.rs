@@ -1,0 +1,157 @@
+//! Multicast events from inside namespaces: select over several namespaces,
+//! overruns reported.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Ns;
+use futures::StreamExt;
+use netlink_packet_core::NetlinkPayload;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkAttribute;
+use netns::{Event, Events, Handle, MulticastGroup, OpenMode};
+
+/// The name of a new link announced by `event`, if it is one.
+fn new_link(event: &Event) -> Option<String> {
+    match event {
+        Event::Message(msg) => match &msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Waits (bounded, so a bug fails instead of hanging) for a RTM_NEWLINK of a
+/// link whose name starts with `name` on `events`.
+async fn expect_link(events: &mut Events, name: &str) {
+    let wait = async {
+        while let Some(event) = events.next().await {
+            if new_link(&event).is_some_and(|n| n.starts_with(name)) {
+                return;
+            }
+        }
+        panic!("event stream ended");
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no RTM_NEWLINK for {name}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_over_three_namespaces() {
+    let nss = [
+        Ns::new("ev0").await,
+        Ns::new("ev1").await,
+        Ns::new("ev2").await,
+    ];
+    let mut handles = Vec::new();
+    let mut streams = Vec::new();
+    for ns in &nss {
+        let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+        streams.push(
+            h.events(&[MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr])
+                .await
+                .unwrap(),
+        );
+        handles.push(h);
+    }
+    for (i, h) in handles.iter().enumerate() {
+        h.add_veth(format!("e{i}a"), format!("e{i}b"))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let mut seen = [false; 3];
+    let [s0, s1, s2] = &mut streams[..] else {
+        unreachable!()
+    };
+    let deadline = tokio::time::sleep(Duration::from_secs(20));
+    tokio::pin!(deadline);
+    while seen != [true; 3] {
+        tokio::select! {
+            Some(e) = s0.next() => if new_link(&e).as_deref() == Some("e0a") { seen[0] = true },
+            Some(e) = s1.next() => if new_link(&e).as_deref() == Some("e1a") { seen[1] = true },
+            Some(e) = s2.next() => if new_link(&e).as_deref() == Some("e2a") { seen[2] = true },
+            _ = &mut deadline => panic!("events missing: {seen:?}"),
+        }
+    }
+    // Each stream only sees its own namespace.
+    assert!(streams[0].namespace().ends_with(nss[0].name()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_one_namespace_do_not_leak_into_another() {
+    let a = Ns::new("eva").await;
+    let b = Ns::new("evb").await;
+    let ha = Handle::open(a.name(), OpenMode::OpenOnly).await.unwrap();
+    let hb = Handle::open(b.name(), OpenMode::OpenOnly).await.unwrap();
+    let mut ea = ha.events(&[MulticastGroup::Link]).await.unwrap();
+    hb.add_veth("only-b0", "only-b1").execute().await.unwrap();
+    ha.add_veth("a0", "a1").execute().await.unwrap();
+    // The first link event a sees is its own.
+    let first = tokio::time::timeout(Duration::from_secs(20), ea.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let name = new_link(&first).expect("a link event");
+    assert!(name.starts_with('a'), "{name}");
+}
+
+// A current-thread runtime: while the test blocks it, the events task cannot
+// read, so the kernel's (tiny) receive buffer overflows.
+#[tokio::test(flavor = "current_thread")]
+async fn overrun_is_reported() {
+    let ns = Ns::new("overrun").await;
+    // A listener with the smallest receive buffer.
+    let listener = Handle::builder(ns.name())
+        .mode(OpenMode::OpenOnly)
+        .receive_buffer(1)
+        .open()
+        .await
+        .unwrap();
+    let mut events = listener.events(&[MulticastGroup::Link]).await.unwrap();
+    let name = ns.name().to_string();
+    // Make events from another thread while this runtime is blocked.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let h = Handle::open(name.as_str(), OpenMode::OpenOnly)
+                .await
+                .unwrap();
+            for i in 0..40 {
+                h.add_veth(format!("o{i}a"), format!("o{i}b"))
+                    .execute()
+                    .await
+                    .unwrap();
+            }
+        });
+    })
+    .join()
+    .unwrap();
+    let mut overruns = 0;
+    let mut messages = 0;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+        match event {
+            Event::Overrun => overruns += 1,
+            Event::Message(_) => messages += 1,
+            _ => {}
+        }
+    }
+    assert!(overruns >= 1, "no overrun reported ({messages} messages)");
+    assert!(messages < 80, "every event arrived despite the overrun");
+    // The stream keeps working after an overrun (with so small a buffer,
+    // either end's event may be the one that fits).
+    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    h.add_veth("after0", "after1").execute().await.unwrap();
+    expect_link(&mut events, "after").await;
+}

@@ -1,0 +1,159 @@
+//! Links moved into namespaces given by name, path, NetNs, handle or pid; veth
+//! peers created directly in another namespace; typed errors for a missing
+//! destination or link.
+
+mod common;
+
+use common::{Ns, link_names};
+use netns::{Handle, OpenMode, Target};
+
+async fn pair() -> (Ns, Ns, Handle, Handle) {
+    let a = Ns::new("la").await;
+    let b = Ns::new("lb").await;
+    let ha = Handle::open(a.name(), OpenMode::OpenOnly).await.unwrap();
+    let hb = Handle::open(b.name(), OpenMode::OpenOnly).await.unwrap();
+    (a, b, ha, hb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_by_name_index_and_rename() {
+    let (_a, b, ha, hb) = pair().await;
+    ha.add_veth("m0", "m1").execute().await.unwrap();
+    ha.add_veth("m2", "m3").execute().await.unwrap();
+
+    // By link name, to a namespace name.
+    ha.move_link("m1", b.name()).execute().await.unwrap();
+    // By index, to a path, renamed in the same request.
+    let idx = ha.link_index("m3").await.unwrap();
+    let path = format!("/run/netns/{}", b.name());
+    ha.move_link(idx, path.as_str())
+        .rename("eth7")
+        .execute()
+        .await
+        .unwrap();
+
+    assert_eq!(link_names(&ha).await, ["lo", "m0", "m2"]);
+    assert_eq!(link_names(&hb).await, ["eth7", "lo", "m1"]);
+
+    // Back, to a NetNs and to a Handle.
+    hb.move_link("m1", ha.netns().clone())
+        .execute()
+        .await
+        .unwrap();
+    hb.move_link("eth7", &ha)
+        .rename("m3")
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(link_names(&ha).await, ["lo", "m0", "m1", "m2", "m3"]);
+    assert_eq!(link_names(&hb).await, ["lo"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_to_the_namespace_of_a_pid() {
+    let (_a, _b, ha, hb) = pair().await;
+    ha.add_veth("p0", "p1").execute().await.unwrap();
+    let mut child = hb.spawn(["sleep", "30"]).await.unwrap();
+    let pid = child.id().expect("a running child") as i32;
+    ha.move_link("p1", Target::Pid(pid))
+        .execute()
+        .await
+        .unwrap();
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    assert_eq!(link_names(&hb).await, ["lo", "p1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn veth_peer_created_in_another_namespace() {
+    let (_a, b, ha, hb) = pair().await;
+    ha.add_veth("v0", "v1")
+        .peer_netns(b.name())
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(link_names(&ha).await, ["lo", "v0"]);
+    assert_eq!(link_names(&hb).await, ["lo", "v1"]);
+    // And given as a handle.
+    ha.add_veth("w0", "w1")
+        .peer_netns(&hb)
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(link_names(&hb).await, ["lo", "v1", "w1"]);
+    // The same name again is the kernel's EEXIST.
+    let err = ha.add_veth("v0", "x1").execute().await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_destination_is_not_found_before_sending() {
+    let (_a, _b, ha, _hb) = pair().await;
+    ha.add_veth("n0", "n1").execute().await.unwrap();
+    let missing = common::unique("missing");
+    let err = ha
+        .move_link("n1", missing.as_str())
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, netns::Error::Namespace(nsfs::Error::NotFound { .. })),
+        "{err}"
+    );
+    let err = ha
+        .add_veth("n2", "n3")
+        .peer_netns(missing.as_str())
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    let err = ha
+        .move_link("n1", Target::Pid(i32::MAX))
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            netns::Error::Namespace(nsfs::Error::NoSuchProcess { .. })
+        ),
+        "{err}"
+    );
+    let err = ha.move_link("n1", "bad\0name").execute().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            netns::Error::Namespace(nsfs::Error::InvalidName { .. })
+        ),
+        "{err}"
+    );
+    // Nothing was sent: the link is still here, nothing was created.
+    assert_eq!(link_names(&ha).await, ["lo", "n0", "n1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_link_is_typed() {
+    let (_a, b, ha, _hb) = pair().await;
+    let err = ha.move_link("nope0", b.name()).execute().await.unwrap_err();
+    assert!(matches!(err, netns::Error::LinkNotFound { .. }), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let err = ha.move_link(4242u32, b.name()).execute().await.unwrap_err();
+    assert!(matches!(err, netns::Error::LinkNotFound { .. }), "{err}");
+    let err = ha.link_index("nope0").await.unwrap_err();
+    assert!(matches!(err, netns::Error::LinkNotFound { .. }), "{err}");
+    assert_eq!(ha.link_index("lo").await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_move_carries_the_kernel_message() {
+    let (_a, b, ha, hb) = pair().await;
+    ha.add_veth("c0", "c1").execute().await.unwrap();
+    hb.add_veth("c1", "c2").execute().await.unwrap();
+    // b already has a c1: the kernel refuses the move.
+    let err = ha.move_link("c1", b.name()).execute().await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+    // lo cannot change namespace.
+    let err = ha.move_link("lo", b.name()).execute().await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+    println!("kernel said: {:?}", err.kernel_message());
+}

@@ -1,0 +1,170 @@
+//! Many requests over one handle, cancelled requests, handles dropped with
+//! requests in flight, and handles in many namespaces at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Ns, link_names};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::{FutureExt, TryStreamExt};
+use netns::{Handle, OpenMode};
+
+/// A handle on a fresh namespace with `pairs` veth pairs, and its link indexes.
+async fn with_links(tag: &str, pairs: usize) -> (Ns, Handle, Vec<u32>) {
+    let ns = Ns::new(tag).await;
+    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    for i in 0..pairs {
+        h.add_veth(format!("s{i}a"), format!("s{i}b"))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let links: Vec<_> = h
+        .rtnetlink()
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .unwrap();
+    let indexes = links.iter().map(|l| l.header.index).collect::<Vec<_>>();
+    assert_eq!(indexes.len(), 2 * pairs + 1);
+    (ns, h, indexes)
+}
+
+async fn get_index(rtnl: &rtnetlink::Handle, index: u32) -> u32 {
+    let link = rtnl
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .unwrap();
+    link.expect("a reply").header.index
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
+    let (_ns, h, indexes) = with_links("10k", 32).await;
+    let rtnl = h.rtnetlink().clone();
+    let mut all: FuturesUnordered<_> = (0..10_000usize)
+        .map(|k| {
+            let rtnl = rtnl.clone();
+            let want = indexes[k % indexes.len()];
+            async move { (want, get_index(&rtnl, want).await) }
+        })
+        .collect();
+    let mut answered = 0;
+    while let Some((want, got)) = all.next().await {
+        assert_eq!(want, got, "a reply went to the wrong request");
+        answered += 1;
+    }
+    assert_eq!(answered, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_requests_do_not_desync_the_connection() {
+    let (_ns, h, indexes) = with_links("cancel", 8).await;
+    let rtnl = h.rtnetlink().clone();
+    for round in 0..20 {
+        // Requests sent and dropped before their reply, some never polled,
+        // some polled once, interleaved with requests that are awaited.
+        let mut kept = Vec::new();
+        for (k, &index) in indexes.iter().cycle().take(200).enumerate() {
+            let mut stream = rtnl.link().get().match_index(index).execute();
+            match (k + round) % 3 {
+                0 => drop(stream),
+                1 => drop(stream.try_next().now_or_never()),
+                _ => kept.push((index, stream)),
+            }
+        }
+        for (want, mut stream) in kept {
+            let got = stream
+                .try_next()
+                .await
+                .unwrap()
+                .expect("a reply")
+                .header
+                .index;
+            assert_eq!(want, got);
+        }
+        // And a dump after all that is whole.
+        assert_eq!(link_names(&h).await.len(), indexes.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_ends_requests_in_flight() {
+    let (_ns, h, indexes) = with_links("inflight", 4).await;
+    let rtnl = h.rtnetlink().clone();
+    let in_flight: FuturesUnordered<_> = (0..2_000usize)
+        .map(|k| {
+            let rtnl = rtnl.clone();
+            let index = indexes[k % indexes.len()];
+            async move {
+                rtnl.link()
+                    .get()
+                    .match_index(index)
+                    .execute()
+                    .try_next()
+                    .await
+            }
+        })
+        .collect();
+    let pending = tokio::spawn(in_flight.collect::<Vec<_>>());
+    tokio::task::yield_now().await;
+    drop(h);
+    // Every request ends (answered, cut short or failed): nothing hangs.
+    let results = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("requests hung after the handle was dropped")
+        .unwrap();
+    assert_eq!(results.len(), 2_000);
+    // New requests on a surviving rtnetlink clone fail at once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = rtnl.link().get().execute().try_next().await.unwrap_err();
+    assert!(matches!(err, rtnetlink::Error::RequestFailed), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_verbs_fail_when_the_connection_is_gone() {
+    let (_ns, h, _) = with_links("gone", 1).await;
+    let (connection, rtnl, _messages) = h.connection().await.unwrap();
+    // A connection that is never driven and then dropped: its requests fail.
+    drop(connection);
+    let err = rtnl.link().get().execute().try_next().await.unwrap_err();
+    assert!(matches!(err, rtnetlink::Error::RequestFailed), "{err}");
+    // The handle's own connection is unaffected.
+    assert_eq!(h.link_index("lo").await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_in_a_hundred_namespaces_at_once() {
+    let nss: Vec<Ns> = futures::future::join_all((0..100).map(|_| Ns::new("hundred"))).await;
+    let handles: Vec<Handle> = futures::future::try_join_all(
+        nss.iter()
+            .map(|ns| Handle::open(ns.name(), OpenMode::OpenOnly)),
+    )
+    .await
+    .unwrap();
+    futures::future::join_all(handles.iter().enumerate().map(|(i, h)| async move {
+        h.add_veth(format!("h{i}a"), format!("h{i}b"))
+            .execute()
+            .await
+            .unwrap();
+        let names = link_names(h).await;
+        assert_eq!(
+            names,
+            [format!("h{i}a"), format!("h{i}b"), "lo".to_string()]
+        );
+        let listener = h
+            .tcp_listener("127.0.0.1:7000".parse().unwrap())
+            .await
+            .unwrap();
+        drop(listener);
+    }))
+    .await;
+    futures::future::join_all(handles.into_iter().map(Handle::close)).await;
+}
