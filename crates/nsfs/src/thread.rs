@@ -8,16 +8,49 @@
 //! switches back to the *home* namespace (the one the executor was created in);
 //! a thread that cannot switch back exits instead of running anything else.
 //!
-//! One pool serves every namespace: measured on a 2-vCPU VM, a switch there and
-//! back costs a few microseconds, about the same as handing a job to a thread
-//! that lives inside the namespace, so a thread per namespace would buy nothing
-//! and make 1,000 open namespaces cost 1,000 threads. See `docs/architecture.md`.
+//! # Why one small pool that switches there and back
+//!
+//! Measured with `cargo run --release -p nsfs --example measure_executor` on
+//! the 2-vCPU VM this was built on (medians of 20,000 sequential calls, three
+//! runs, the machine shared with other builds):
+//!
+//! | | median | p90 |
+//! |---|---|---|
+//! | `setns` there and back on a plain thread | 2.2 us | 2.3 us |
+//! | closure in a namespace, pool of 2 (`run_in`, switch there and back) | 8.0-8.2 us | 8.7-10 us |
+//! | same, no switch (`run_home`: what a thread that stays in, or lives in, the namespace costs) | 5.1-5.2 us | 6.3-6.5 us |
+//! | closure in a namespace, pool of 1 | 5.3-5.4 us | 5.9-6.1 us |
+//! | 64 closures in flight, per closure: pool 1 / 2 / 4 / 8 | 5.5 / 3.1 / 3.2 / 6.1 us | |
+//! | 1,000 idle threads (one per namespace) | +8.8 MiB RSS, 24 ms to start | |
+//!
+//! Hence:
+//! - **Switch there and back after every job.** Staying in the last namespace
+//!   would save about 3 us per call, only when consecutive calls go to the same
+//!   namespace, and it would let an idle thread keep a removed namespace (and
+//!   its veth peers, routes, sockets) alive indefinitely.
+//! - **One pool for every namespace, not a thread per namespace.** A thread
+//!   living in its namespace answers in the same ~5 us as a pool thread that
+//!   needs no switch, so a thread per namespace buys under 3 us a call and
+//!   costs 1,000 threads (about 9 MiB and 24 ms to start) for 1,000 open
+//!   namespaces.
+//! - **Pool size `clamp(available_parallelism, 2, 8)`** for the global
+//!   executor: two threads on two cores halve the cost of calls in flight
+//!   together (3.1 against 5.5 us) and keep one slow closure from blocking
+//!   every other; more threads than cores only add wake-ups (pool 8: 6.1 us).
+//! - **Jobs wait in a mutex-and-condvar queue** that wakes exactly one idle
+//!   thread. The first version shared one `mpsc::Receiver` behind a mutex: a
+//!   job woke the thread blocked in `recv` and then the one blocked on the
+//!   mutex, and a call with two threads cost 11-28 us (p90 29-33 us).
+//!
+//! See also `docs/architecture.md`.
 
 use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use nix::sched::{CloneFlags, setns, unshare};
 use tokio::sync::oneshot;
@@ -58,8 +91,7 @@ pub struct Executor {
 
 #[derive(Debug)]
 struct Shared {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    queue: Arc<Queue>,
     home: NetNs,
     size: usize,
     live: Arc<AtomicUsize>,
@@ -67,10 +99,65 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Closing the queue ends every idle thread.
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
+        // Closing the queue ends every thread once the jobs queued are done.
+        self.queue.close();
+    }
+}
+
+/// The jobs waiting for a thread: a mutex and a condition variable, so a job
+/// wakes exactly one idle thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("Queue")
+            .field("jobs", &state.jobs.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Queues `job`; gives it back if the queue is closed.
+    fn push(&self, job: Job) -> std::result::Result<(), Job> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.closed {
+            return Err(job);
         }
+        state.jobs.push_back(job);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, waiting for one; `None` once closed and drained.
+    fn pop(&self) -> Option<Job> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
     }
 }
 
@@ -160,11 +247,9 @@ impl Executor {
     /// ```
     pub fn new(threads: usize) -> Result<Executor> {
         let home = NetNs::current_thread()?;
-        let (tx, rx) = mpsc::channel();
         Ok(Executor {
             shared: Arc::new(Shared {
-                jobs: Mutex::new(Some(tx)),
-                queue: Arc::new(Mutex::new(rx)),
+                queue: Arc::new(Queue::default()),
                 home,
                 size: threads.max(1),
                 live: Arc::new(AtomicUsize::new(0)),
@@ -349,13 +434,9 @@ impl Executor {
 
     fn send(&self, job: Job) -> Result<()> {
         self.ensure_thread()?;
-        let jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        match jobs.as_ref().map(|tx| tx.send(job)) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(Error::Thread {
-                source: io::Error::other("executor shut down"),
-            }),
-        }
+        self.shared.queue.push(job).map_err(|_| Error::Thread {
+            source: io::Error::other("executor shut down"),
+        })
     }
 
     /// Starts a thread if the pool is below its size. Called on the
@@ -393,20 +474,13 @@ impl Executor {
     }
 }
 
-fn worker_loop(queue: &Mutex<mpsc::Receiver<Job>>, home: &NetNs) {
+fn worker_loop(queue: &Queue, home: &NetNs) {
     // A thread is born in its creator's namespace: make sure it is home.
     let mut worker = Worker { home, away: true };
     if !worker.restore() {
         return;
     }
-    loop {
-        let job = {
-            let rx = queue.lock().unwrap_or_else(|e| e.into_inner());
-            match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            }
-        };
+    while let Some(job) = queue.pop() {
         job(&mut worker);
         if !worker.restore() {
             return;
