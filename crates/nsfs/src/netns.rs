@@ -265,9 +265,10 @@ impl NetNs {
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped before it completes, `f` still runs (or has
-    /// run) to completion; its result is dropped, which closes any fd it
-    /// returned.
+    /// `f` is handed to a thread at the first poll. If the future is dropped
+    /// after that, `f` still runs (or has run) to completion and its result
+    /// is dropped, which closes any fd it returned; dropped before its first
+    /// poll, nothing happens.
     ///
     /// # Errors
     ///

@@ -2,6 +2,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -267,9 +268,11 @@ impl RunDir {
     ///
     /// # Cancel safety
     ///
-    /// The work runs on a namespace thread: if the future is dropped, the
-    /// namespace is still created (or opened) and the handle dropped; the name
-    /// stays until removed.
+    /// Not cancel safe in the sense that dropping undoes nothing: the work is
+    /// handed to a namespace thread at the first poll, and if the future is
+    /// dropped after that the namespace is still created (or opened) and the
+    /// handle dropped; the name stays until removed. Dropped before its first
+    /// poll, nothing happens.
     ///
     /// # Errors
     ///
@@ -362,10 +365,15 @@ impl RunDir {
     /// Names the network namespace of process `pid` as `name`, like
     /// `ip netns attach NAME PID`.
     ///
+    /// The namespace is opened first and the name bind-mounted from that open
+    /// handle, so a pid that exits (or is reused) meanwhile can never get the
+    /// wrong namespace named. On failure no entry is left.
+    ///
     /// # Cancel safety
     ///
-    /// The work runs on a namespace thread: if the future is dropped, the name
-    /// may still be created.
+    /// The work is handed to a namespace thread at the first poll: if the
+    /// future is dropped after that, the name may still be created (and stays
+    /// until removed). Dropped before its first poll, nothing happens.
     ///
     /// # Errors
     ///
@@ -384,7 +392,6 @@ impl RunDir {
         let target = NetNs::from_pid(pid)?;
         let dir = self.clone();
         let path = self.entry(name);
-        let source_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         Executor::global()?
             .run_home(move || {
                 dir.prepare()?;
@@ -407,24 +414,18 @@ impl RunDir {
                     }
                     Err(e) => return Err(attach("create entry", e)),
                 }
-                // Mount the process's namespace, then check it is still the one
-                // we opened (the pid may have exited and been reused).
+                // Mount the namespace we hold open, not `/proc/PID/ns/net`
+                // again: the pid may have exited, or been reused, since.
+                let source = format!("/proc/thread-self/fd/{}", target.as_fd().as_raw_fd());
                 let mounted = mount(
-                    Some(&source_path),
+                    Some(source.as_str()),
                     &path,
                     Some("none"),
                     MsFlags::MS_BIND,
                     None::<&str>,
                 )
                 .map_err(|e| attach("bind mount", e.into()))
-                .and_then(|()| NetNs::open(&path))
-                .and_then(|ns| {
-                    if ns == target {
-                        Ok(ns)
-                    } else {
-                        Err(Error::NoSuchProcess { pid })
-                    }
-                });
+                .and_then(|()| NetNs::open(&path));
                 if mounted.is_err() {
                     let _ = umount2(&path, MntFlags::MNT_DETACH);
                     let _ = fs::remove_file(&path);
@@ -441,8 +442,9 @@ impl RunDir {
     ///
     /// # Cancel safety
     ///
-    /// The work runs on a namespace thread: if the future is dropped, the name
-    /// may still be removed.
+    /// The work is handed to a namespace thread at the first poll: if the
+    /// future is dropped after that, the name may still be removed. Dropped
+    /// before its first poll, nothing happens.
     ///
     /// # Errors
     ///

@@ -287,8 +287,9 @@ impl Executor {
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped, `f` still runs to completion and its result
-    /// is dropped.
+    /// `f` is queued at the first poll. If the future is dropped after that,
+    /// `f` still runs to completion and its result is dropped; dropped before
+    /// its first poll, nothing happens.
     ///
     /// # Errors
     ///
@@ -329,8 +330,9 @@ impl Executor {
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped, `f` still runs to completion and its result
-    /// is dropped.
+    /// `f` is queued at the first poll. If the future is dropped after that,
+    /// `f` still runs to completion and its result is dropped; dropped before
+    /// its first poll, nothing happens.
     ///
     /// # Errors
     ///
@@ -363,8 +365,9 @@ impl Executor {
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped, `f` still runs; the namespace is freed when
-    /// nothing holds it.
+    /// `f` is queued at the first poll. If the future is dropped after that,
+    /// `f` still runs and its result is dropped; the namespace is freed when
+    /// nothing holds it. Dropped before its first poll, nothing happens.
     ///
     /// # Errors
     ///
