@@ -41,6 +41,13 @@ pub enum Error {
         /// The mode that was asked for.
         mode: &'static str,
     },
+    /// A namespace id must be zero or positive (`-1`, "let the kernel pick",
+    /// is [`Nsid::Auto`](crate::Nsid::Auto)); nothing was sent.
+    #[error("invalid nsid {nsid}: an nsid is zero or positive")]
+    InvalidNsid {
+        /// The rejected id.
+        nsid: i32,
+    },
     /// Creating or configuring a socket inside the namespace failed.
     #[error("cannot {op} in network namespace {}: {source}", ns.display())]
     Socket {
@@ -105,7 +112,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Namespace(e) => e.raw_os_error(),
-            Error::Mode { .. } => Some(libc::EINVAL),
+            Error::Mode { .. } | Error::InvalidNsid { .. } => Some(libc::EINVAL),
             Error::Socket { source, .. } | Error::Relay { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => error_code(source),
             Error::LinkNotFound { .. } => Some(libc::ENODEV),
@@ -123,7 +130,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Namespace(e) => e.kind(),
-            Error::Mode { .. } => io::ErrorKind::InvalidInput,
+            Error::Mode { .. } | Error::InvalidNsid { .. } => io::ErrorKind::InvalidInput,
             Error::Socket { source, .. } | Error::Relay { source, .. } => source.kind(),
             Error::LinkNotFound { .. } => io::ErrorKind::NotFound,
             Error::Request { source, .. } => match error_code(source) {

@@ -136,7 +136,9 @@ impl Handle {
     ///
     /// [`Error::Namespace`](crate::Error::Namespace) if `target` does not
     /// exist, [`Error::Request`](crate::Error::Request) if the kernel refused
-    /// (`EEXIST`, `EINVAL` for a negative id).
+    /// (`EEXIST` for a namespace that has an id, `ENOSPC` for an id that is
+    /// taken), [`Error::InvalidNsid`](crate::Error::InvalidNsid) for a
+    /// negative id (nothing is sent).
     ///
     /// # Examples
     ///
@@ -149,6 +151,9 @@ impl Handle {
     #[doc(alias = "RTM_NEWNSID")]
     #[doc(alias = "ip netns set")]
     pub async fn set_nsid(&self, target: impl Into<Target>, id: Nsid) -> Result<i32> {
+        if let Nsid::Id(nsid @ ..0) = id {
+            return Err(crate::Error::InvalidNsid { nsid });
+        }
         let target = target
             .into()
             .resolve(self.run_dir(), OpenMode::OpenOnly)
