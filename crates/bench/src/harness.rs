@@ -162,16 +162,6 @@ impl Stats {
             n: s.len(),
         })
     }
-
-    /// A single measured value (for memory rows).
-    #[allow(dead_code)] // for the nsproxy rows, until that crate exports its agent
-    pub(crate) fn single(v: f64) -> Stats {
-        Stats {
-            median: v,
-            p90: v,
-            n: 1,
-        }
-    }
 }
 
 /// The unit of a row's values.
@@ -181,7 +171,6 @@ pub(crate) enum Unit {
     #[serde(rename = "us")]
     Us,
     /// Kibibytes of memory.
-    #[allow(dead_code)] // for the nsproxy rows, until that crate exports its agent
     #[serde(rename = "KiB")]
     KiB,
 }
@@ -262,6 +251,18 @@ impl Measurement {
             unit: Unit::Us,
             ours: Side::new(ours, ours_us)?,
             reference: Some(Side::new(reference, reference_us)?),
+            floor: None,
+            notes: Vec::new(),
+        })
+    }
+
+    /// A row with no reference side (an absolute value against its target).
+    #[allow(dead_code)] // for the nsproxy rows, until that crate lands
+    pub(crate) fn alone(unit: Unit, label: &str, samples: &[f64]) -> BResult<Measurement> {
+        Ok(Measurement {
+            unit,
+            ours: Side::new(label, samples)?,
+            reference: None,
             floor: None,
             notes: Vec::new(),
         })

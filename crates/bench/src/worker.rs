@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! -> OP ARG N            e.g. "spawn-fast nsb123-sp4 10"
-//! <- ok NANOS NANOS ...  N durations in nanoseconds
+//! <- ok V V ...          N values: durations in nanoseconds, or for memory
+//!                        operations ("mem-..."), sizes in KiB
 //! <- err MESSAGE
 //! ```
 //!
@@ -46,11 +47,11 @@ pub(crate) async fn serve(ballast_mib: usize) -> ExitCode {
     let _ = out.flush().await;
     while let Ok(Some(line)) = lines.next_line().await {
         let reply = match handle(&line).await {
-            Ok(ds) => {
+            Ok(values) => {
                 let mut s = String::from("ok");
-                for d in ds {
+                for v in values {
                     s.push(' ');
-                    s.push_str(&d.as_nanos().to_string());
+                    s.push_str(&v.to_string());
                 }
                 s
             }
@@ -69,7 +70,7 @@ pub(crate) async fn serve(ballast_mib: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn handle(line: &str) -> BResult<Vec<Duration>> {
+async fn handle(line: &str) -> BResult<Vec<u64>> {
     let mut parts = line.split_whitespace();
     let (Some(op), Some(arg), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(err(format!("bad request {line:?}")));
@@ -77,7 +78,11 @@ async fn handle(line: &str) -> BResult<Vec<Duration>> {
     let n: usize = n.parse()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(op_once(op, arg).await?);
+        if op.starts_with("mem-") {
+            out.push(crate::rows::worker_value(op, arg).await?);
+        } else {
+            out.push(u64::try_from(op_once(op, arg).await?.as_nanos())?);
+        }
     }
     Ok(out)
 }
@@ -107,6 +112,11 @@ async fn op_once(op: &str, arg: &str) -> BResult<Duration> {
 /// Resident memory of a process, in KiB.
 pub(crate) fn vm_rss_kib(pid: u32) -> Option<u64> {
     status_field(pid, "VmRSS:")
+}
+
+/// Resident anonymous memory of a process (its heap, mostly), in KiB.
+pub(crate) fn rss_anon_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "RssAnon:")
 }
 
 fn status_field(pid: u32, field: &str) -> Option<u64> {
@@ -165,6 +175,17 @@ impl Worker {
 
     /// Asks the worker for `n` timed runs of `op` with `arg`.
     pub(crate) async fn run(&mut self, op: &str, arg: &str, n: usize) -> BResult<Vec<Duration>> {
+        Ok(self
+            .values(op, arg, n)
+            .await?
+            .into_iter()
+            .map(Duration::from_nanos)
+            .collect())
+    }
+
+    /// Asks the worker for `n` runs of `op` with `arg` and returns the raw
+    /// values (nanoseconds, or KiB for "mem-" operations).
+    pub(crate) async fn values(&mut self, op: &str, arg: &str, n: usize) -> BResult<Vec<u64>> {
         self.stdin
             .write_all(format!("{op} {arg} {n}\n").as_bytes())
             .await?;
@@ -180,9 +201,7 @@ impl Worker {
         let rest = line
             .strip_prefix("ok")
             .ok_or_else(|| err(format!("worker: unexpected {line:?}")))?;
-        rest.split_whitespace()
-            .map(|t| Ok(Duration::from_nanos(t.parse()?)))
-            .collect()
+        rest.split_whitespace().map(|t| Ok(t.parse()?)).collect()
     }
 
     /// Closes the worker's stdin and waits for it to exit.

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use crate::harness::{BResult, Config, Measurement, Target};
 
 mod lifecycle;
+mod nsdb;
 mod rtnl;
 mod spawn;
 
@@ -49,6 +50,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(lifecycle::rows());
     rows.extend(rtnl::rows());
     rows.extend(spawn::rows());
+    rows.extend(nsdb::rows());
     rows
 }
 
@@ -56,6 +58,16 @@ pub(crate) fn all() -> Vec<RowSpec> {
 /// than the worker's built-in ones.
 pub(crate) async fn worker_op(op: &str, arg: &str) -> BResult<std::time::Duration> {
     if let Some(res) = spawn::worker_op(op, arg).await {
+        return res;
+    }
+    Err(crate::harness::err(format!(
+        "unknown worker operation {op:?}"
+    )))
+}
+
+/// Memory operations ("mem-...") a worker process measures for rows.
+pub(crate) async fn worker_value(op: &str, arg: &str) -> BResult<u64> {
+    if let Some(res) = nsdb::worker_value(op, arg).await {
         return res;
     }
     Err(crate::harness::err(format!(

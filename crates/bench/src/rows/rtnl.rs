@@ -209,20 +209,17 @@ async fn inflight(cfg: &Config, transport: Transport) -> BResult<Measurement> {
     Ok(m.note(note))
 }
 
-/// Makes a namespace holding `links` ifb links, or `addrs` IPv4 addresses
-/// spread 100 to a link, with `ip -n NAME -batch`.
-async fn populated(what: Dump, links: usize, addrs: usize) -> BResult<Scratch> {
+/// Makes a namespace holding `links` ifb links (at least one per 100
+/// addresses) and `addrs` IPv4 addresses spread 100 to a link, with
+/// `ip -n NAME -batch`.
+pub(super) async fn populated(links: usize, addrs: usize) -> BResult<Scratch> {
     let s = Scratch::new("dm").await?;
-    let nlinks = match what {
-        Dump::Links => links,
-        Dump::Addresses => addrs.div_ceil(100),
-    };
     let mut batch = String::new();
-    for i in 0..nlinks {
+    for i in 0..links.max(addrs.div_ceil(100)) {
         batch.push_str(&format!("link add ifb{i} type ifb\n"));
     }
     s.ip_batch(&batch).await?;
-    if let Dump::Addresses = what {
+    if addrs > 0 {
         let mut batch = String::new();
         for i in 0..addrs {
             batch.push_str(&format!(
@@ -241,7 +238,10 @@ async fn dump(cfg: &Config, transport: Transport, what: Dump) -> BResult<Measure
     let links = cfg.size(2000, 500);
     let addrs = cfg.size(10_000, 2000);
     let setup = Instant::now();
-    let scratch = populated(what, links, addrs).await?;
+    let scratch = match what {
+        Dump::Links => populated(links, 0).await?,
+        Dump::Addresses => populated(0, addrs).await?,
+    };
     let setup = setup.elapsed();
     let res = async {
         let h = open(&scratch.name, transport).await?;
