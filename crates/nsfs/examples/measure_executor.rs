@@ -12,7 +12,8 @@
 //!   namespace would cost), for pools of 1, 2 and 4 threads;
 //! - a bare `setns` there and back on a plain thread;
 //! - 64 closures in flight at once, for pools of 1, 2, 4 and 8 threads;
-//! - what 1,000 idle threads (one per namespace) cost in memory.
+//! - what 1,000 idle threads (one per namespace) cost in memory;
+//! - a create+remove pair against `ip netns add` + `ip netns del`, interleaved.
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
@@ -130,5 +131,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         after.saturating_sub(before),
         after.saturating_sub(before) / 1000
     );
+
+    let dir = nsfs::RunDir::default();
+    let name = nsfs::NsName::new("measure-executor")?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let t = Instant::now();
+        dir.create(&name, nsfs::OpenMode::CreateExclusive).await?;
+        dir.remove(&name).await?;
+        ours.push(t.elapsed());
+        let t = Instant::now();
+        for verb in ["add", "del"] {
+            let status = std::process::Command::new("ip")
+                .args(["netns", verb, name.as_str()])
+                .status()?;
+            assert!(status.success());
+        }
+        theirs.push(t.elapsed());
+    }
+    report("create + remove (RunDir)", &mut ours);
+    report("ip netns add + ip netns del (two processes)", &mut theirs);
     Ok(())
 }
