@@ -17,6 +17,8 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 
 /// `IFF_UP`: the administrative up flag of a link.
 pub const IFF_UP: u32 = libc_iff::UP;
+/// `AF_BRIDGE`.
+const AF_BRIDGE: u8 = 7;
 /// `NLM_F_REPLACE`, set on a route event that replaced an existing route.
 pub(crate) const NLM_F_REPLACE: u16 = 0x100;
 
@@ -500,6 +502,11 @@ impl NsState {
     pub(crate) fn apply(&mut self, msg: &RouteNetlinkMessage, nl_flags: u16) -> Vec<Delta> {
         let mut out = Vec::new();
         match msg {
+            // AF_BRIDGE link messages are the bridge's view of a port (port
+            // state, vlans): partial, and a "delete" only means the port left
+            // its bridge. The AF_UNSPEC messages carry the link itself.
+            RouteNetlinkMessage::NewLink(m) | RouteNetlinkMessage::DelLink(m)
+                if u8::from(m.header.interface_family) == AF_BRIDGE => {}
             RouteNetlinkMessage::NewLink(m) => {
                 let link = Link::from_message(m);
                 self.put_link(link, &mut out);
@@ -746,6 +753,21 @@ mod tests {
         assert_eq!(d.len(), 3);
         assert_eq!(s.addresses.len(), 1);
         assert!(s.routes.is_empty());
+    }
+
+    #[test]
+    fn bridge_family_link_messages_are_ignored() {
+        let mut s = NsState::default();
+        s.apply(&link_msg(2, "v0", 1500, true), 0);
+        let mut m = LinkMessage::default();
+        m.header.index = 2;
+        m.header.interface_family = AddressFamily::Bridge;
+        assert!(
+            s.apply(&RouteNetlinkMessage::DelLink(m.clone()), 0)
+                .is_empty()
+        );
+        assert!(s.apply(&RouteNetlinkMessage::NewLink(m), 0).is_empty());
+        assert_eq!(s.links[&2].name, "v0");
     }
 
     #[test]

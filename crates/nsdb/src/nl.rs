@@ -241,6 +241,9 @@ impl DumpPart {
     }
 }
 
+/// Serializes the dumps made on one request socket.
+pub(crate) type DumpLock = std::sync::Arc<tokio::sync::Mutex<()>>;
+
 /// How many times an interrupted dump is retried before giving up.
 const DUMP_RETRIES: usize = 10;
 
@@ -249,9 +252,12 @@ const DUMP_RETRIES: usize = 10;
 pub(crate) async fn dump_into(
     ns: &Namespace,
     handle: &mut rtnetlink::Handle,
+    lock: &DumpLock,
     parts: &[DumpPart],
     state: &mut NsState,
 ) -> Result<usize, Error> {
+    // One dump at a time per socket (the kernel answers EBUSY otherwise).
+    let _guard = lock.lock().await;
     let mut interrupted = 0;
     for &part in parts {
         let mut attempt = 0;

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::model::{Address, Delta, Link, NsState, Object, Route};
-use crate::nl::{self, DumpPart, Messages};
+use crate::nl::{self, DumpLock, DumpPart, Messages};
 
 /// A namespace the view covers: the host's (the one this process started
 /// in) or one named in the run directory.
@@ -620,6 +620,7 @@ struct Entry {
     netns: NetNs,
     id: NsId,
     handle: rtnetlink::Handle,
+    dump_lock: DumpLock,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -817,10 +818,12 @@ impl View {
             nl::event_connection(&ns, event_fd, self.inner.options.receive_buffer)?;
         let abort_conn = AbortOnDrop(Some(conn_task));
         let mut handle = nl::request_connection(&ns, request_fd)?;
+        let dump_lock = DumpLock::default();
         let mut state = NsState::default();
         nl::dump_into(
             &ns,
             &mut handle,
+            &dump_lock,
             &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
             &mut state,
         )
@@ -842,7 +845,13 @@ impl View {
                 .changes
                 .send(Change::NamespaceAdded { ns: ns.clone() });
             self.inner.publish(&ns, initial);
-            let task = tokio::spawn(follow(weak, ns.clone(), handle.clone(), events));
+            let task = tokio::spawn(follow(
+                weak,
+                ns.clone(),
+                handle.clone(),
+                dump_lock.clone(),
+                events,
+            ));
             let conn_task = abort_conn.take();
             shared.namespaces.insert(
                 ns.clone(),
@@ -856,6 +865,7 @@ impl View {
                     netns,
                     id,
                     handle,
+                    dump_lock,
                     tasks: vec![task, conn_task],
                 },
             );
@@ -1010,10 +1020,16 @@ impl View {
     /// ```
     pub async fn dump(&self, ns: &Namespace) -> Result<NsState> {
         let mut handle = self.handle(ns)?;
+        let dump_lock = lock(&self.inner.shared)
+            .namespaces
+            .get(ns)
+            .map(|e| e.dump_lock.clone())
+            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
         let mut state = NsState::default();
         nl::dump_into(
             ns,
             &mut handle,
+            &dump_lock,
             &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
             &mut state,
         )
@@ -1145,6 +1161,11 @@ fn silent_peer_changes(msg: &RouteNetlinkMessage, state: &NsState, out: &mut BTr
         }
         RouteNetlinkMessage::NewLink(m) if !state.links.contains_key(&m.header.index) => {
             let new = Link::from_message(m);
+            // The first end of a new veth pair is announced before its peer
+            // exists (`IFLA_LINK` 0) and never announced again.
+            if new.link == Some(0) {
+                out.insert(new.index);
+            }
             if new.link_netnsid.is_none()
                 && let Some(peer) = new.link.and_then(|p| state.links.get(&p))
                 && peer.link_netnsid.is_some()
@@ -1161,6 +1182,7 @@ async fn follow(
     weak: Weak<Inner>,
     ns: Namespace,
     mut handle: rtnetlink::Handle,
+    dump_lock: DumpLock,
     mut events: Messages,
 ) {
     let mut batch = Vec::new();
@@ -1192,7 +1214,7 @@ async fn follow(
             // Events were lost. Everything received so far is older than the
             // dump about to be made: drop it, dump, carry on with the queue.
             tracing::debug!(%ns, "netlink overrun: resync");
-            resync(&inner, &ns, &mut handle, ResyncReason::Overrun).await;
+            resync(&inner, &ns, &mut handle, &dump_lock, ResyncReason::Overrun).await;
             continue;
         }
         let mut routes_dirty = false;
@@ -1256,7 +1278,15 @@ async fn follow(
         }
         if routes_dirty {
             let mut fresh = NsState::default();
-            match nl::dump_into(&ns, &mut handle, &[DumpPart::Routes], &mut fresh).await {
+            match nl::dump_into(
+                &ns,
+                &mut handle,
+                &dump_lock,
+                &[DumpPart::Routes],
+                &mut fresh,
+            )
+            .await
+            {
                 Ok(_) => {
                     if let Some(entry) = lock(&inner.shared).namespaces.get_mut(&ns) {
                         let state = Arc::make_mut(&mut entry.view.state);
@@ -1295,6 +1325,7 @@ async fn resync(
     inner: &Inner,
     ns: &Namespace,
     handle: &mut rtnetlink::Handle,
+    dump_lock: &DumpLock,
     reason: ResyncReason,
 ) {
     inner.set_status(ns, NsStatus::Resyncing);
@@ -1302,6 +1333,7 @@ async fn resync(
     match nl::dump_into(
         ns,
         handle,
+        dump_lock,
         &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
         &mut fresh,
     )

@@ -1,0 +1,260 @@
+//! The view kept current from events: changes made from outside with `ip`,
+//! overruns, namespaces coming and going.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Namespaces, assert_view_matches_dump, ip, ip_batch};
+use futures::StreamExt;
+use nsdb::{Change, Namespace, NsStatus, Object, ResyncReason, View};
+
+/// About 350 `ip` changes in one namespace: links, addresses (v4 and v6),
+/// routes, mtu, up/down, master, renames, deletions.
+fn churn(tag: &str, round: usize) -> Vec<String> {
+    let mut l = Vec::new();
+    l.push(format!("link add br{tag} type bridge"));
+    l.push(format!("link set br{tag} up"));
+    for i in 0..32 {
+        let (a, b) = (format!("{tag}a{i}"), format!("{tag}b{i}"));
+        l.push(format!("link add {a} type veth peer name {b}"));
+        l.push(format!("link set {a} up"));
+        l.push(format!("link set {b} up"));
+        l.push(format!("addr add 10.{round}.{i}.1/24 dev {a}"));
+        l.push(format!("addr add 10.{round}.{i}.2/24 dev {a}"));
+        l.push(format!("addr add fd00:{round}:{i}::1/64 dev {a}"));
+        l.push(format!(
+            "route add 172.{}.{i}.0/24 via 10.{round}.{i}.9",
+            16 + round
+        ));
+        if i % 7 == 0 {
+            l.push(format!("route add 192.168.{i}.0/24 dev {a}"));
+            l.push(format!(
+                "route replace 192.168.{i}.0/24 dev {a} metric 0 mtu 1000"
+            ));
+        }
+        l.push(format!("link set {a} mtu {}", 1300 + i));
+        l.push(format!("link set {b} master br{tag}"));
+        l.push(format!("addr del 10.{round}.{i}.2/24 dev {a}"));
+        if i % 3 == 0 {
+            l.push(format!("link set {a} down"));
+        }
+        if i % 4 == 0 {
+            l.push(format!("link set {b} nomaster"));
+            l.push(format!("link set {b} name {tag}r{i}"));
+        }
+        if i % 5 == 0 {
+            l.push(format!("link del {a}"));
+        }
+    }
+    l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_changes_from_outside_leave_the_view_equal_to_a_dump() {
+    let nss = Namespaces::create(&["lv-a", "lv-b", "lv-c"]).await;
+    let all: Vec<Namespace> = (0..3).map(|i| nss.ns(i)).collect();
+    let mut b = View::builder().receive_buffer(8 << 20);
+    for ns in &all {
+        b = b.namespace(ns.clone());
+    }
+    let view = b.build().await.unwrap();
+    let mut total = 0;
+    // Run the batches in parallel, one `ip` per namespace.
+    let mut jobs = Vec::new();
+    for (i, name) in ["lv-a", "lv-b", "lv-c"].iter().enumerate() {
+        let lines = churn("x", i);
+        total += lines.len();
+        let name = name.to_string();
+        jobs.push(tokio::task::spawn_blocking(move || ip_batch(&name, &lines)));
+    }
+    for j in jobs {
+        j.await.unwrap();
+    }
+    assert!(total >= 1000, "only {total} changes");
+    for ns in &all {
+        assert_view_matches_dump(&view, ns).await;
+    }
+    // The view saw what was made.
+    let snap = view.snapshot();
+    let a = snap.namespace(&all[0]).unwrap();
+    assert_eq!(a.link("xa1").unwrap().mtu, Some(1301));
+    assert_eq!(
+        a.link("xb1").unwrap().master,
+        Some(a.link("brx").unwrap().index)
+    );
+    assert!(a.link("xr4").is_some() && a.link("xa5").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overrun_is_detected_and_resynced() {
+    let nss = Namespaces::create(&["ov-a"]).await;
+    let a = nss.ns(0);
+    // The smallest receive buffer the kernel allows: a burst overruns it.
+    let view = View::builder()
+        .namespace(a.clone())
+        .receive_buffer(1)
+        .build()
+        .await
+        .unwrap();
+    let mut changes = view.changes();
+    let mut lines = Vec::new();
+    for i in 0..150 {
+        lines.push(format!("link add ov{i} type veth peer name ow{i}"));
+        lines.push(format!("link set ov{i} up"));
+        lines.push(format!("addr add 10.9.{i}.1/24 dev ov{i}"));
+    }
+    tokio::task::spawn_blocking(move || ip_batch("ov-a", &lines))
+        .await
+        .unwrap();
+    let resynced = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(c) = changes.next().await {
+            if let Change::Resynced {
+                reason: ResyncReason::Overrun,
+                ..
+            } = c
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("no resync within 20 s");
+    assert!(resynced, "the change stream ended");
+    assert_view_matches_dump(&view, &a).await;
+    let snap = view.snapshot();
+    assert_eq!(
+        snap.namespace(&a)
+            .unwrap()
+            .links()
+            .filter(|l| l.name.starts_with("ov"))
+            .count(),
+        150
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_added_and_removed_while_watching_all() {
+    common::require_root();
+    let view = View::builder()
+        .all_namespaces()
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let mut changes = view.changes();
+    let nss = Namespaces::create(&["all-a"]).await;
+    let a = nss.ns(0);
+    ip(&["netns", "add", "all-b"]);
+    let b = Namespace::named("all-b").unwrap();
+    ip(&[
+        "-n", "all-b", "link", "add", "ab0", "type", "veth", "peer", "name", "ab1",
+    ]);
+    let t = Duration::from_secs(5);
+    view.wait_for("all-a and all-b with ab0", t, |s| {
+        s.namespace(&a).is_some() && s.link(&b, "ab0").is_some()
+    })
+    .await
+    .unwrap();
+    assert_view_matches_dump(&view, &b).await;
+
+    ip(&["netns", "del", "all-b"]);
+    view.wait_for("all-b gone", t, |s| s.namespace(&b).is_none())
+        .await
+        .unwrap();
+    drop(nss);
+    view.wait_for("all-a gone", t, |s| s.namespace(&a).is_none())
+        .await
+        .unwrap();
+
+    let mut added = BTreeSet::new();
+    let mut removed = BTreeSet::new();
+    let mut ab0_added = false;
+    while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(200), changes.next()).await {
+        match c {
+            Change::NamespaceAdded { ns } => {
+                added.insert(ns);
+            }
+            Change::NamespaceRemoved { ns } => {
+                removed.insert(ns);
+            }
+            Change::Added {
+                ns,
+                object: Object::Link(l),
+            } if ns == b && l.name == "ab0" => ab0_added = true,
+            _ => {}
+        }
+    }
+    assert!(added.contains(&a) && added.contains(&b), "{added:?}");
+    assert!(removed.contains(&a) && removed.contains(&b), "{removed:?}");
+    assert!(ab0_added);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_removed_while_viewed_is_marked_and_refuses_edits() {
+    let nss = Namespaces::create(&["rm-a"]).await;
+    let a = nss.ns(0);
+    let view = View::builder()
+        .namespace(a.clone())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    ip(&["netns", "del", "rm-a"]);
+    let snap = view
+        .wait_for("rm-a marked removed", Duration::from_secs(5), |s| {
+            s.namespace(&a)
+                .is_some_and(|v| *v.status() == NsStatus::Removed)
+        })
+        .await
+        .unwrap();
+    // The last known state is still readable, and says it is not current.
+    assert!(snap.link(&a, "lo").is_some());
+    let mut tx = view.transaction();
+    tx.link(&a, "lo").unwrap().up();
+    assert!(matches!(tx.commit().await, Err(nsdb::Error::Stale { .. })));
+    assert!(matches!(
+        view.dump(&a).await,
+        Err(nsdb::Error::Stale { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_stream_reports_old_and_new_values_and_wait_for_times_out() {
+    let nss = Namespaces::create(&["ch-a"]).await;
+    let a = nss.ns(0);
+    ip(&[
+        "-n", "ch-a", "link", "add", "ch0", "type", "veth", "peer", "name", "ch1",
+    ]);
+    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+    let mut changes = view.changes();
+    ip(&["-n", "ch-a", "link", "set", "ch0", "mtu", "1234"]);
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(c) = changes.next().await {
+            if let Change::Changed {
+                ns,
+                old: Object::Link(o),
+                new: Object::Link(n),
+            } = c
+                && ns == a
+                && n.name == "ch0"
+                && n.mtu == Some(1234)
+            {
+                return o.mtu;
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(found, Some(1500));
+    let err = view
+        .wait_for("never", Duration::from_millis(50), |s| {
+            s.link(&a, "nope").is_some()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, nsdb::Error::Timeout { .. }));
+}
