@@ -152,6 +152,12 @@ impl RunDir {
     #[doc(alias = "ip netns monitor")]
     #[doc(alias = "inotify")]
     pub fn monitor(&self) -> Result<Monitor> {
+        self.monitor_with(true)
+    }
+
+    /// [`monitor`](RunDir::monitor), optionally without polling the mount
+    /// table (to test the timer fallback).
+    fn monitor_with(&self, poll_mounts: bool) -> Result<Monitor> {
         let path = self.path().to_path_buf();
         let fail = |source: io::Error| Error::Monitor {
             path: path.clone(),
@@ -183,6 +189,9 @@ impl RunDir {
         inotify.add_watch(&path, mask).map_err(|e| fail(e.into()))?;
         let inotify = sys::register(InotifyFd(inotify), Interest::READABLE).map_err(fail)?;
         let mountinfo = fs::File::open("/proc/self/mountinfo")
+            .and_then(|file| {
+                if poll_mounts { Ok(file) } else { Err(io::Error::other("not polling mounts")) }
+            })
             .and_then(|file| sys::register(file, Interest::PRIORITY))
             .inspect_err(|err| {
                 tracing::debug!(%err, "cannot poll /proc/self/mountinfo; monitor falls back to a timer");
@@ -405,4 +414,52 @@ async fn wait_mountinfo(mountinfo: Option<&AsyncFd<fs::File>>) -> io::Result<()>
 /// [`EntryState::Mounted`]).
 fn is_mounted(path: &Path) -> bool {
     statfs(path).is_ok_and(|st| st.filesystem_type() == NSFS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use futures::StreamExt;
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+    use super::*;
+    use crate::Executor;
+
+    /// Without the mount table to poll, the timer still reports a namespace
+    /// mounted late on a placeholder.
+    #[tokio::test]
+    async fn timer_fallback_reports_a_late_mount() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let path = PathBuf::from(format!("/etc/netns/.nsfs-unit-{}", std::process::id()));
+        let dir = RunDir::new(&path);
+        let mut events = dir.monitor_with(false).unwrap();
+        let late = NsName::new("late").unwrap();
+        fs::write(dir.entry(&late), b"").unwrap();
+        let (ns, ()) = Executor::global().unwrap().run_in_new(|| ()).await.unwrap();
+        let fd = ns.try_clone_fd().unwrap();
+        let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let entry = dir.entry(&late);
+        mount(
+            Some(source.as_str()),
+            &entry,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(20), events.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(Event::Added(ref n)))) if *n == late),
+            "{next:?}"
+        );
+        umount2(&entry, MntFlags::MNT_DETACH).unwrap();
+        fs::remove_file(&entry).unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(20), events.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(Event::Removed(ref n)))) if *n == late),
+            "{next:?}"
+        );
+        fs::remove_dir(&path).unwrap();
+    }
 }
