@@ -1,0 +1,37 @@
+//! The early-init hook: what turns a re-executed binary into the agent.
+//!
+//! A function pointer in `.init_array` is called by the dynamic loader (or
+//! the static start code) before `main`, in every binary that links this
+//! crate. It costs one `getenv` in a normal start. When the marker variable
+//! is set, the process is an agent: it runs the agent loop and `_exit`s, so
+//! the application's `main` is never reached.
+//!
+//! Why a hand-written `.init_array` entry rather than the `ctor` crate: it is
+//! the same mechanism in five lines, with no proc macro and no dependency,
+//! and the one thing that matters (that the entry is linked into every binary
+//! using the crate) is guaranteed by `#[used]`, which rustc keeps for
+//! upstream crates through its synthetic symbols object; the crate's tests
+//! check it, since each test binary only calls `Agent::start`.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int};
+
+use crate::{agent, sys};
+
+extern "C" fn nsproxy_agent_init(
+    _argc: c_int,
+    _argv: *const *const c_char,
+    _envp: *const *const c_char,
+) {
+    if let Some(marker) = sys::getenv(agent::MARKER) {
+        agent::run(&marker);
+    }
+}
+
+#[used]
+// SAFETY: `.init_array` holds `extern "C" fn(argc, argv, envp)` pointers; this
+// is one, and it neither unwinds (the agent catches panics) nor depends on
+// anything `main` sets up.
+#[unsafe(link_section = ".init_array")]
+static NSPROXY_AGENT_INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    nsproxy_agent_init;

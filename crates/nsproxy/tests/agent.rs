@@ -1,0 +1,604 @@
+//! The agent process: start/stop, sockets, spawned programs, exec-mode mounts,
+//! and what happens when the agent or the application dies.
+//!
+//! Every test runs as root in the sandbox of `scripts/sandbox` (private
+//! /run/netns and /etc/netns). Each test binary only calls `Agent::start`: that
+//! the agent runs at all proves the init hook was linked into it.
+#![allow(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use nsfs::{NetNs, NsName, OpenMode, RunDir};
+use nsproxy::proto::Step;
+use nsproxy::{Agent, AgentOptions, AgentStdio, Error, SpawnRequest};
+
+/// A hang guard, not a timing assertion.
+const GUARD: Duration = Duration::from_secs(20);
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests need root (network namespaces): run them as root"
+    );
+}
+
+async fn anon_ns() -> NetNs {
+    require_root();
+    nsfs::Executor::global()
+        .unwrap()
+        .run_in_new(|| ())
+        .await
+        .unwrap()
+        .0
+}
+
+async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .expect("hang guard: the operation never finished")
+}
+
+fn read_all(fd: OwnedFd) -> String {
+    let mut s = String::new();
+    std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+    s
+}
+
+fn netns_of_pid(pid: i32) -> nsfs::NsId {
+    NetNs::from_pid(pid).unwrap().id()
+}
+
+/// `SO_NETNS_COOKIE` of a socket: which namespace it belongs to.
+fn netns_cookie(fd: &OwnedFd) -> u64 {
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid out-parameters of the right size.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            71, // SO_NETNS_COOKIE
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(
+        ret,
+        0,
+        "getsockopt(SO_NETNS_COOKIE): {}",
+        std::io::Error::last_os_error()
+    );
+    cookie
+}
+
+fn is_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie is dead; it only waits for its (new) parent to reap it.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+async fn wait_dead(pid: i32) {
+    let start = Instant::now();
+    while !is_dead(pid) {
+        assert!(
+            start.elapsed() < GUARD,
+            "hang guard: process {pid} still alive"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_enters_namespace_and_close_reaps() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let pid = agent.pid();
+    assert!(pid > 0);
+    assert_eq!(
+        netns_of_pid(pid),
+        ns.id(),
+        "the agent runs inside the namespace"
+    );
+    assert_ne!(netns_of_pid(pid), NetNs::current_thread().unwrap().id());
+    // The agent is a re-exec of this binary, not a fork: a fresh process image.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        cmdline.starts_with(b"nsproxy-agent\0--nsproxy-agent"),
+        "{cmdline:?}"
+    );
+    // It keeps only stdio and its control socket.
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert_eq!(fds, 4, "agent fds: stdio + control socket");
+    let status = guard(agent.close()).await.unwrap();
+    assert_eq!(status, 0, "clean exit on end of file");
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_stops_the_agent() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let pid = agent.pid();
+    drop(agent);
+    wait_dead(pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_socket_belongs_to_the_namespace() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let from_agent = guard(agent.open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
+        .await
+        .unwrap();
+    let from_thread = ns
+        .run(|| OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()))
+        .await
+        .unwrap();
+    let here = OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    assert_eq!(netns_cookie(&from_agent), netns_cookie(&from_thread));
+    assert_ne!(netns_cookie(&from_agent), netns_cookie(&here));
+    // Close-on-exec, as every fd we receive.
+    let flags = nix::fcntl::fcntl(&from_agent, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+    assert_ne!(flags & libc::FD_CLOEXEC, 0);
+
+    let err = guard(agent.open_socket(12345, libc::SOCK_DGRAM, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                step: Step::Socket,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
+    // The agent survives a failed request.
+    guard(agent.open_socket(libc::AF_INET6, libc::SOCK_STREAM, 0))
+        .await
+        .unwrap();
+    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_with_pipes_and_exit_status() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let req = SpawnRequest::new("sh")
+        .args([
+            "-c",
+            "read line; echo \"got $line in $PWD $FOO\"; echo oops >&2; exit 3",
+        ])
+        .env("PATH", "/usr/bin:/bin")
+        .env("FOO", "bar")
+        .current_dir("/tmp")
+        .stdin(AgentStdio::Pipe)
+        .stdout(AgentStdio::Pipe)
+        .stderr(AgentStdio::Pipe);
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    assert!(child.pid() > 0);
+    assert_eq!(netns_of_pid(child.pid()), ns.id());
+    let mut stdin = std::fs::File::from(child.take_stdin().unwrap());
+    stdin.write_all(b"hello\n").unwrap();
+    drop(stdin);
+    let out = read_all(child.take_stdout().unwrap());
+    let err = read_all(child.take_stderr().unwrap());
+    assert_eq!(out, "got hello in /tmp bar\n");
+    assert_eq!(err, "oops\n");
+    let status = guard(child.wait()).await.unwrap();
+    assert_eq!(ExitStatus::from_raw(status).code(), Some(3));
+    // wait is repeatable.
+    assert_eq!(guard(child.wait()).await.unwrap(), status);
+    drop(child);
+    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_with_fd_stdio_arg0_and_process_group() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let req = SpawnRequest::new("/bin/sh")
+        .arg0("custom-name")
+        .args(["-c", "echo $0 $(cut -d' ' -f5 /proc/self/stat) $$"])
+        .process_group(0)
+        .stdout(AgentStdio::Fd(w));
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    let out = read_all(r);
+    let status = guard(child.wait()).await.unwrap();
+    assert!(ExitStatus::from_raw(status).success());
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fields[0], "custom-name");
+    // Process group 0: a new group led by the child (pgid == pid of the shell;
+    // $(...) runs in a subshell whose stat shows the group).
+    assert_eq!(fields[1], fields[2], "pgid is the child's pid: {out}");
+    drop(child);
+    guard(agent.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_missing_or_non_executable_fails_promptly() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let err = guard(agent.spawn(SpawnRequest::new("/no/such/program")))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Remote {
+            step: Step::Exec,
+            detail,
+            ..
+        } => assert_eq!(detail, "/no/such/program"),
+        other => panic!("unexpected error {other}"),
+    }
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    // A name not in the (empty) PATH.
+    let err = guard(agent.spawn(SpawnRequest::new("no-such-program-xyz").env("PATH", "/bin")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    // A file that is not executable.
+    let file = std::env::temp_dir().join(format!("nsproxy-noexec-{}", std::process::id()));
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    let err = guard(agent.spawn(SpawnRequest::new(&file)))
+        .await
+        .unwrap_err();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    // Bad input never reaches the agent.
+    let err = guard(agent.spawn(SpawnRequest::new("/bin/true").arg("a\0b")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    // And the agent still works.
+    let mut child = guard(agent.spawn(SpawnRequest::new("/bin/true")))
+        .await
+        .unwrap();
+    assert_eq!(guard(child.wait()).await.unwrap(), 0);
+    drop(child);
+    guard(agent.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_through_pidfd_and_kill_on_drop() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let mut child = guard(agent.spawn(SpawnRequest::new("/bin/sleep").arg("100")))
+        .await
+        .unwrap();
+    assert_eq!(child.try_wait().unwrap(), None);
+    child.kill(libc::SIGTERM).unwrap();
+    let status = guard(child.wait()).await.unwrap();
+    assert_eq!(ExitStatus::from_raw(status).signal(), Some(libc::SIGTERM));
+    let err = child.kill(libc::SIGTERM).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ESRCH),
+        "reaped: the pidfd refuses"
+    );
+    drop(child);
+
+    let child = guard(
+        agent.spawn(
+            SpawnRequest::new("/bin/sleep")
+                .arg("100")
+                .kill_on_drop(true),
+        ),
+    )
+    .await
+    .unwrap();
+    let pid = child.pid();
+    drop(child);
+    wait_dead(pid).await;
+
+    // Without kill_on_drop, the program outlives its AgentChild and the agent.
+    let child = guard(agent.spawn(SpawnRequest::new("/bin/sleep").arg("100")))
+        .await
+        .unwrap();
+    let pid = child.pid();
+    drop(child);
+    guard(agent.close()).await.unwrap();
+    assert!(
+        !is_dead(pid),
+        "a program without kill_on_drop keeps running"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    wait_dead(pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_agent_kills_kill_on_drop_children() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let mut child = guard(
+        agent.spawn(
+            SpawnRequest::new("/bin/sleep")
+                .arg("100")
+                .kill_on_drop(true),
+        ),
+    )
+    .await
+    .unwrap();
+    let pid = child.pid();
+    guard(agent.close()).await.unwrap();
+    wait_dead(pid).await;
+    let err = guard(child.wait()).await.unwrap_err();
+    assert!(matches!(err, Error::AgentGone { .. }), "{err}");
+}
+
+/// A named namespace in the sandbox's private run directory, removed on drop.
+struct Named {
+    name: NsName,
+    ns: NetNs,
+}
+
+impl Named {
+    async fn new(tag: &str) -> Named {
+        require_root();
+        let name = NsName::new(format!("nsproxy-{tag}-{}", std::process::id())).unwrap();
+        let ns = RunDir::default()
+            .create(&name, OpenMode::CreateExclusive)
+            .await
+            .unwrap();
+        Named { name, ns }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name.as_str()));
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(RunDir::default().remove(&name))
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_mounts_show_the_namespace_sys_and_etc() {
+    let named = Named::new("exec").await;
+    assert!(
+        std::path::Path::new("/etc/resolv.conf").exists(),
+        "this test needs /etc/resolv.conf to bind over"
+    );
+    let etc = format!("/etc/netns/{}", named.name.as_str());
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(format!("{etc}/resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+    // A link only this namespace has.
+    let link = format!("nsp{}", std::process::id() % 100000);
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n",
+            named.name.as_str(),
+            "link",
+            "add",
+            &link,
+            "type",
+            "bridge",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "ip link add in the namespace");
+
+    let opts = AgentOptions::new().exec_mounts(named.name.clone());
+    let agent = guard(Agent::start(&named.ns, opts)).await.unwrap();
+    let req = SpawnRequest::new("/bin/sh")
+        .args(["-c", "ls /sys/class/net; cat /etc/resolv.conf"])
+        .stdout(AgentStdio::Pipe);
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    let out = read_all(child.take_stdout().unwrap());
+    assert_eq!(guard(child.wait()).await.unwrap(), 0);
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.pop(), Some("nameserver 192.0.2.53"), "{out}");
+    lines.sort();
+    let mut want = vec![link.as_str(), "lo"];
+    want.sort();
+    assert_eq!(lines, want, "/sys/class/net shows the namespace's devices");
+    // The application's own view is unchanged.
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{link}")).exists());
+    assert_ne!(
+        std::fs::read_to_string("/etc/resolv.conf").unwrap(),
+        "nameserver 192.0.2.53\n"
+    );
+    drop(child);
+    guard(agent.close()).await.unwrap();
+
+    // Without exec mounts, /sys is the application's.
+    let agent = guard(Agent::start(&named.ns, AgentOptions::new()))
+        .await
+        .unwrap();
+    let req = SpawnRequest::new("/bin/ls")
+        .arg(format!("/sys/class/net/{link}"))
+        .stderr(AgentStdio::Null);
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    assert_ne!(guard(child.wait()).await.unwrap(), 0);
+    drop(child);
+    guard(agent.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_namespace_is_entered() {
+    require_root();
+    // A user namespace owning a network namespace, as a rootless container has.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["-U", "-n", "--map-root-user", "sleep", "100"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id() as i32;
+    // Wait until unshare has exec'd sleep inside its new namespaces.
+    let start = Instant::now();
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap()
+        == std::fs::read_link("/proc/self/ns/user").unwrap()
+        || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim()
+            != "sleep"
+    {
+        assert!(start.elapsed() < GUARD, "hang guard: unshare never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let userns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .unwrap()
+        .into();
+    let netns = NetNs::from_pid(pid).unwrap();
+    let agent = guard(Agent::start(
+        &netns,
+        AgentOptions::new().user_namespace(userns),
+    ))
+    .await;
+    let result = async move {
+        let agent = agent.unwrap();
+        let apid = agent.pid();
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{apid}/ns/user")).unwrap(),
+            std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(),
+            "the agent is in the user namespace"
+        );
+        assert_eq!(netns_of_pid(apid), netns.id());
+        // Inside, the agent is root of the user namespace and can make sockets.
+        let req = SpawnRequest::new("/bin/sh")
+            .args(["-c", "id -u"])
+            .stdout(AgentStdio::Pipe);
+        let mut child = guard(agent.spawn(req)).await.unwrap();
+        let out = read_all(child.take_stdout().unwrap());
+        assert_eq!(guard(child.wait()).await.unwrap(), 0);
+        assert_eq!(out.trim(), "0");
+        guard(agent.open_socket(libc::AF_NETLINK, libc::SOCK_RAW, 0))
+            .await
+            .unwrap();
+        drop(child);
+        guard(agent.close()).await.unwrap();
+    };
+    let outcome = tokio::spawn(result).await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    outcome.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_mid_request_fails_pending_and_a_new_agent_works() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let mut child = guard(
+        agent.spawn(
+            SpawnRequest::new("/bin/sleep")
+                .arg("100")
+                .kill_on_drop(true),
+        ),
+    )
+    .await
+    .unwrap();
+    let sleeper = child.pid();
+    let waiter = tokio::spawn(async move { child.wait().await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid()),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let err = guard(waiter).await.unwrap().unwrap_err();
+    let took = killed.elapsed();
+    assert!(matches!(err, Error::AgentGone { .. }), "{err}");
+    eprintln!("pending wait failed {took:?} after SIGKILL of the agent");
+    let err = guard(agent.open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AgentGone { .. }), "{err}");
+    assert!(!agent.is_alive());
+    let status = guard(agent.close()).await.unwrap();
+    assert_eq!(ExitStatus::from_raw(status).signal(), Some(libc::SIGKILL));
+    // The orphaned program was not killed (the agent could not), clean it up.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sleeper),
+        nix::sys::signal::SIGKILL,
+    );
+    wait_dead(sleeper).await;
+
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    guard(agent.open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
+        .await
+        .unwrap();
+    guard(agent.close()).await.unwrap();
+}
+
+/// Run by `application_killed_takes_its_agents_along` in a child process:
+/// starts agents, prints their pids, then waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of application_killed_takes_its_agents_along"]
+async fn helper_start_agents_and_wait() {
+    let ns = anon_ns().await;
+    let mut agents = Vec::new();
+    for _ in 0..3 {
+        agents.push(Agent::start(&ns, AgentOptions::new()).await.unwrap());
+    }
+    let pids: Vec<String> = agents.iter().map(|a| a.pid().to_string()).collect();
+    println!("AGENTS {}", pids.join(" "));
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    panic!("helper was not killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_killed_takes_its_agents_along() {
+    require_root();
+    let exe = std::env::current_exe().unwrap();
+    let mut app = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "helper_start_agents_and_wait",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = app.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split_once("AGENTS ").map(|(_, pids)| pids.to_string()))
+    });
+    let line = guard(line)
+        .await
+        .unwrap()
+        .expect("the helper printed its agents' pids");
+    let pids: Vec<i32> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    for pid in &pids {
+        assert!(!is_dead(*pid), "agent {pid} runs before the kill");
+    }
+    app.kill().unwrap();
+    app.wait().unwrap();
+    let killed = Instant::now();
+    for pid in &pids {
+        wait_dead(*pid).await;
+    }
+    eprintln!(
+        "all agents dead {:?} after SIGKILL of the application",
+        killed.elapsed()
+    );
+}
