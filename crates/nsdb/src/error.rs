@@ -11,10 +11,12 @@ use crate::Namespace;
 ///
 /// # Examples
 ///
-/// ```
-/// let e = nsdb::NetlinkError { errno: 22, message: Some("bad mtu".into()) };
-/// assert_eq!(e.raw_os_error(), 22);
-/// assert_eq!(e.to_string(), "Invalid argument (os error 22): bad mtu");
+/// ```no_run
+/// # fn demo(err: nsdb::Error) {
+/// if let nsdb::Error::Commit { source, .. } = err {
+///     eprintln!("errno {}: {}", source.raw_os_error(), source.message.unwrap_or_default());
+/// }
+/// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -38,9 +40,10 @@ impl NetlinkError {
     ///
     /// # Examples
     ///
-    /// ```
-    /// let e = nsdb::NetlinkError { errno: 19, message: None };
-    /// assert_eq!(e.raw_os_error(), 19);
+    /// ```no_run
+    /// # fn demo(e: nsdb::NetlinkError) {
+    /// if e.raw_os_error() == libc::ENODEV { eprintln!("no such link"); }
+    /// # }
     /// ```
     pub fn raw_os_error(&self) -> i32 {
         self.errno

@@ -532,7 +532,9 @@ impl Builder {
     }
 
     /// How often the run directory is checked for namespaces that appeared
-    /// or went away (default 100 ms).
+    /// or went away (default 100 ms). nsfs's run-directory monitor reports
+    /// them at once; this timer is the backstop, and the only source when
+    /// the monitor cannot be set up.
     ///
     /// # Examples
     ///
@@ -587,6 +589,14 @@ impl Builder {
             watcher: Mutex::new(None),
         });
         let view = View { inner };
+        // Watch before listing, so a namespace added in between is not missed.
+        let monitor = match self.run_dir.monitor() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::debug!(error = %e, "no run-directory monitor: polling only");
+                None
+            }
+        };
         for ns in &self.namespaces {
             view.add(ns.clone()).await?;
         }
@@ -608,6 +618,7 @@ impl Builder {
             self.run_dir.clone(),
             self.all,
             self.poll,
+            monitor,
         ));
         *lock(&view.inner.watcher) = Some(task);
         Ok(view)
@@ -1366,11 +1377,32 @@ async fn resync(
 
 /// Watches the run directory: in all-namespaces mode adds namespaces that
 /// appear; always notices viewed namespaces that go away.
-async fn watch_run_dir(weak: Weak<Inner>, dir: RunDir, all: bool, every: Duration) {
+async fn watch_run_dir(
+    weak: Weak<Inner>,
+    dir: RunDir,
+    all: bool,
+    every: Duration,
+    mut monitor: Option<nsfs::Monitor>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // nsfs's monitor says at once when a name comes or goes; the timer is
+        // the backstop (and the only source if the monitor fails).
+        match monitor.as_mut() {
+            Some(m) => tokio::select! {
+                _ = tick.tick() => {}
+                event = m.next() => {
+                    if !matches!(event, Some(Ok(_))) {
+                        tracing::debug!(?event, "run-directory monitor ended: polling only");
+                        monitor = None;
+                    }
+                }
+            },
+            None => {
+                tick.tick().await;
+            }
+        }
         let Some(inner) = weak.upgrade() else { return };
         let view = View { inner };
         let viewed: Vec<(NsName, NsId, bool)> = lock(&view.inner.shared)

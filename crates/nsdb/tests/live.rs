@@ -258,3 +258,25 @@ async fn changes_stream_reports_old_and_new_values_and_wait_for_times_out() {
         .unwrap_err();
     assert!(matches!(err, nsdb::Error::Timeout { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_namespaces_mode_follows_the_run_directory_monitor_without_polling() {
+    common::require_root();
+    // A timer that never fires in this test: only nsfs's monitor can tell.
+    let view = View::builder()
+        .all_namespaces()
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    ip(&["netns", "add", "mon-a"]);
+    let a = Namespace::named("mon-a").unwrap();
+    let t = Duration::from_secs(5);
+    view.wait_for("mon-a added", t, |s| s.namespace(&a).is_some())
+        .await
+        .unwrap();
+    ip(&["netns", "del", "mon-a"]);
+    view.wait_for("mon-a removed", t, |s| s.namespace(&a).is_none())
+        .await
+        .unwrap();
+}
