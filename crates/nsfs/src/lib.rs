@@ -1,17 +1,43 @@
 //! Linux network namespace lifecycle, the way `ip netns` does it, without fork.
 //!
-//! - [`NsName`]: a validated namespace name.
+//! - [`NsName`]: a validated namespace name (checked before anything touches
+//!   the filesystem).
 //! - [`RunDir`]: the directory namespaces are named in (`/run/netns`), with
-//!   [`create`](RunDir::create), [`remove`](RunDir::remove),
-//!   [`list`](RunDir::list), [`open`](RunDir::open),
-//!   [`attach`](RunDir::attach), [`identify`](RunDir::identify),
-//!   [`pids`](RunDir::pids) and [`monitor`](RunDir::monitor).
-//! - [`NetNs`]: an owned fd on a namespace, opened by name, path or pid.
+//!   [`create`](RunDir::create) (pyroute2's [`OpenMode`] flags),
+//!   [`remove`](RunDir::remove), [`list`](RunDir::list) (each [`Entry`]
+//!   mounted or stale), [`open`](RunDir::open), [`attach`](RunDir::attach),
+//!   [`identify`](RunDir::identify), [`pids`](RunDir::pids) and
+//!   [`monitor`](RunDir::monitor) (a `Stream` of [`Event`]s).
+//! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
+//!   [`NsId`] is its identity.
 //! - [`Executor`]: the namespace threads, where code runs inside a namespace
 //!   ([`NetNs::run`]) without ever switching a runtime thread.
+//! - [`Error`]: one error type; every variant names the operation and the
+//!   name, path or pid, and keeps the errno queryable.
 //!
 //! Namespaces made here and by `ip netns add` are the same thing: each side
-//! sees and uses the other's.
+//! sees and uses the other's. The run directory is prepared exactly as
+//! iproute2 prepares it (a shared mount, with its recursive-bind fallback,
+//! under a `flock`), the entry is made with `O_EXCL`, and the namespace is
+//! bind-mounted on it last.
+//!
+//! # No fork, no switch of a runtime thread
+//!
+//! A network namespace switch is per thread. This crate never forks and
+//! never calls `setns` or `unshare` on a thread it does not own: creating a
+//! namespace and running code in one happen on the [`Executor`]'s threads,
+//! which switch into the namespace for one job and back home after it. There
+//! is deliberately no way to switch the calling thread. `docs/architecture.md`
+//! has the picture and the measurements behind the pool's shape.
+//!
+//! # Async and blocking
+//!
+//! Operations that create, remove or scan (`create`, `remove`, `attach`,
+//! `pids`, `NetNs::run`) are `async` and run on a namespace thread, never on
+//! a runtime thread. Each documents its cancel safety: the work is handed to
+//! a thread at the first poll and, once handed over, completes even if the
+//! future is dropped. Cheap reads of the run directory (`list`, `open`,
+//! `identify`) are plain functions.
 //!
 //! # Examples
 //!
@@ -24,9 +50,15 @@
 //! let blue = dir.create(&name, OpenMode::CreateOrOpen).await?;
 //! let dev = blue.run(|| std::fs::read_to_string("/proc/thread-self/net/dev")).await??;
 //! assert!(dev.contains("lo:"));
+//! assert_eq!(dir.identify(&blue)?, [name.clone()]);
 //! dir.remove(&name).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # References
+//!
+//! `ip-netns(8)`, `namespaces(7)`, `network_namespaces(7)`, `setns(2)`,
+//! `unshare(2)`, `inotify(7)`.
 
 mod error;
 mod monitor;

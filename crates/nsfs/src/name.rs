@@ -6,7 +6,14 @@ use std::str::FromStr;
 
 use crate::{Error, Result};
 
-/// Longest name a run-directory entry may have (`NAME_MAX`).
+/// Longest name a run-directory entry may have (`NAME_MAX`), in bytes.
+///
+/// # Examples
+///
+/// ```
+/// assert!(nsfs::NsName::new("x".repeat(nsfs::NAME_MAX)).is_ok());
+/// assert!(nsfs::NsName::new("x".repeat(nsfs::NAME_MAX + 1)).is_err());
+/// ```
 pub const NAME_MAX: usize = 255;
 
 /// A validated network namespace name: one entry of a run directory.

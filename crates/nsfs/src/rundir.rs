@@ -15,9 +15,24 @@ use crate::{Error, Executor, NetNs, NsName, Result};
 
 /// Where iproute2 names network namespaces (`/var/run/netns` is the same
 /// directory on every current system).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(nsfs::RunDir::default(), nsfs::RunDir::new(nsfs::DEFAULT_RUN_DIR));
+/// ```
 pub const DEFAULT_RUN_DIR: &str = "/run/netns";
 
 /// Docker's run directory for container namespaces.
+///
+/// # Examples
+///
+/// ```no_run
+/// for entry in nsfs::RunDir::new(nsfs::DOCKER_RUN_DIR).list()? {
+///     println!("container namespace {}", entry.name);
+/// }
+/// # Ok::<(), nsfs::Error>(())
+/// ```
 pub const DOCKER_RUN_DIR: &str = "/var/run/docker/netns";
 
 /// How long a create or open waits for an entry another process is creating
