@@ -210,16 +210,16 @@ async fn multicast_through_the_relay_after_bind_and_add_membership() {
         let (msg, from) = guard(events.next()).await.expect("event stream ended");
         assert_eq!(from.port_number(), 0, "kernel messages come from port 0");
         match msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                if name_of(&link) == "br-events" {
-                    assert_eq!(from.multicast_groups(), RTMGRP_LINK);
-                    saw_link = true;
-                }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link))
+                if name_of(&link) == "br-events" =>
+            {
+                assert_eq!(from.multicast_groups(), RTMGRP_LINK);
+                saw_link = true;
             }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
-                if a.header.index == index {
-                    saw_addr = true;
-                }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a))
+                if a.header.index == index =>
+            {
+                saw_addr = true;
             }
             _ => {}
         }
