@@ -202,13 +202,11 @@ impl RunDir {
         let mut known = HashSet::new();
         let mut pending = VecDeque::new();
         for entry in self.list()? {
-            match entry.state {
-                EntryState::Mounted => known.insert(entry.name),
-                EntryState::Stale => {
-                    pending.push_back(entry.name);
-                    true
-                }
-            };
+            if entry.state == EntryState::Mounted {
+                known.insert(entry.name);
+            } else {
+                pending.push_back(entry.name);
+            }
         }
         let state = State {
             dir: self.clone(),

@@ -150,11 +150,18 @@ async fn present_at_start_not_added_but_removed() {
     require_root();
     let tmp = TempRunDir::new("mon-start");
     let dir = &tmp.dir;
-    let [old, new] = ["old", "new"].map(name);
+    let [old, new, half] = ["old", "new", "half"].map(name);
     dir.create(&old, OpenMode::CreateExclusive).await.unwrap();
+    // A placeholder present at start is pending: added once mounted.
+    fs::write(dir.entry(&half), b"").unwrap();
     let mut events = dir.monitor().unwrap();
     dir.create(&new, OpenMode::CreateExclusive).await.unwrap();
     assert_eq!(next(&mut events).await, Event::Added(new.clone()));
+    let ns = mount_new_ns_on(&dir.entry(&half)).await;
+    assert_eq!(next(&mut events).await, Event::Added(half.clone()));
+    assert_eq!(dir.open(&half).unwrap(), ns);
+    dir.remove(&half).await.unwrap();
+    assert_eq!(next(&mut events).await, Event::Removed(half));
     dir.remove(&old).await.unwrap();
     assert_eq!(next(&mut events).await, Event::Removed(old));
     dir.remove(&new).await.unwrap();
