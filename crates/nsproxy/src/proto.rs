@@ -730,9 +730,12 @@ fn header(w: &mut Writer<'_>, kind: u16, id: u32) {
 }
 
 fn read_header(r: &mut Reader<'_>) -> Result<(u16, u32), ProtoError> {
-    let kind = r.u16("header")?;
-    let reserved = r.u16("header")?;
-    let id = r.u32("header")?;
+    let mut h = Reader {
+        buf: r.take(HEADER_LEN, "header")?,
+    };
+    let kind = h.u16("header")?;
+    let reserved = h.u16("header")?;
+    let id = h.u32("header")?;
     if reserved != 0 {
         return Err(ProtoError::Invalid {
             what: "header",
@@ -1164,10 +1167,13 @@ pub enum RelayView<'a> {
 pub fn view_relay(frame: &[u8], fds: usize) -> Result<RelayView<'_>, ProtoError> {
     check_size(frame.len(), "relay frame")?;
     let mut r = Reader { buf: frame };
-    let kind = r.u8("relay header")?;
-    let pad = r.take(3, "relay header")?;
-    let port = r.u32("relay header")?;
-    let groups = r.u32("relay header")?;
+    let mut h = Reader {
+        buf: r.take(RELAY_HEADER_LEN, "relay header")?,
+    };
+    let kind = h.u8("relay header")?;
+    let pad = h.take(3, "relay header")?;
+    let port = h.u32("relay header")?;
+    let groups = h.u32("relay header")?;
     if pad != [0, 0, 0] {
         return Err(ProtoError::Invalid {
             what: "relay header",
