@@ -1,5 +1,6 @@
 //! 1,000 create/remove cycles leave the fd table and the mount table as they
-//! were. Alone in its binary: parallel tests would move the fd count.
+//! were; a dropped executor's threads exit and close their fds. One test,
+//! alone in its binary: parallel tests would move the counts.
 mod common;
 
 use common::*;
@@ -23,4 +24,28 @@ async fn a_thousand_cycles_leave_fds_and_mounts_as_they_were() {
     assert_eq!(fd_count(), fds, "fds leaked");
     assert_eq!(mounts(), table, "mounts leaked");
     assert!(dir.list().unwrap().is_empty());
+
+    // A private executor: its threads exit once it is dropped.
+    let threads = || thread_namespaces().len();
+    let (before_threads, before_fds) = (threads(), fd_count());
+    let exec = nsfs::Executor::new(3).unwrap();
+    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let jobs: Vec<_> = (0..3)
+        .map(|_| {
+            let (exec, ns, gate) = (exec.clone(), ns.clone(), gate.clone());
+            tokio::spawn(async move { exec.run_in(&ns, move || gate.wait()).await })
+        })
+        .collect();
+    for job in jobs {
+        job.await.unwrap().unwrap();
+    }
+    assert_eq!(threads(), before_threads + 3);
+    drop((exec, ns));
+    let gone = (0..5000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads() == before_threads
+    });
+    assert!(gone, "a dropped executor's threads did not exit");
+    assert_eq!(fd_count(), before_fds, "a dropped executor left fds open");
 }
