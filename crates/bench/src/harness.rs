@@ -257,7 +257,6 @@ impl Measurement {
     }
 
     /// A row with no reference side (an absolute value against its target).
-    #[allow(dead_code)] // for the nsproxy rows, until that crate lands
     pub(crate) fn alone(unit: Unit, label: &str, samples: &[f64]) -> BResult<Measurement> {
         Ok(Measurement {
             unit,

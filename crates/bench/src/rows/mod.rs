@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use crate::harness::{BResult, Config, Measurement, Target};
 
+mod agent;
 mod lifecycle;
 mod nsdb;
 mod rtnl;
@@ -50,6 +51,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(lifecycle::rows());
     rows.extend(rtnl::rows());
     rows.extend(spawn::rows());
+    rows.extend(agent::rows());
     rows.extend(nsdb::rows());
     rows
 }
@@ -58,6 +60,9 @@ pub(crate) fn all() -> Vec<RowSpec> {
 /// than the worker's built-in ones.
 pub(crate) async fn worker_op(op: &str, arg: &str) -> BResult<std::time::Duration> {
     if let Some(res) = spawn::worker_op(op, arg).await {
+        return res;
+    }
+    if let Some(res) = agent::worker_op(op, arg).await {
         return res;
     }
     Err(crate::harness::err(format!(
