@@ -13,7 +13,9 @@ use crate::{Error, Executor, NetNs, NsId, NsName, Result, RunDir};
 /// Whose namespace [`RunDir::identify`] looks up: a process, or a namespace
 /// already open.
 ///
-/// Made from an `i32` pid, a [`NetNs`] or a `&NetNs`.
+/// Made from an `i32` pid, a [`NetNs`] or a `&NetNs`. For a raw fd (one
+/// received over a socket, say), make a [`NetNs`] of it first with
+/// [`NetNs::from_fd`], which checks that it is a network namespace.
 ///
 /// # Examples
 ///
