@@ -305,7 +305,7 @@ fn start_err(step: &'static str) -> impl FnOnce(io::Error) -> Error {
 }
 
 /// Spawns the agent process; runs on a namespace thread that outlives it.
-fn spawn_agent(sock: OwnedFd, ppid: u32) -> io::Result<(i32, OwnedFd)> {
+pub(crate) fn spawn_agent(sock: OwnedFd, ppid: u32) -> io::Result<(i32, OwnedFd)> {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("nsproxy-agent")
         .arg(ARG)
@@ -807,6 +807,9 @@ async fn reader(
         let _ = tx.send(Err(Error::AgentGone { pid: conn.pid }));
     }
     let status = reaper.reap().await;
+    // Close the control socket (if no handle holds it any more) before
+    // reporting: once `close` returns, the agent has left no fd behind.
+    drop(conn);
     let _ = done.send(Some(status));
 }
 

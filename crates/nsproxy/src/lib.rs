@@ -54,6 +54,8 @@ mod hook;
 pub mod proto;
 mod relay;
 mod sys;
+#[cfg(test)]
+mod tests;
 
 pub use client::{Agent, AgentChild, AgentOptions, AgentStdio, SpawnRequest};
 pub use error::{Error, Result};

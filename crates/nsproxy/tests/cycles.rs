@@ -1,0 +1,89 @@
+//! 1,000 agent start/stop cycles leave no process, zombie or fd behind.
+//!
+//! Alone in its binary: it counts this process's fds and children, which
+//! parallel tests would disturb.
+
+use std::time::{Duration, Instant};
+
+use nsproxy::{Agent, AgentOptions, SpawnRequest};
+
+const GUARD: Duration = Duration::from_secs(300);
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Children of every thread of this process (zombies included).
+fn children() -> Vec<i32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path().join("children");
+        let list = std::fs::read_to_string(path).unwrap_or_default();
+        pids.extend(list.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
+    }
+    pids
+}
+
+async fn settle(want_fds: usize) {
+    let start = Instant::now();
+    while fd_count() != want_fds || !children().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "hang guard: fds {} (want {want_fds}), children {:?}",
+            fd_count(),
+            children()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_start_stop_cycles_leave_nothing_behind() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: run it as root"
+    );
+    let ns = nsfs::Executor::global()
+        .unwrap()
+        .run_in_new(|| ())
+        .await
+        .unwrap()
+        .0;
+    // Warm up what lives for the whole process (namespace threads, runtime).
+    for _ in 0..3 {
+        let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
+        agent.close().await.unwrap();
+    }
+    let fds = fd_count();
+    assert!(children().is_empty());
+
+    let run = async {
+        for i in 0..1000 {
+            let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
+            if i % 100 == 0 {
+                // Exercise every kind of request now and then.
+                let relay = agent
+                    .netlink(netlink_sys::protocols::NETLINK_ROUTE)
+                    .await
+                    .unwrap();
+                let sock = agent
+                    .open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+                    .await
+                    .unwrap();
+                let mut child = agent.spawn(SpawnRequest::new("/bin/true")).await.unwrap();
+                assert_eq!(child.wait().await.unwrap(), 0);
+                drop((relay, sock, child));
+            }
+            if i % 2 == 0 {
+                assert_eq!(agent.close().await.unwrap(), 0);
+            } else {
+                // Dropping also stops the agent; it is reaped in the background.
+                drop(agent);
+            }
+        }
+    };
+    tokio::time::timeout(GUARD, run)
+        .await
+        .expect("hang guard: cycles never finished");
+    settle(fds).await;
+}
