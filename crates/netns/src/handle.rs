@@ -2,6 +2,7 @@
 //! inside it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_core::NetlinkMessage;
@@ -10,7 +11,7 @@ use netlink_sys::SocketAddr;
 use nsfs::{NetNs, NsName, OpenMode, RunDir};
 use tokio::task::JoinHandle;
 
-use crate::socket::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket, new_route_socket};
+use crate::socket::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket, Tracker, new_route_socket};
 use crate::{Error, Result, Target};
 
 /// The connection future of a namespace's netlink socket: spawn it (or poll
@@ -156,7 +157,8 @@ impl Builder {
     /// ```
     pub async fn open(self) -> Result<Handle> {
         let resolved = self.target.resolve(&self.run_dir, self.mode).await?;
-        let (connection, rtnl, _messages) = connect(&resolved.netns, self.options).await?;
+        let (socket, tracker) = open_socket(&resolved.netns, self.options).await?.tracked();
+        let (connection, rtnl, _messages) = rtnetlink::from_socket(socket);
         let task = tokio::spawn(connection);
         Ok(Handle {
             netns: resolved.netns,
@@ -164,7 +166,8 @@ impl Builder {
             run_dir: self.run_dir,
             options: self.options,
             rtnl,
-            task: Task(task),
+            tracker,
+            task: Some(task),
         })
     }
 }
@@ -176,6 +179,14 @@ pub(crate) struct Task(pub(crate) JoinHandle<()>);
 impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The connection answers what is in flight with ECANCELED, then ends
+        // on its own (an abort would end those requests without an answer).
+        self.tracker.close();
     }
 }
 
@@ -200,11 +211,15 @@ impl Drop for Task {
 ///
 /// # Drop
 ///
-/// Dropping the handle (or [`close`](Handle::close)) ends its connection
-/// task and closes its netlink socket and its namespace fd; the namespace
-/// itself stays (remove it with [`RunDir::remove`]). `rtnetlink::Handle`
-/// clones outlive it but their requests fail with
-/// `rtnetlink::Error::RequestFailed`.
+/// Dropping the handle (or [`close`](Handle::close)) closes its namespace fd
+/// and ends its connection: every request still in flight, on this handle or
+/// on `rtnetlink::Handle` clones of it, is answered with an `ECANCELED` error
+/// (`rtnetlink::Error::NetlinkError`, see [`error_code`](crate::error_code)),
+/// then the connection task ends and closes the netlink socket. Later
+/// requests on surviving clones fail with `rtnetlink::Error::RequestFailed`.
+/// (A request issued by another task at the very moment the connection ends
+/// can see its reply stream end empty instead; none ever hangs.)
+/// The namespace itself stays (remove it with [`RunDir::remove`]).
 ///
 /// # Examples
 ///
@@ -228,7 +243,8 @@ pub struct Handle {
     run_dir: RunDir,
     options: Options,
     rtnl: rtnetlink::Handle,
-    task: Task,
+    tracker: Arc<Tracker>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Handle {
@@ -385,14 +401,15 @@ impl Handle {
         connect(&self.netns, self.options).await
     }
 
-    /// Ends the connection task and waits until it has released its socket,
-    /// then closes the namespace fd. The namespace stays. Dropping the handle
-    /// does the same without waiting.
+    /// Ends the connection (requests in flight get `ECANCELED`) and waits
+    /// until its task has closed the netlink socket, then closes the namespace
+    /// fd. The namespace stays. Dropping the handle does the same without
+    /// waiting.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: if dropped, the task is already aborted and finishes on
-    /// its own.
+    /// Cancel safe: if dropped, the connection is already closing and its task
+    /// ends on its own.
     ///
     /// # Examples
     ///
@@ -402,11 +419,11 @@ impl Handle {
     /// h.close().await;
     /// # Ok(()) }
     /// ```
-    pub async fn close(self) {
-        let Handle { mut task, rtnl, .. } = self;
-        drop(rtnl);
-        task.0.abort();
-        let _ = (&mut task.0).await;
+    pub async fn close(mut self) {
+        self.tracker.close();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// A description of the namespace for error messages.
@@ -420,7 +437,7 @@ impl Handle {
 
     /// Whether the connection task has ended (socket failed or aborted).
     pub(crate) fn connection_closed(&self) -> bool {
-        self.task.0.is_finished()
+        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 

@@ -58,6 +58,7 @@
 mod error;
 mod events;
 mod handle;
+mod inflight;
 mod links;
 mod nsid;
 mod process;

@@ -5,7 +5,11 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
+
+use futures::task::AtomicWaker;
 
 use netlink_sys::{AsyncSocket, Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -46,6 +50,40 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// ```
 pub struct NetlinkSocket {
     inner: Inner,
+    tracker: Option<Arc<Tracker>>,
+}
+
+/// Lets a [`Handle`](crate::Handle) close its connection so that every
+/// request still in flight gets an `ECANCELED` error reply, then the
+/// connection ends.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    inflight: Mutex<crate::inflight::InFlight>,
+    scratch: Mutex<Vec<u8>>,
+    closing: AtomicBool,
+    /// A request was taken (and recorded) since the last idle round.
+    taken: AtomicBool,
+    /// One idle round has passed since closing: netlink-proto has had a poll
+    /// to hand over every request still queued in its channel.
+    idle_once: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Tracker {
+    /// Starts closing: the connection answers what is in flight with
+    /// `ECANCELED`, then ends.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn inflight(&self) -> MutexGuard<'_, crate::inflight::InFlight> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 enum Inner {
@@ -123,6 +161,7 @@ impl NetlinkSocket {
         let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
         Ok(NetlinkSocket {
             inner: Inner::Direct(fd),
+            tracker: None,
         })
     }
 
@@ -130,6 +169,35 @@ impl NetlinkSocket {
     pub(crate) fn from_relay(relay: Box<dyn RelayTransport>) -> NetlinkSocket {
         NetlinkSocket {
             inner: Inner::Relay(relay),
+            tracker: None,
+        }
+    }
+
+    /// Tracks requests in flight, so that closing answers them.
+    pub(crate) fn tracked(mut self) -> (NetlinkSocket, Arc<Tracker>) {
+        let tracker = Arc::new(Tracker::default());
+        self.tracker = Some(Arc::clone(&tracker));
+        (self, tracker)
+    }
+
+    fn poll_recv_inner<B: bytes::BufMut>(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut B,
+    ) -> Poll<io::Result<SocketAddr>> {
+        match &self.inner {
+            Inner::Direct(fd) => loop {
+                let mut guard = ready!(fd.poll_read_ready(cx))?;
+                match guard.try_io(|fd| recv_datagram(fd.get_ref(), buf)) {
+                    Ok(res) => return Poll::Ready(res),
+                    Err(_would_block) => continue,
+                }
+            },
+            Inner::Relay(r) => {
+                let (data, addr) = ready!(r.poll_recv_datagram(cx))?;
+                buf.put_slice(&data);
+                Poll::Ready(Ok(addr))
+            }
         }
     }
 }
@@ -189,6 +257,15 @@ impl AsyncSocket for NetlinkSocket {
         buf: &[u8],
         addr: &SocketAddr,
     ) -> Poll<io::Result<usize>> {
+        if let Some(t) = &self.tracker {
+            if t.closing() {
+                // Not sent: recorded, so that it is answered with ECANCELED.
+                t.inflight().sent(buf);
+                t.taken.store(true, Ordering::Release);
+                cx.waker().wake_by_ref();
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
         let sent = match &self.inner {
             Inner::Direct(fd) => loop {
                 let mut guard = ready!(fd.poll_write_ready(cx))?;
@@ -199,6 +276,9 @@ impl AsyncSocket for NetlinkSocket {
             },
             Inner::Relay(r) => ready!(r.poll_send_to(cx, buf, addr)),
         };
+        if let (Ok(_), Some(t)) = (&sent, &self.tracker) {
+            t.inflight().sent(buf);
+        }
         if sent.is_ok() {
             // netlink-proto 0.14 sends one batch per poll and does not poll
             // again by itself: without this wake, requests queued after a
@@ -219,20 +299,36 @@ impl AsyncSocket for NetlinkSocket {
     where
         B: bytes::BufMut,
     {
-        match &self.inner {
-            Inner::Direct(fd) => loop {
-                let mut guard = ready!(fd.poll_read_ready(cx))?;
-                match guard.try_io(|fd| recv_datagram(fd.get_ref(), buf)) {
-                    Ok(res) => return Poll::Ready(res),
-                    Err(_would_block) => continue,
-                }
-            },
-            Inner::Relay(r) => {
-                let (data, addr) = ready!(r.poll_recv_datagram(cx))?;
-                buf.put_slice(&data);
-                Poll::Ready(Ok(addr))
+        let Some(t) = &self.tracker else {
+            return self.poll_recv_inner(cx, buf);
+        };
+        t.waker.register(cx.waker());
+        if t.closing() {
+            if let Some(error) = t.inflight().cancel_next(libc::ECANCELED) {
+                buf.put_slice(&error);
+                return Poll::Ready(Ok(SocketAddr::new(0, 0)));
             }
+            // Nothing in flight. End only after a round in which netlink-proto
+            // handed over no new request: those still queued in its channel
+            // are taken (and recorded) by the send path in the meantime.
+            let taken = t.taken.swap(false, Ordering::AcqRel);
+            if taken || !t.idle_once.swap(true, Ordering::AcqRel) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "netns handle closed",
+            )));
         }
+        // Read through a scratch buffer to see which requests complete.
+        let mut scratch = t.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        scratch.clear();
+        scratch.reserve(64 * 1024);
+        let addr = ready!(self.poll_recv_inner(cx, &mut *scratch))?;
+        t.inflight().received(&scratch);
+        buf.put_slice(&scratch);
+        Poll::Ready(Ok(addr))
     }
 
     fn poll_recv_from_full(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Vec<u8>, SocketAddr)>> {

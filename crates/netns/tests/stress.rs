@@ -95,37 +95,98 @@ async fn dropped_requests_do_not_desync_the_connection() {
     }
 }
 
+/// A request cut short by the handle's end is answered with ECANCELED.
+fn cancelled(err: &rtnetlink::Error) -> bool {
+    netns::error_code(err) == Some(libc::ECANCELED)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_handle_ends_requests_in_flight() {
+async fn dropping_the_handle_ends_requests_in_flight_with_an_error() {
     let (_ns, h, indexes) = with_links("inflight", 4).await;
     let rtnl = h.rtnetlink().clone();
-    let in_flight: FuturesUnordered<_> = (0..2_000usize)
+    // Requests handed to the connection before the handle is dropped: gets
+    // are queued by execute(), adds on their first poll.
+    let gets: FuturesUnordered<_> = (0..2_000usize)
+        .map(|k| {
+            let index = indexes[k % indexes.len()];
+            let mut stream = rtnl.link().get().match_index(index).execute();
+            async move { stream.try_next().await }
+        })
+        .collect();
+    let adds: FuturesUnordered<_> = (0..200usize)
         .map(|k| {
             let rtnl = rtnl.clone();
-            let index = indexes[k % indexes.len()];
+            let mut add = Box::pin(async move {
+                let msg = rtnetlink::LinkVeth::new(&format!("d{k}a"), &format!("d{k}b")).build();
+                rtnl.link().add(msg).execute().await
+            });
+            let first = (&mut add).now_or_never();
             async move {
-                rtnl.link()
-                    .get()
-                    .match_index(index)
-                    .execute()
-                    .try_next()
-                    .await
+                match first {
+                    Some(done) => done,
+                    None => add.await,
+                }
             }
         })
         .collect();
-    let pending = tokio::spawn(in_flight.collect::<Vec<_>>());
-    tokio::task::yield_now().await;
     drop(h);
-    // Every request ends (answered, cut short or failed): nothing hangs.
-    let results = tokio::time::timeout(Duration::from_secs(30), pending)
-        .await
-        .expect("requests hung after the handle was dropped")
-        .unwrap();
-    assert_eq!(results.len(), 2_000);
+    let gets = tokio::spawn(gets.collect::<Vec<_>>());
+    let adds = tokio::spawn(adds.collect::<Vec<_>>());
+    // Every request ends, answered or cancelled with an error: nothing hangs
+    // and nothing ends silently.
+    let (gets, adds) = tokio::time::timeout(Duration::from_secs(30), async {
+        (gets.await.unwrap(), adds.await.unwrap())
+    })
+    .await
+    .expect("requests hung after the handle was dropped");
+    assert_eq!(gets.len(), 2_000);
+    assert_eq!(adds.len(), 200);
+    let mut n_cancelled = 0;
+    for res in &gets {
+        match res {
+            Ok(Some(_)) => {}
+            Err(e) if cancelled(e) => n_cancelled += 1,
+            other => panic!("a get ended without an answer: {other:?}"),
+        }
+    }
+    for res in &adds {
+        match res {
+            Ok(()) => {}
+            Err(e) if cancelled(e) => n_cancelled += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(
+        n_cancelled > 0,
+        "the handle was dropped after every answer came"
+    );
+    println!("{n_cancelled} requests cancelled");
     // New requests on a surviving rtnetlink clone fail at once.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = rtnl.link().get().execute().try_next().await.unwrap_err();
     assert!(matches!(err, rtnetlink::Error::RequestFailed), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cancels_a_dump_in_flight() {
+    let (_ns, h, _) = with_links("dumpcancel", 1).await;
+    let rtnl = h.rtnetlink().clone();
+    // A request the kernel answers only after it is unblocked: none exists,
+    // so hold the connection's reader back instead: many dumps, then close.
+    let dumps: Vec<_> = (0..50).map(|_| rtnl.link().get().execute()).collect();
+    h.close().await;
+    for mut dump in dumps {
+        loop {
+            match dump.try_next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(cancelled(&e), "{e}");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
