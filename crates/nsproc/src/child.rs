@@ -73,7 +73,6 @@ pub(crate) enum Launched {
     /// A child of this process, owned by tokio.
     Fast(tokio::process::Child),
     /// A child of the agent.
-    #[allow(dead_code)] // until the exec path is wired
     Agent(crate::exec::AgentChild),
 }
 

@@ -10,7 +10,7 @@ use std::process::{ExitStatus, Output};
 use nsfs::RunDir;
 
 use crate::stdio::{Prepared, Stream};
-use crate::{Child, Error, Namespace, Result, Stdio, fast};
+use crate::{Child, Error, ExecAgent, Namespace, Result, Stdio, fast};
 
 /// How a [`Command`] is launched in its namespace.
 ///
@@ -85,6 +85,7 @@ pub struct Command {
     pub(crate) netns: Option<Namespace>,
     pub(crate) run_dir: RunDir,
     pub(crate) mode: ExecMode,
+    pub(crate) agent: Option<ExecAgent>,
 }
 
 impl Command {
@@ -116,6 +117,7 @@ impl Command {
             netns: None,
             run_dir: RunDir::default(),
             mode: ExecMode::Fast,
+            agent: None,
         }
     }
 
@@ -160,6 +162,24 @@ impl Command {
     /// ```
     pub fn exec_mode(&mut self, mode: ExecMode) -> &mut Command {
         self.mode = mode;
+        self
+    }
+
+    /// Runs the program through `agent`, a reusable `ip netns exec` context,
+    /// in the agent's namespace: this implies [`ExecMode::IpNetnsExec`] and
+    /// takes precedence over [`netns`](Command::netns) and
+    /// [`exec_mode`](Command::exec_mode).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let agent = nsproc::ExecAgent::start("blue").await?;
+    /// let out = nsproc::Command::new("ls").arg("/sys/class/net").exec_agent(&agent).output().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn exec_agent(&mut self, agent: &ExecAgent) -> &mut Command {
+        self.agent = Some(agent.clone());
         self
     }
 
@@ -488,15 +508,17 @@ impl Command {
     }
 
     async fn spawn_with(&mut self, defaults: Defaults) -> Result<Child> {
-        let plan = self.plan(defaults)?;
-        match self.mode {
-            ExecMode::Fast => fast::spawn(self, plan).await,
-            ExecMode::IpNetnsExec => crate::exec::spawn(self, plan).await,
+        let exec = self.agent.is_some() || self.mode == ExecMode::IpNetnsExec;
+        let plan = self.plan(defaults, exec)?;
+        if exec {
+            crate::exec::spawn(self, plan, self.agent.as_ref()).await
+        } else {
+            fast::spawn(self, plan).await
         }
     }
 
     /// Everything decided on the caller's side before a launch path runs.
-    fn plan(&self, defaults: Defaults) -> Result<Plan> {
+    fn plan(&self, defaults: Defaults, always_resolve: bool) -> Result<Plan> {
         let stdio = |which: Stream, set: &Option<Stdio>| {
             let fallback = match (defaults, which) {
                 (Defaults::Output, Stream::Stdin) => Stdio::null(),
@@ -513,18 +535,18 @@ impl Command {
                 })
         };
         Ok(Plan {
-            program: self.resolve_program()?,
+            program: self.resolve_program(always_resolve)?,
             stdin: stdio(Stream::Stdin, &self.stdin)?,
             stdout: stdio(Stream::Stdout, &self.stdout)?,
             stderr: stdio(Stream::Stderr, &self.stderr)?,
         })
     }
 
-    /// The program path to give the launcher. When the command changes `PATH`,
-    /// a bare name is looked up in the new `PATH` here (std would otherwise
-    /// fall back from `posix_spawn` to a full fork of the application to do
-    /// it).
-    fn resolve_program(&self) -> Result<OsString> {
+    /// The program path to give the launcher. When the command changes `PATH`
+    /// (or `always`, for the agent, which gets the environment complete), a
+    /// bare name is looked up in the child's `PATH` here: std would otherwise
+    /// fall back from `posix_spawn` to a full fork to do it.
+    fn resolve_program(&self, always: bool) -> Result<OsString> {
         let program = &self.program;
         if program.as_bytes().contains(&b'/') {
             return Ok(program.clone());
@@ -533,6 +555,9 @@ impl Command {
             Some(Some(path)) => path.clone(),
             Some(None) => OsString::from("/bin:/usr/bin"),
             None if self.env_clear => OsString::from("/bin:/usr/bin"),
+            None if always => {
+                std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"))
+            }
             None => return Ok(program.clone()),
         };
         let not_found = |errno| Error::Spawn {
@@ -562,7 +587,26 @@ impl Command {
         Err(not_found(if denied { libc::EACCES } else { libc::ENOENT }))
     }
 
+    /// The child's whole environment.
+    pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
+        let mut env: BTreeMap<OsString, OsString> = if self.env_clear {
+            BTreeMap::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (key, val) in &self.env {
+            match val {
+                Some(val) => env.insert(key.clone(), val.clone()),
+                None => env.remove(key),
+            };
+        }
+        env.into_iter().collect()
+    }
+
     pub(crate) fn described_ns(&self) -> String {
+        if let Some(agent) = &self.agent {
+            return agent.described.clone();
+        }
         match &self.netns {
             Some(ns) => ns.to_string(),
             None => "(current)".to_owned(),

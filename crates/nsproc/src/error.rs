@@ -46,6 +46,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The `ip netns exec` path failed in or with the nsproxy agent: it could
+    /// not be started, set up its mounts, or is gone.
+    #[error(
+        "cannot spawn {program:?} through the nsproxy agent in network namespace {ns}: {source}"
+    )]
+    Agent {
+        /// The program, as given to [`Command::new`](crate::Command::new)
+        /// (empty when starting an [`ExecAgent`](crate::ExecAgent)).
+        program: OsString,
+        /// The namespace.
+        ns: String,
+        /// The underlying error.
+        #[source]
+        source: nsproxy::Error,
+    },
     /// Waiting for the child failed.
     #[error("cannot wait for process {pid}: {source}")]
     Wait {
@@ -91,6 +106,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Namespace { source, .. } => source.raw_os_error(),
+            Error::Agent { source, .. } => source.raw_os_error(),
             Error::Spawn { source, .. }
             | Error::Wait { source, .. }
             | Error::Signal { source, .. }
@@ -113,6 +129,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Namespace { source, .. } => source.kind(),
+            Error::Agent { source, .. } => source.kind(),
             Error::Spawn { source, .. }
             | Error::Wait { source, .. }
             | Error::Signal { source, .. }

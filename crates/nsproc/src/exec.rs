@@ -1,45 +1,381 @@
-//! The `ip netns exec` launch path, through the nsproxy agent.
+//! The `ip netns exec` launch path, through an nsproxy agent.
 //!
-//! Not wired yet: waits for the nsproxy agent's spawn API.
+//! The agent is started with `ip netns exec`'s mounts (private mount
+//! namespace, `/sys` remounted, `/etc/netns/NAME/*` bound over `/etc`) and
+//! spawns the child from there. Our pipe ends stay ours: the child's ends are
+//! sent to the agent as fds, so [`Child`]'s stdio is the same on both paths.
+//!
+//! One agent per spawn by default (nothing lingers, the namespace is not kept
+//! alive by an idle agent); an [`ExecAgent`] held by the caller is reused by
+//! every command given it.
 
+use std::ffi::OsString;
+use std::fmt;
 use std::io;
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
-use crate::child::Child;
+use nsfs::{NetNs, NsName, RunDir};
+use nsproxy::{Agent, AgentOptions, AgentStdio, SpawnRequest, proto::Step};
+
+use crate::child::{Child, Launched};
 use crate::command::Plan;
-use crate::{Command, Error, Result};
+use crate::stdio::{ChildSide, Stream};
+use crate::{Command, Error, Namespace, Result};
+
+/// A reusable `ip netns exec` context: one nsproxy agent living in a
+/// namespace with `ip netns exec`'s mounts, which runs every command given
+/// it through [`Command::exec_agent`].
+///
+/// Without one, each [`ExecMode::IpNetnsExec`](crate::ExecMode::IpNetnsExec)
+/// spawn starts its own agent (about 1.5 ms) that ends with its child. Hold an
+/// `ExecAgent` to run many programs in the same namespace: a spawn then costs
+/// about what a plain spawn costs.
+///
+/// Clones share the agent. The agent stays alive while this handle, a clone,
+/// or a [`Child`] it started lives, and keeps the namespace alive meanwhile
+/// (it is a process inside it), even if its name is removed. When the last one
+/// is dropped the agent exits (children started with `kill_on_drop` are
+/// killed) and is reaped.
+///
+/// The agent's connection is driven by the runtime it was started on: use it
+/// from that runtime.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> nsproc::Result<()> {
+/// use nsproc::{Command, ExecAgent};
+///
+/// let agent = ExecAgent::start("blue").await?;
+/// for file in ["/etc/resolv.conf", "/etc/hosts"] {
+///     let out = Command::new("cat").arg(file).exec_agent(&agent).output().await?;
+///     print!("{}", String::from_utf8_lossy(&out.stdout));
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ExecAgent {
+    agent: Agent,
+    netns: NetNs,
+    name: NsName,
+    pub(crate) described: String,
+}
+
+impl ExecAgent {
+    /// Starts an agent inside `ns` (a name looked up in `/run/netns`, a path,
+    /// or a [`NetNs`]) with `ip netns exec`'s mounts.
+    ///
+    /// The `/etc/netns/NAME` binds need the namespace's name: see
+    /// [`ExecAgent::start_in`].
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped, an agent already started is killed and reaped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Namespace`] if the namespace cannot be opened,
+    /// [`Error::Agent`] if the agent cannot be started or set up.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let agent = nsproc::ExecAgent::start("blue").await?;
+    /// println!("agent pid {}", agent.pid());
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(ns: impl Into<Namespace>) -> Result<ExecAgent> {
+        ExecAgent::start_in(ns, &RunDir::default()).await
+    }
+
+    /// As [`ExecAgent::start`], looking names up in `dir`.
+    ///
+    /// The name used for `/etc/netns/NAME` is the namespace's name in `dir`:
+    /// the name given, else the entry of `dir` a path or [`NetNs`] was opened
+    /// from, else the entry of `dir` holding the same namespace (like
+    /// `ip netns identify`). A namespace with no name in `dir` gets `/sys`
+    /// remounted but no `/etc` binds.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ExecAgent::start`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ExecAgent::start`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// let docker = nsfs::RunDir::new(nsfs::DOCKER_RUN_DIR);
+    /// let agent = nsproc::ExecAgent::start_in("c1", &docker).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_in(ns: impl Into<Namespace>, dir: &RunDir) -> Result<ExecAgent> {
+        let ns = ns.into();
+        let resolved = ns.open(dir)?;
+        let name = ns
+            .name_in(dir, &resolved.netns)
+            .unwrap_or_else(|| unnamed(&resolved.netns));
+        let opts = AgentOptions::new().exec_mounts(name.clone());
+        let agent = Agent::start(&resolved.netns, opts)
+            .await
+            .map_err(|source| Error::Agent {
+                program: OsString::new(),
+                ns: resolved.described.clone(),
+                source,
+            })?;
+        Ok(ExecAgent {
+            agent,
+            netns: resolved.netns,
+            name,
+            described: resolved.described,
+        })
+    }
+
+    /// The agent's pid.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproc::ExecAgent) {
+    /// assert!(agent.pid() > 0);
+    /// # }
+    /// ```
+    pub fn pid(&self) -> i32 {
+        self.agent.pid()
+    }
+
+    /// The namespace the agent lives in.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproc::ExecAgent) {
+    /// println!("{}", agent.netns().id());
+    /// # }
+    /// ```
+    pub fn netns(&self) -> &NetNs {
+        &self.netns
+    }
+
+    /// The name whose `/etc/netns/NAME` files the agent's children see over
+    /// `/etc` (for a namespace without a name, a placeholder
+    /// `nsproc-unnamed-INODE` with no such directory).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproc::ExecAgent) {
+    /// println!("/etc/netns/{}", agent.name());
+    /// # }
+    /// ```
+    pub fn name(&self) -> &NsName {
+        &self.name
+    }
+
+    /// Whether the agent is still running.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproc::ExecAgent) {
+    /// if !agent.is_alive() { eprintln!("agent died"); }
+    /// # }
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        self.agent.is_alive()
+    }
+}
+
+impl fmt::Debug for ExecAgent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecAgent")
+            .field("pid", &self.agent.pid())
+            .field("ns", &self.described)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A name for a namespace that has none: `/sys` is still remounted, and no
+/// `/etc/netns` directory is expected to exist for it.
+fn unnamed(ns: &NetNs) -> NsName {
+    NsName::new(format!("nsproc-unnamed-{}", ns.id().ino)).expect("a valid name")
+}
 
 /// A child of the agent.
-#[derive(Debug)]
 pub(crate) struct AgentChild {
-    _private: (),
+    child: nsproxy::AgentChild,
+    reaped: bool,
+}
+
+impl fmt::Debug for AgentChild {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.child.fmt(f)
+    }
+}
+
+fn io_of(err: nsproxy::Error) -> io::Error {
+    match err.raw_os_error() {
+        Some(errno) if matches!(err, nsproxy::Error::Io { .. }) => {
+            io::Error::from_raw_os_error(errno)
+        }
+        _ => io::Error::new(err.kind(), err),
+    }
 }
 
 impl AgentChild {
     pub(crate) fn id(&self) -> Option<u32> {
-        None
+        if self.reaped {
+            None
+        } else {
+            u32::try_from(self.child.pid()).ok()
+        }
     }
 
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+        let raw = self.child.wait().await.map_err(io_of)?;
+        self.reaped = true;
+        Ok(ExitStatus::from_raw(raw))
     }
 
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+        let raw = self.child.try_wait().map_err(io_of)?;
+        if raw.is_some() {
+            self.reaped = true;
+        }
+        Ok(raw.map(ExitStatus::from_raw))
     }
 
-    pub(crate) fn signal(&mut self, _signal: i32) -> io::Result<()> {
-        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    pub(crate) fn signal(&mut self, signal: i32) -> io::Result<()> {
+        if self.reaped {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        self.child.kill(signal).map_err(io_of)
     }
 }
 
-pub(crate) async fn spawn(cmd: &Command, _plan: Plan) -> Result<Child> {
-    Err(Error::Spawn {
-        program: cmd.program.clone(),
-        ns: cmd.described_ns(),
-        source: io::Error::new(
-            io::ErrorKind::Unsupported,
-            "ExecMode::IpNetnsExec is not available yet",
-        ),
-    })
+pub(crate) async fn spawn(cmd: &Command, plan: Plan, reuse: Option<&ExecAgent>) -> Result<Child> {
+    let agent = match reuse {
+        Some(agent) => agent.clone(),
+        None => {
+            let ns = match &cmd.netns {
+                Some(ns) => ns.clone(),
+                None => Namespace::NetNs(NetNs::current_thread().map_err(|source| {
+                    Error::Namespace {
+                        ns: "(current)".into(),
+                        source,
+                    }
+                })?),
+            };
+            ExecAgent::start_in(ns, &cmd.run_dir)
+                .await
+                .map_err(|e| match e {
+                    Error::Agent { ns, source, .. } => Error::Agent {
+                        program: cmd.program.clone(),
+                        ns,
+                        source,
+                    },
+                    other => other,
+                })?
+        }
+    };
+    let io_err = |op| {
+        let program = cmd.program.clone();
+        move |source| Error::Io {
+            op,
+            program,
+            source,
+        }
+    };
+    let agent_stdio = |side: ChildSide, which: Stream| -> io::Result<AgentStdio> {
+        Ok(match side {
+            ChildSide::Null => AgentStdio::Null,
+            other => AgentStdio::Fd(other.into_fd(which)?),
+        })
+    };
+    let stdin = agent_stdio(plan.stdin.child, Stream::Stdin).map_err(io_err("prepare stdin"))?;
+    let stdout =
+        agent_stdio(plan.stdout.child, Stream::Stdout).map_err(io_err("prepare stdout"))?;
+    let stderr =
+        agent_stdio(plan.stderr.child, Stream::Stderr).map_err(io_err("prepare stderr"))?;
+    let parent_in = plan
+        .stdin
+        .parent
+        .map(tokio::net::unix::pipe::Sender::from_owned_fd)
+        .transpose();
+    let parent_in = parent_in.map_err(io_err("register stdin pipe"))?;
+    let parent_out = plan
+        .stdout
+        .parent
+        .map(tokio::net::unix::pipe::Receiver::from_owned_fd)
+        .transpose();
+    let parent_out = parent_out.map_err(io_err("register stdout pipe"))?;
+    let parent_err = plan
+        .stderr
+        .parent
+        .map(tokio::net::unix::pipe::Receiver::from_owned_fd)
+        .transpose();
+    let parent_err = parent_err.map_err(io_err("register stderr pipe"))?;
+
+    let mut req = SpawnRequest::new(&plan.program)
+        .arg0(cmd.arg0.as_ref().unwrap_or(&cmd.program))
+        .args(&cmd.args)
+        .envs(cmd.effective_env())
+        .kill_on_drop(cmd.kill_on_drop)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    // The agent's working directory is ours when it started; give the
+    // current one, as the fast path's child gets it.
+    match &cmd.cwd {
+        Some(dir) => req = req.current_dir(dir),
+        None => {
+            if let Ok(dir) = std::env::current_dir() {
+                req = req.current_dir(dir);
+            }
+        }
+    }
+    if let Some(pgroup) = cmd.pgroup {
+        req = req.process_group(pgroup);
+    }
+    let child = agent
+        .agent
+        .spawn(req)
+        .await
+        .map_err(|source| match source {
+            nsproxy::Error::Remote {
+                step: Step::Exec,
+                source,
+                ..
+            } => Error::Spawn {
+                program: cmd.program.clone(),
+                ns: agent.described.clone(),
+                source,
+            },
+            source => Error::Agent {
+                program: cmd.program.clone(),
+                ns: agent.described.clone(),
+                source,
+            },
+        })?;
+    let launched = Launched::Agent(AgentChild {
+        child,
+        reaped: false,
+    });
+    Ok(Child::new(
+        cmd.program.clone(),
+        launched,
+        parent_in,
+        parent_out,
+        parent_err,
+    ))
 }

@@ -49,6 +49,7 @@ mod sys;
 pub use child::{Child, ChildStderr, ChildStdin, ChildStdout};
 pub use command::{Command, ExecMode};
 pub use error::{Error, Result};
+pub use exec::ExecAgent;
 pub use namespace::Namespace;
 pub use stdio::Stdio;
 

@@ -70,7 +70,6 @@ impl Namespace {
     /// of the `ip netns exec` path: the name itself; for a path or handle, the
     /// entry of `dir` it was opened from, or else the entry of `dir` holding the
     /// same namespace (by nsfs identity).
-    #[allow(dead_code)] // until the exec path is wired
     pub(crate) fn name_in(&self, dir: &RunDir, resolved: &NetNs) -> Option<NsName> {
         let path = match self {
             Namespace::Name(name) => return NsName::new(name.as_str()).ok(),

@@ -112,17 +112,6 @@ pub(crate) enum Stream {
     Stderr,
 }
 
-impl Stream {
-    #[allow(dead_code)] // until the exec path is wired
-    pub(crate) fn fd(self) -> i32 {
-        match self {
-            Stream::Stdin => 0,
-            Stream::Stdout => 1,
-            Stream::Stderr => 2,
-        }
-    }
-}
-
 /// One stream, prepared for one spawn.
 #[derive(Debug)]
 pub(crate) struct Prepared {
@@ -149,7 +138,6 @@ impl ChildSide {
 
     /// An fd for the child, for a launcher that needs one for every stream:
     /// `/dev/null` opened, or a duplicate of our own stream.
-    #[allow(dead_code)]
     pub(crate) fn into_fd(self, which: Stream) -> io::Result<OwnedFd> {
         match self {
             ChildSide::Fd(fd) => Ok(fd),

@@ -138,3 +138,16 @@ pub fn inherited_fds() -> Vec<i32> {
     }
     fds
 }
+
+/// Our fds and what they point at, for failure messages.
+pub fn fd_list() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let target = std::fs::read_link(entry.path())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        out.push((entry.file_name().to_string_lossy().into_owned(), target));
+    }
+    out.sort();
+    out
+}
