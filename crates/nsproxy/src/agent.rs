@@ -62,6 +62,7 @@ fn main(marker: &[u8]) -> i32 {
     let mut agent = Agent {
         ctl,
         buf: vec![0; MAX_FRAME + 1],
+        nlbuf: vec![0; MAX_FRAME],
         out: Vec::with_capacity(4096),
         relays: Vec::new(),
         children: HashMap::new(),
@@ -89,7 +90,10 @@ struct Child {
 
 struct Agent {
     ctl: OwnedFd,
+    /// Frames from the client.
     buf: Vec<u8>,
+    /// Frames to the client on a relay: header, then the kernel datagram.
+    nlbuf: Vec<u8>,
     out: Vec<u8>,
     relays: Vec<Relay>,
     children: HashMap<i32, Child>,
@@ -305,7 +309,10 @@ impl Agent {
 
     /// Moves what is ready on relay `i`. `false`: the relay is finished.
     fn service_relay(&mut self, i: usize, data_ev: i16, nl_ev: i16) -> bool {
-        let r = &mut self.relays[i];
+        let Agent {
+            relays, buf, nlbuf, ..
+        } = self;
+        let r = &mut relays[i];
         if data_ev & libc::POLLOUT != 0 {
             if let Some(frame) = r.pending.take() {
                 match sys::send_frame(r.data.as_fd(), &frame, &[], true) {
@@ -315,18 +322,27 @@ impl Agent {
                 }
             }
         }
+        let mut drain = nl_ev & (libc::POLLIN | libc::POLLERR) != 0;
         if data_ev & libc::POLLIN != 0 {
             // Client to kernel: one frame, one datagram.
-            match sys::recv_frame(r.data.as_fd(), &mut self.buf, true) {
+            match sys::recv_frame(r.data.as_fd(), buf, true) {
                 Ok(got) if got.len == 0 && got.fds.is_empty() => return false,
                 Ok(got) if got.truncated || got.bad_control || got.len > MAX_FRAME => return false,
-                Ok(got) => match proto::view_relay(&self.buf[..got.len], got.fds.len()) {
+                Ok(got) => match proto::view_relay(&buf[..got.len], got.fds.len()) {
                     Ok(proto::RelayView::Datagram { port, groups, data }) => {
-                        if let Err(e) = sys::send_netlink(r.nl.as_fd(), data, port, groups) {
-                            // Tell the client: its request will get no answer.
-                            let mut frame = Vec::new();
-                            proto::encode_relay(&proto::RelayFrame::Errno(errno(&e)), &mut frame);
-                            let _ = sys::send_frame(r.data.as_fd(), &frame, &[], true);
+                        match sys::send_netlink(r.nl.as_fd(), data, port, groups) {
+                            // The kernel answers most requests inside sendmsg:
+                            // read the answer now rather than after another poll.
+                            Ok(()) => drain = true,
+                            Err(e) => {
+                                // Tell the client: its request will get no answer.
+                                let mut frame = Vec::new();
+                                proto::encode_relay(
+                                    &proto::RelayFrame::Errno(errno(&e)),
+                                    &mut frame,
+                                );
+                                let _ = sys::send_frame(r.data.as_fd(), &frame, &[], true);
+                            }
                         }
                     }
                     Ok(proto::RelayView::Errno(_)) | Err(_) => return false,
@@ -337,39 +353,34 @@ impl Agent {
         } else if data_ev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return false;
         }
-        if nl_ev & libc::POLLIN != 0 || nl_ev & libc::POLLERR != 0 {
-            // Kernel to client: a bounded batch, one datagram per frame.
+        if drain {
+            // Kernel to client: a bounded batch, one datagram per frame, read
+            // straight behind the frame header.
             for _ in 0..64 {
                 if r.pending.is_some() {
                     break;
                 }
-                let len = match sys::peek_len(r.nl.as_fd()) {
-                    Ok(len) => len,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        let mut frame = Vec::new();
-                        proto::encode_relay(&proto::RelayFrame::Errno(errno(&e)), &mut frame);
-                        if sys::send_frame(r.data.as_fd(), &frame, &[], true).is_err() {
-                            r.pending = Some(frame);
+                let len =
+                    match sys::recv_netlink(r.nl.as_fd(), &mut nlbuf[proto::RELAY_HEADER_LEN..]) {
+                        Ok((n, _, _)) if n > proto::MAX_DATAGRAM => {
+                            // Never relay a truncated datagram.
+                            encode_errno(nlbuf, libc::EMSGSIZE)
                         }
-                        continue;
-                    }
-                };
-                let mut frame = Vec::with_capacity(proto::RELAY_HEADER_LEN + len);
-                proto::encode_relay_header(0, 0, &mut frame);
-                frame.resize(proto::RELAY_HEADER_LEN + len, 0);
-                match sys::recv_netlink(r.nl.as_fd(), &mut frame[proto::RELAY_HEADER_LEN..]) {
-                    Ok((n, port, groups)) => {
-                        frame.truncate(proto::RELAY_HEADER_LEN + n.min(len));
-                        frame[4..8].copy_from_slice(&port.to_le_bytes());
-                        frame[8..12].copy_from_slice(&groups.to_le_bytes());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => proto::encode_relay(&proto::RelayFrame::Errno(errno(&e)), &mut frame),
-                }
-                match sys::send_frame(r.data.as_fd(), &frame, &[], true) {
+                        Ok((n, port, groups)) => {
+                            let mut header = Vec::with_capacity(proto::RELAY_HEADER_LEN);
+                            proto::encode_relay_header(port, groups, &mut header);
+                            nlbuf[..proto::RELAY_HEADER_LEN].copy_from_slice(&header);
+                            proto::RELAY_HEADER_LEN + n
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => encode_errno(nlbuf, errno(&e)),
+                    };
+                let frame = &nlbuf[..len];
+                match sys::send_frame(r.data.as_fd(), frame, &[], true) {
                     Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => r.pending = Some(frame),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        r.pending = Some(frame.to_vec())
+                    }
                     Err(_) => return false,
                 }
             }
@@ -479,6 +490,14 @@ impl Agent {
         }
         self.relays.clear();
     }
+}
+
+/// Writes an errno relay frame at the start of `buf`; its length.
+fn encode_errno(buf: &mut [u8], errno: i32) -> usize {
+    let mut frame = Vec::with_capacity(16);
+    proto::encode_relay(&proto::RelayFrame::Errno(errno), &mut frame);
+    buf[..frame.len()].copy_from_slice(&frame);
+    frame.len()
 }
 
 fn pollfd(fd: BorrowedFd<'_>, events: i16) -> libc::pollfd {

@@ -433,12 +433,16 @@ impl Agent {
         })?;
         let exec = nsfs::Executor::global().map_err(|e| start_err("executor")(e.into()))?;
         let ppid = std::process::id();
-        let (pid, pidfd) = exec
-            .run_home(move || spawn_agent(theirs, ppid))
+        let (pid, reaper) = exec
+            .run_home(move || {
+                // If this future is dropped meanwhile, the Reaper is dropped
+                // with the result: the agent is killed and reaped.
+                spawn_agent(theirs, ppid).map(|(pid, pidfd)| (pid, Reaper { pidfd: Some(pidfd) }))
+            })
             .await
             .map_err(|e| start_err("executor")(e.into()))?
             .map_err(start_err("spawn"))?;
-        let mut reaper = Reaper { pidfd: Some(pidfd) };
+        let mut reaper = reaper;
         sys::set_nonblocking(ours.as_fd(), true).map_err(start_err("register"))?;
         let ctl = sys::async_fd(ours).map_err(start_err("register"))?;
 

@@ -245,25 +245,9 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) } as libc::c_long).map(drop)
 }
 
-/// The length of the next datagram on `fd` without consuming it
-/// (`MSG_PEEK | MSG_TRUNC`), non-blocking.
-pub(crate) fn peek_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
-    let mut byte = 0u8;
-    // SAFETY: a 1-byte buffer we own; MSG_TRUNC makes the kernel return the
-    // real length without writing more than the buffer.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-        )
-    };
-    cvt(n as libc::c_long).map(|n| n as usize)
-}
-
-/// Receives one netlink datagram into `buf`, non-blocking: its length and the
-/// sender's (port, groups).
+/// Receives one netlink datagram into `buf`, non-blocking: its real length
+/// (`MSG_TRUNC`: larger than `buf` if it did not fit) and the sender's
+/// (port, groups).
 pub(crate) fn recv_netlink(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u32, u32)> {
     // SAFETY: sockaddr_nl is plain old data.
     let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
@@ -274,7 +258,7 @@ pub(crate) fn recv_netlink(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(us
             fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            libc::MSG_DONTWAIT,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             (&mut addr as *mut libc::sockaddr_nl).cast(),
             &mut alen,
         )
