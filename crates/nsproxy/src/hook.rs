@@ -3,8 +3,9 @@
 //! A function pointer in `.init_array` is called by the dynamic loader (or
 //! the static start code) before `main`, in every binary that links this
 //! crate. It costs one `getenv` in a normal start. When the marker variable
-//! is set, the process is an agent: it runs the agent loop and `_exit`s, so
-//! the application's `main` is never reached.
+//! is set and `argv[1]` is `--nsproxy-agent`, the process is an agent: it
+//! runs the agent loop and `_exit`s, so the application's `main` is never
+//! reached.
 //!
 //! Why a hand-written `.init_array` entry rather than the `ctor` crate: it is
 //! the same mechanism in five lines, with no proc macro and no dependency,
@@ -23,9 +24,20 @@ extern "C" fn nsproxy_agent_init(
     _argv: *const *const c_char,
     _envp: *const *const c_char,
 ) {
+    // Both the marker and our argument: a program that merely inherited the
+    // variable from somewhere runs its `main` as usual.
     if let Some(marker) = sys::getenv(agent::MARKER) {
-        agent::run(&marker);
+        if is_agent_cmdline() {
+            agent::run(&marker);
+        }
     }
+}
+
+/// Whether `argv[1]` is the agent argument (read from /proc, which works
+/// with every libc: musl passes no arguments to `.init_array` functions).
+fn is_agent_cmdline() -> bool {
+    std::fs::read("/proc/self/cmdline")
+        .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).nth(1) == Some(agent::ARG.as_bytes()))
 }
 
 #[used]

@@ -602,3 +602,61 @@ async fn application_killed_takes_its_agents_along() {
         killed.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_is_this_binary_run_again() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    // This test binary only calls Agent::start: the init hook was linked in.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", agent.pid())).unwrap();
+    assert_eq!(exe, std::fs::read_link("/proc/self/exe").unwrap());
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.pid())).unwrap();
+    let environ: Vec<&[u8]> = environ
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert!(
+        environ
+            .iter()
+            .all(|e| e.starts_with(b"NSPROXY_AGENT") || e.starts_with(b"LD_LIBRARY_PATH="))
+    );
+    guard(agent.close()).await.unwrap();
+}
+
+#[test]
+fn the_marker_alone_does_not_make_an_agent() {
+    // The variable without the agent argument: main runs as usual.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--list")
+        .env("NSPROXY_AGENT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the_marker_alone_does_not_make_an_agent")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_handshake_names_the_step() {
+    let ns = anon_ns().await;
+    // Not a user namespace: setns(CLONE_NEWUSER) refuses it.
+    let not_userns: OwnedFd = std::fs::File::open("/proc/self/ns/net").unwrap().into();
+    let err = guard(Agent::start(
+        &ns,
+        AgentOptions::new().user_namespace(not_userns),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                step: Step::SetnsUser,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+}
