@@ -5,9 +5,9 @@
 //! spawns the child from there. Our pipe ends stay ours: the child's ends are
 //! sent to the agent as fds, so [`Child`]'s stdio is the same on both paths.
 //!
-//! One agent per spawn by default (nothing lingers, the namespace is not kept
-//! alive by an idle agent); an [`ExecAgent`] held by the caller is reused by
-//! every command given it.
+//! Agents are cached per (runtime, namespace) and closed after a second
+//! without spawns (see `cache.rs`); an [`ExecAgent`] held by the caller is
+//! reused by every command given it.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -20,8 +20,9 @@ use nsproxy::{Agent, AgentOptions, AgentStdio, SpawnRequest, proto::Step};
 
 use crate::child::{Child, Launched};
 use crate::command::Plan;
+use crate::namespace::Resolved;
 use crate::stdio::{ChildSide, Stream};
-use crate::{Command, Error, Namespace, Result};
+use crate::{Command, Error, Namespace, Result, cache};
 
 /// A reusable `ip netns exec` context: one nsproxy agent living in a
 /// namespace with `ip netns exec`'s mounts, which runs every command given
@@ -121,8 +122,16 @@ impl ExecAgent {
     pub async fn start_in(ns: impl Into<Namespace>, dir: &RunDir) -> Result<ExecAgent> {
         let ns = ns.into();
         let resolved = ns.open(dir)?;
+        ExecAgent::start_resolved(ns, resolved, dir.clone()).await
+    }
+
+    pub(crate) async fn start_resolved(
+        ns: Namespace,
+        resolved: Resolved,
+        dir: RunDir,
+    ) -> Result<ExecAgent> {
         let name = ns
-            .name_in(dir, &resolved.netns)
+            .name_in(&dir, &resolved.netns)
             .unwrap_or_else(|| unnamed(&resolved.netns));
         let opts = AgentOptions::new().exec_mounts(name.clone());
         let agent = Agent::start(&resolved.netns, opts)
@@ -276,7 +285,8 @@ pub(crate) async fn spawn(cmd: &Command, plan: Plan, reuse: Option<&ExecAgent>) 
                     }
                 })?),
             };
-            ExecAgent::start_in(ns, &cmd.run_dir)
+            let resolved = ns.open(&cmd.run_dir)?;
+            cache::agent(ns, resolved, &cmd.run_dir)
                 .await
                 .map_err(|e| match e {
                     Error::Agent { ns, source, .. } => Error::Agent {

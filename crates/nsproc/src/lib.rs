@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod child;
 mod command;
 mod error;
@@ -96,4 +97,27 @@ where
         });
     };
     Command::new(program).args(argv).netns(ns).spawn().await
+}
+
+/// Closes the agents the `ip netns exec` path keeps for reuse, now, and
+/// returns how many there were.
+///
+/// [`ExecMode::IpNetnsExec`] keeps the agent of a namespace for about a second
+/// after a spawn, so that the next spawn there costs a spawn rather than an
+/// agent start; an idle agent keeps its namespace alive meanwhile. Call this
+/// before removing a namespace if it must be freed at once. Children still
+/// running keep their agent until they are dropped; [`ExecAgent`]s held by
+/// the caller are not affected.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// nsproc::Command::new("true").netns("blue").exec_mode(nsproc::ExecMode::IpNetnsExec).status().await?;
+/// nsproc::close_cached_agents();
+/// nsfs::RunDir::default().remove(&"blue".parse()?).await?;
+/// # Ok(()) }
+/// ```
+pub fn close_cached_agents() -> usize {
+    cache::close_all()
 }
