@@ -295,6 +295,8 @@ pub(crate) struct RowResult {
     pub(crate) target: Target,
     pub(crate) outcome: Outcome,
     pub(crate) seconds: f64,
+    /// CPU used by other processes while the row ran, in cores.
+    pub(crate) foreign_cpu: Option<f64>,
 }
 
 /// The JSON form of a row (one element of the list in the JSON file).
@@ -328,6 +330,7 @@ struct JsonRow<'a> {
     target_met: Option<bool>,
     notes: &'a [String],
     seconds: f64,
+    foreign_cpu_cores: Option<f64>,
 }
 
 impl RowResult {
@@ -366,6 +369,7 @@ impl RowResult {
             target_met: None,
             notes: &[],
             seconds: self.seconds,
+            foreign_cpu_cores: self.foreign_cpu,
         };
         match &self.outcome {
             Outcome::Failed(e) => {
@@ -437,8 +441,10 @@ fn num(v: f64, unit: Unit) -> String {
 /// valid Markdown).
 pub(crate) fn table(rows: &[RowResult]) -> String {
     let mut t = String::new();
-    t.push_str("| row | ours | median (p90) | reference | median (p90) | ratio | target | met |\n");
-    t.push_str("|---|---|---|---|---|---|---|---|\n");
+    t.push_str(
+        "| row | ours | median (p90) | reference | median (p90) | ratio | target | met | foreign CPU |\n",
+    );
+    t.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let mut notes = String::new();
     for r in rows {
         match &r.outcome {
@@ -462,7 +468,7 @@ pub(crate) fn table(rows: &[RowResult]) -> String {
                 };
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.name,
                     m.ours.label,
                     side(&m.ours),
@@ -470,7 +476,8 @@ pub(crate) fn table(rows: &[RowResult]) -> String {
                     rv,
                     ratio,
                     r.target.text(m.unit),
-                    met
+                    met,
+                    r.foreign_cpu.map_or("-".into(), |c| format!("{c:.2}"))
                 );
                 if let Some(f) = &m.floor {
                     let _ = writeln!(notes, "- {}: floor ({}) {}", r.name, f.label, side(f));
@@ -480,11 +487,11 @@ pub(crate) fn table(rows: &[RowResult]) -> String {
                 }
             }
             Outcome::Failed(e) => {
-                let _ = writeln!(t, "| {} | FAILED | | | | | | |", r.name);
+                let _ = writeln!(t, "| {} | FAILED | | | | | | | |", r.name);
                 let _ = writeln!(notes, "- {}: FAILED: {}", r.name, e);
             }
             Outcome::NotYet(e) => {
-                let _ = writeln!(t, "| {} | not yet measured | | | | | | |", r.name);
+                let _ = writeln!(t, "| {} | not yet measured | | | | | | | |", r.name);
                 let _ = writeln!(notes, "- {}: not yet measured: {}", r.name, e);
             }
         }

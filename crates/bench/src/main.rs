@@ -10,13 +10,14 @@
 //! measures and the table of a real run.
 
 mod harness;
+mod load;
 mod rawnl;
 mod rows;
 mod scratch;
 mod worker;
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -57,6 +58,16 @@ struct Args {
     /// Multiply every row's sample count by this factor.
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
     samples_scale: f64,
+    /// Before each row, wait (up to this many seconds) until other processes
+    /// use less than 0.1 core for a second. 0: do not wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait_quiet: u64,
+    /// A row that takes longer than this is stopped and reported as failed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    row_timeout: u64,
+    /// Internal (tests): make the named row fail at once.
+    #[arg(long, hide = true, value_name = "ROW")]
+    inject_failure: Option<String>,
     /// Internal: run as a measuring worker process (see worker.rs).
     #[arg(long, hide = true)]
     worker: bool,
@@ -134,9 +145,31 @@ async fn run(args: Args) -> std::process::ExitCode {
     };
     let measure = async {
         for spec in &selected {
+            if args.wait_quiet > 0 {
+                let got = load::wait_quiet(0.1, Duration::from_secs(args.wait_quiet)).await;
+                eprintln!(
+                    "nsbench: foreign CPU before {}: {:.2} cores",
+                    spec.name,
+                    got.unwrap_or(f64::NAN)
+                );
+            }
             eprintln!("nsbench: {} ...", spec.name);
             let start = Instant::now();
-            let outcome = match (spec.run)(&cfg).await {
+            let mark = load::CpuMark::now();
+            let limit = Duration::from_secs(args.row_timeout);
+            let measured = if args.inject_failure.as_deref() == Some(spec.name) {
+                Err(harness::err("failure injected with --inject-failure"))
+            } else {
+                match tokio::time::timeout(limit, (spec.run)(&cfg)).await {
+                    Ok(res) => res,
+                    Err(_) => Err(harness::err(format!(
+                        "timed out after {} s",
+                        limit.as_secs()
+                    ))),
+                }
+            };
+            let foreign_cpu = mark.and_then(|m| m.foreign_since());
+            let outcome = match measured {
                 Ok(m) => Outcome::Measured(m),
                 Err(e) => match e.downcast_ref::<rows::NotYet>() {
                     Some(n) => Outcome::NotYet(n.0.clone()),
@@ -155,6 +188,7 @@ async fn run(args: Args) -> std::process::ExitCode {
                 target: spec.target,
                 outcome,
                 seconds: start.elapsed().as_secs_f64(),
+                foreign_cpu,
             };
             eprintln!(
                 "{}",
@@ -187,6 +221,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         "loadavg_start": loadavg_start.trim(),
         "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "git": git_head(),
         "ratio": "ours / reference, medians: lower is better, below 1 ours is faster",
     });
     match harness::write_json(&args.json, &results, meta) {
@@ -204,4 +239,15 @@ async fn run(args: Args) -> std::process::ExitCode {
     } else {
         std::process::ExitCode::SUCCESS
     }
+}
+
+/// The commit the benchmark was built from, if it runs in a git checkout.
+fn git_head() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -1,0 +1,251 @@
+//! The benchmark command itself: its listing, its JSON, a failed row, and an
+//! interrupted run (nothing left behind). Timing is not asserted here: the
+//! rows are tiny runs, only their shape is checked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nsbench");
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests run the benchmark, which needs root (namespaces, mounts): run them as root"
+    );
+}
+
+fn scratch_json(test: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("nsbench-test-{}-{test}.json", std::process::id()))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nsbench")
+}
+
+fn rows(json: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(json).expect("the JSON file");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    doc["rows"].as_array().expect("a list of rows").clone()
+}
+
+/// Names this benchmark process left in /run/netns (the test runs in the
+/// cargo runner's private /run/netns, which the benchmark shares).
+fn leftovers(pid: u32) -> Vec<String> {
+    let prefix = format!("nsb{pid}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn list_names_every_group_of_rows() {
+    let out = run(&["--list"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "nsfs/create-remove",
+        "nsfs/closure",
+        "netns/get-link-direct",
+        "netns/dump-links-direct",
+        "nsproc/spawn-fast-vs-tokio",
+        "nsproc/spawn-fast-2gib-parent",
+        "nsproxy/agent-private-dirty",
+        "nsdb/commit-vs-rtnetlink",
+    ] {
+        assert!(text.contains(row), "--list lacks {row}:\n{text}");
+    }
+}
+
+#[test]
+fn help_gives_the_command() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cargo run --release -p nsbench"), "{text}");
+    assert!(text.contains("--json"), "{text}");
+}
+
+#[test]
+fn unknown_row_pattern_is_an_error() {
+    let out = run(&["--rows", "no-such-row"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn quick_run_writes_rows_as_json() {
+    require_root();
+    let json = scratch_json("json");
+    let out = run(&[
+        "--quick",
+        "--rows",
+        "nsfs/",
+        "--samples-scale",
+        "0.05",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(&json);
+    let _ = std::fs::remove_file(&json);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["nsfs/create-remove", "nsfs/closure"]);
+    for r in &rows {
+        assert_eq!(r["status"], "ok", "{r}");
+        let ours = r["ours_us"].as_f64().expect("ours_us");
+        let reference = r["reference_us"].as_f64().expect("reference_us");
+        assert!(ours > 0.0 && reference > 0.0, "{r}");
+        let ratio = r["ratio"].as_f64().expect("ratio");
+        assert!((ratio - ours / reference).abs() < 1e-9, "{r}");
+        assert!(
+            r["reference"].as_str().is_some_and(|s| !s.is_empty()),
+            "{r}"
+        );
+        assert!(r["ours_n"].as_u64().unwrap() >= 5, "{r}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| nsfs/create-remove |"), "{stdout}");
+}
+
+#[test]
+fn a_failed_row_is_reported_and_the_run_goes_on() {
+    require_root();
+    let json = scratch_json("fail");
+    let out = run(&[
+        "--quick",
+        "--rows",
+        "nsfs/",
+        "--samples-scale",
+        "0.05",
+        "--inject-failure",
+        "nsfs/create-remove",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(&json);
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["error"].as_str().unwrap().contains("injected"));
+    assert_eq!(
+        rows[1]["status"], "ok",
+        "the run went on after the failed row"
+    );
+}
+
+/// Children of `pid` (from /proc), with their command lines.
+fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == pid {
+            let cmd = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            out.push((child, cmd.replace('\0', " ")));
+        }
+    }
+    out
+}
+
+#[test]
+fn sigint_stops_the_run_and_leaves_nothing_behind() {
+    require_root();
+    let json = scratch_json("sigint");
+    let mut bench = Command::new(BIN)
+        .args([
+            "--rows",
+            "nsproc/spawn-fast-2gib-parent",
+            "--ballast-mib",
+            "64",
+            "--samples-scale",
+            "100",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nsbench");
+    let pid = bench.id();
+    // Wait until both workers run and the row's namespace exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let workers = loop {
+        let w: Vec<u32> = children(pid)
+            .into_iter()
+            .filter(|(_, c)| c.contains("--worker"))
+            .map(|(p, _)| p)
+            .collect();
+        if w.len() == 2 && !leftovers(pid).is_empty() {
+            break w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the row did not start its workers"
+        );
+        assert!(bench.try_wait().unwrap().is_none(), "nsbench exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(doc["meta"]["interrupted"], "SIGINT");
+    assert!(
+        leftovers(pid).is_empty(),
+        "names left: {:?}",
+        leftovers(pid)
+    );
+    // The workers were killed with the run (kill-on-drop); give the kernel a
+    // moment to tear them down.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for w in workers {
+        while Path::new(&format!("/proc/{w}")).exists() {
+            let stat = std::fs::read_to_string(format!("/proc/{w}/stat")).unwrap_or_default();
+            if stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            {
+                break; // a zombie of init's, already dead
+            }
+            assert!(Instant::now() < deadline, "worker {w} still alive");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
