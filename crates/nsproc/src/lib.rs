@@ -8,6 +8,8 @@
 //!   ([`ChildStdin`], [`ChildStdout`], [`ChildStderr`]), `wait`, `try_wait`,
 //!   `kill`, `signal`, `wait_with_output`.
 //! - [`spawn`]: the one-line `NSPopen(ns, argv)`.
+//! - [`ExecAgent`]: a reusable `ip netns exec` context;
+//!   [`close_cached_agents`] closes the agents the exec path keeps for reuse.
 //!
 //! Two launch paths sit behind one API:
 //!
@@ -18,6 +20,7 @@
 //! - [`ExecMode::IpNetnsExec`]: through the nsproxy agent, the program gets a
 //!   private mount namespace, `/sys` remounted for the namespace and
 //!   `/etc/netns/NAME/*` bind-mounted over `/etc`, like `ip netns exec`.
+//!   The agent of a namespace is kept for a second after a spawn and reused.
 //!
 //! Unlike pyroute2's `NSPopen`, the stdio fds are real fds of the caller, a
 //! missing binary fails at once with a typed error instead of hanging, and no
