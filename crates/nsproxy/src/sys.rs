@@ -321,12 +321,26 @@ pub(crate) fn agent_setup(expected_ppid: i32) -> io::Result<Option<OwnedFd>> {
     }
     // Signals: default dispositions, empty mask (Rust ignores SIGPIPE, the
     // application may have installed handlers or blocked signals).
-    for sig in 1..libc::SIGRTMAX() {
+    // Through the raw syscall: glibc's wrappers refuse its internal signals
+    // (32, 33), whose ignored state would otherwise pass on to programs.
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: resetting a disposition to the default is always sound.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // An all-zero kernel `struct sigaction` is SIG_DFL, no flags, empty
+        // mask, whatever the architecture's layout.
+        let dfl = [0u64; 4];
+        // SAFETY: `dfl` outlives the call and is at least as large as the
+        // kernel's struct sigaction; old action not requested; sigsetsize 8.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8,
+            )
+        };
     }
     // SAFETY: an empty, initialised set; SIG_SETMASK with it unblocks all.
     unsafe {

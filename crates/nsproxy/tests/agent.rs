@@ -119,6 +119,21 @@ async fn start_enters_namespace_and_close_reaps() {
         .unwrap()
         .count();
     assert_eq!(fds, 4, "agent fds: stdio + control socket");
+    // Signals reset: this process ignores SIGPIPE (Rust does), the agent not;
+    // nothing blocked, no handler.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for field in ["SigBlk:", "SigIgn:", "SigCgt:"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert!(
+            line.trim_end().ends_with("0000000000000000"),
+            "agent {line}"
+        );
+    }
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        !ours.lines().any(|l| l == "SigIgn:\t0000000000000000"),
+        "this process ignores SIGPIPE"
+    );
     let status = guard(agent.close()).await.unwrap();
     assert_eq!(status, 0, "clean exit on end of file");
     assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
