@@ -87,6 +87,20 @@ pub(crate) fn request_connection(ns: &Namespace, fd: OwnedFd) -> Result<rtnetlin
     Ok(handle)
 }
 
+/// A plain connection, as rtnetlink's verbs expect it (acks and `Done`
+/// swallowed), with ext-ack on.
+pub(crate) fn plain_connection(ns: &Namespace, fd: OwnedFd) -> Result<rtnetlink::Handle, Error> {
+    let sock = tokio_socket(fd);
+    let io = |e: std::io::Error| Error::Socket {
+        ns: ns.clone(),
+        source: e,
+    };
+    sock.socket_ref().set_ext_ack(true).map_err(io)?;
+    let (conn, handle, _unsolicited) = rtnetlink::from_socket(sock);
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
 /// An event connection: bound to the multicast groups, with the given receive
 /// buffer size (bytes) if any.
 pub(crate) fn event_connection(
@@ -144,23 +158,24 @@ pub(crate) async fn request(
     }
 }
 
-/// A dump: the entries, and whether the kernel flagged it inconsistent.
+/// A dump: every entry goes to `entry` as it arrives (no copy of the whole
+/// dump is kept); returns whether the kernel flagged it inconsistent.
 pub(crate) async fn dump(
     handle: &mut rtnetlink::Handle,
     msg: RouteNetlinkMessage,
-) -> Result<(Vec<NetlinkMessage<RouteNetlinkMessage>>, bool), NetlinkError> {
+    mut entry: impl FnMut(&RouteNetlinkMessage),
+) -> Result<bool, NetlinkError> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
     req.finalize();
     let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
-    let mut out = Vec::new();
     let mut intr = false;
     let mut done = false;
     while let Some(reply) = replies.next().await {
         intr |= reply.header.flags & NLM_F_DUMP_INTR != 0;
-        match reply.payload {
-            NetlinkPayload::InnerMessage(_) => out.push(reply),
+        match &reply.payload {
+            NetlinkPayload::InnerMessage(m) => entry(m),
             NetlinkPayload::Done(_) => done = true,
             NetlinkPayload::Error(e) => {
                 if let Some(code) = e.code {
@@ -176,7 +191,7 @@ pub(crate) async fn dump(
     if !done {
         return Err(NetlinkError::closed());
     }
-    Ok((out, intr))
+    Ok(intr)
 }
 
 /// One link by index (`RTM_GETLINK`); `None` if there is no such link.
@@ -262,28 +277,25 @@ pub(crate) async fn dump_into(
     for &part in parts {
         let mut attempt = 0;
         loop {
-            let (msgs, intr) =
-                dump(handle, part.request())
-                    .await
-                    .map_err(|source| Error::Dump {
-                        ns: ns.clone(),
-                        what: part.what(),
-                        source,
-                    })?;
+            let mut fresh = NsState::default();
+            let intr = dump(handle, part.request(), |m| {
+                fresh.apply(m, 0);
+            })
+            .await
+            .map_err(|source| Error::Dump {
+                ns: ns.clone(),
+                what: part.what(),
+                source,
+            })?;
             if intr && attempt < DUMP_RETRIES {
                 interrupted += 1;
                 attempt += 1;
                 continue;
             }
             match part {
-                DumpPart::Links => state.links.clear(),
-                DumpPart::Addresses => state.addresses.clear(),
-                DumpPart::Routes => state.routes.clear(),
-            }
-            for m in &msgs {
-                if let NetlinkPayload::InnerMessage(inner) = &m.payload {
-                    state.apply(inner, 0);
-                }
+                DumpPart::Links => state.links = fresh.links,
+                DumpPart::Addresses => state.addresses = fresh.addresses,
+                DumpPart::Routes => state.routes = fresh.routes,
             }
             break;
         }

@@ -524,7 +524,7 @@ impl Transaction {
     /// # Ok(()) }
     /// ```
     pub fn create_veth(&mut self, ns: &Namespace, name: &str, peer: &str) -> Result<&mut Self> {
-        self.view.handle(ns)?;
+        self.view.request_handle(ns)?;
         self.edits.push(Edit::CreateVeth {
             ns: ns.clone(),
             name: name.to_owned(),
@@ -548,7 +548,7 @@ impl Transaction {
     /// # Ok(()) }
     /// ```
     pub fn create_bridge(&mut self, ns: &Namespace, name: &str) -> Result<&mut Self> {
-        self.view.handle(ns)?;
+        self.view.request_handle(ns)?;
         self.edits.push(Edit::CreateBridge {
             ns: ns.clone(),
             name: name.to_owned(),
@@ -618,7 +618,7 @@ impl Transaction {
     pub async fn commit(self) -> Result<()> {
         let steps = self.plan()?;
         for s in &steps {
-            self.view.handle(&s.ns)?;
+            self.view.request_handle(&s.ns)?;
         }
         let mut undo: Vec<Step> = Vec::new();
         for (i, step) in steps.iter().enumerate() {
@@ -650,7 +650,9 @@ impl Transaction {
     async fn apply(&self, step: &Step, undo: &mut Vec<Step>) -> Result<(), NetlinkError> {
         let view = &self.view;
         let ns = &step.ns;
-        let mut handle = view.handle(ns).map_err(|_| NetlinkError::closed())?;
+        let mut handle = view
+            .request_handle(ns)
+            .map_err(|_| NetlinkError::closed())?;
         let snap = view.snapshot();
         let nsv = snap.namespace(ns).ok_or_else(NetlinkError::closed)?;
         let find = |name: &str| {

@@ -547,7 +547,8 @@ impl Builder {
     }
 
     /// How many changes a slow [`Changes`] stream may fall behind before it
-    /// gets [`Change::Lagged`] (default 16384).
+    /// gets [`Change::Lagged`] (default 1024; each slot costs a few hundred
+    /// bytes).
     ///
     /// # Examples
     ///
@@ -631,6 +632,7 @@ struct Entry {
     netns: NetNs,
     id: NsId,
     handle: rtnetlink::Handle,
+    user_handle: Option<rtnetlink::Handle>,
     dump_lock: DumpLock,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -769,7 +771,7 @@ impl View {
             all: false,
             receive_buffer: None,
             poll: Duration::from_millis(100),
-            capacity: 16384,
+            capacity: 1024,
         }
     }
 
@@ -850,12 +852,16 @@ impl View {
             {
                 return Ok(()); // added concurrently
             }
-            let initial = NsState::default().diff(&state);
             let _ = self
                 .inner
                 .changes
                 .send(Change::NamespaceAdded { ns: ns.clone() });
-            self.inner.publish(&ns, initial);
+            // Its objects, as `Added` (only if anyone listens: a big
+            // namespace makes many).
+            if self.inner.changes.receiver_count() > 0 {
+                let initial = NsState::default().diff(&state);
+                self.inner.publish(&ns, initial);
+            }
             let task = tokio::spawn(follow(
                 weak,
                 ns.clone(),
@@ -876,6 +882,7 @@ impl View {
                     netns,
                     id,
                     handle,
+                    user_handle: None,
                     dump_lock,
                     tasks: vec![task, conn_task],
                 },
@@ -1030,7 +1037,7 @@ impl View {
     /// # Ok(()) }
     /// ```
     pub async fn dump(&self, ns: &Namespace) -> Result<NsState> {
-        let mut handle = self.handle(ns)?;
+        let mut handle = self.request_handle(ns)?;
         let dump_lock = lock(&self.inner.shared)
             .namespaces
             .get(ns)
@@ -1048,8 +1055,57 @@ impl View {
         Ok(state)
     }
 
-    /// The request handle and namespace fd of `ns`.
-    pub(crate) fn handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
+    /// An `rtnetlink::Handle` on a netlink socket in `ns`, made on first use
+    /// and kept with the view: for anything the view does not model
+    /// (neighbours, rules, traffic control), or to change things directly.
+    /// Changes made through it show in the view like any other, from the
+    /// events.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped before it returns, no handle is kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotViewed`]; [`Error::Stale`] if the view of `ns` is stale or
+    /// the namespace was removed; [`Error::Namespace`]/[`Error::Socket`] if
+    /// the socket cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View) -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::TryStreamExt;
+    /// let handle = view.handle(&nsdb::Namespace::named("test")?).await?;
+    /// let neighbours: Vec<_> = handle.neighbours().get().execute().try_collect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
+        self.request_handle(ns)?;
+        let (cached, netns) = {
+            let shared = lock(&self.inner.shared);
+            let e = shared
+                .namespaces
+                .get(ns)
+                .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
+            (e.user_handle.clone(), e.netns.clone())
+        };
+        if let Some(h) = cached {
+            return Ok(h);
+        }
+        let fd = nl::raw_socket(ns, &netns).await?;
+        let handle = nl::plain_connection(ns, fd)?;
+        let mut shared = lock(&self.inner.shared);
+        let e = shared
+            .namespaces
+            .get_mut(ns)
+            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
+        Ok(e.user_handle.get_or_insert(handle).clone())
+    }
+
+    /// The handle of the view's own request socket (ext-ack, acks and
+    /// `Done` forwarded: not for rtnetlink's verbs).
+    pub(crate) fn request_handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
         let shared = lock(&self.inner.shared);
         let e = shared
             .namespaces
