@@ -12,13 +12,44 @@ use crate::{Error, Result, sys};
 /// The write end of a child's stdin pipe: a real, non-blocking pipe fd owned
 /// by the caller ([`AsyncWrite`](tokio::io::AsyncWrite), `AsFd`,
 /// [`into_blocking_fd`](pipe::Sender::into_blocking_fd)).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(mut child: nsproc::Child) -> std::io::Result<()> {
+/// use tokio::io::AsyncWriteExt;
+/// let mut stdin: nsproc::ChildStdin = child.stdin.take().unwrap();
+/// stdin.write_all(b"input").await?;
+/// # Ok(()) }
+/// ```
 pub type ChildStdin = pipe::Sender;
 
 /// The read end of a child's stdout pipe: a real, non-blocking pipe fd owned
 /// by the caller ([`AsyncRead`](tokio::io::AsyncRead), `AsFd`).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(mut child: nsproc::Child) -> std::io::Result<()> {
+/// use std::os::fd::AsFd;
+/// let stdout: nsproc::ChildStdout = child.stdout.take().unwrap();
+/// // A real fd of this process.
+/// let flags = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
+/// # Ok(()) }
+/// ```
 pub type ChildStdout = pipe::Receiver;
 
 /// The read end of a child's stderr pipe (see [`ChildStdout`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(mut child: nsproc::Child) -> std::io::Result<()> {
+/// use tokio::io::AsyncReadExt;
+/// let mut errors = String::new();
+/// child.stderr.take().unwrap().read_to_string(&mut errors).await?;
+/// # Ok(()) }
+/// ```
 pub type ChildStderr = pipe::Receiver;
 
 /// A process started by [`Command::spawn`](crate::Command::spawn), in the
