@@ -259,7 +259,6 @@ async fn enobufs_is_passed_through() {
         assert!(datagrams < 10_000, "no ENOBUFS after {datagrams} datagrams");
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS), "{err}");
-    assert!(datagrams > 0);
     // The relay keeps working after an overrun.
     guard(
         direct
