@@ -61,6 +61,26 @@ async fn dropped_children(mode: ExecMode, ns: &TestNs) {
     child.kill().await.unwrap();
 }
 
+/// Spawn futures dropped after their first poll: the spawn may have happened;
+/// the process must still be reaped.
+async fn cancelled_spawns(mode: ExecMode, ns: &TestNs) {
+    for i in 0..50 {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("0.05")
+            .netns(&ns.name)
+            .exec_mode(mode)
+            .kill_on_drop(i % 2 == 0);
+        if i % 3 == 0 {
+            cmd.stdout(Stdio::piped());
+        }
+        tokio::select! {
+            biased;
+            _ = cmd.spawn() => {}
+            () = std::future::ready(()) => {}
+        }
+    }
+}
+
 async fn check(mode: ExecMode) {
     let ns = TestNs::new("leaks").await;
     // Warm up: namespace threads, tokio's pidfd and signal machinery, agents.
@@ -72,6 +92,7 @@ async fn check(mode: ExecMode) {
     let kids = children();
     cycles(mode, &ns, 1000).await;
     dropped_children(mode, &ns).await;
+    cancelled_spawns(mode, &ns).await;
     eventually("no zombie children of ours", || {
         children().iter().all(|&(_, s)| s != 'Z')
     })
