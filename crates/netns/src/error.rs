@@ -78,14 +78,15 @@ pub enum Error {
         /// The namespace that was searched.
         ns: PathBuf,
     },
-    /// The relay transport (the nsproxy agent) failed.
+    /// The relay transport (the nsproxy agent) failed: starting the agent or
+    /// opening its relayed netlink socket.
     #[error("relay transport for network namespace {}: {source}", ns.display())]
     Relay {
         /// The namespace.
         ns: PathBuf,
         /// The underlying error.
         #[source]
-        source: io::Error,
+        source: nsproxy::Error,
     },
 }
 
@@ -113,7 +114,8 @@ impl Error {
         match self {
             Error::Namespace(e) => e.raw_os_error(),
             Error::Mode { .. } | Error::InvalidNsid { .. } => Some(libc::EINVAL),
-            Error::Socket { source, .. } | Error::Relay { source, .. } => source.raw_os_error(),
+            Error::Socket { source, .. } => source.raw_os_error(),
+            Error::Relay { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => error_code(source),
             Error::LinkNotFound { .. } => Some(libc::ENODEV),
         }
@@ -131,7 +133,8 @@ impl Error {
         match self {
             Error::Namespace(e) => e.kind(),
             Error::Mode { .. } | Error::InvalidNsid { .. } => io::ErrorKind::InvalidInput,
-            Error::Socket { source, .. } | Error::Relay { source, .. } => source.kind(),
+            Error::Socket { source, .. } => source.kind(),
+            Error::Relay { source, .. } => source.kind(),
             Error::LinkNotFound { .. } => io::ErrorKind::NotFound,
             Error::Request { source, .. } => match error_code(source) {
                 Some(code) => io::Error::from_raw_os_error(code).kind(),

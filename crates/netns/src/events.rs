@@ -10,7 +10,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use rtnetlink::MulticastGroup;
 
-use crate::handle::{Messages, Task, open_socket};
+use crate::handle::{Messages, Task};
 use crate::{Error, Handle, Result};
 
 /// One item of an [`Events`] stream.
@@ -133,7 +133,7 @@ impl Handle {
     #[doc(alias = "ip monitor")]
     pub async fn events(&self, groups: &[MulticastGroup]) -> Result<Events> {
         let ns = self.describe();
-        let mut socket = open_socket(self.netns(), self.options()).await?;
+        let mut socket = self.open_socket().await?;
         let sock = socket.socket_mut();
         let mut subscribe = || -> std::io::Result<()> {
             sock.bind(&SocketAddr::new(0, 0))?;

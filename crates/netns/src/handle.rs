@@ -40,8 +40,12 @@ pub enum Transport {
     /// what they cost in the root namespace).
     #[default]
     Direct,
-    /// Netlink relayed through an nsproxy agent process living in the
-    /// namespace.
+    /// Netlink relayed through an nsproxy agent: a process started (not
+    /// forked) inside the namespace, holding the netlink socket. Costs a
+    /// process and about 36 us more per request; for when a process must
+    /// hold the socket. Requests that carry an fd of this process (moving a
+    /// link, namespace ids) still go through a direct socket, made on first
+    /// use, because the agent could not resolve those fd numbers.
     Relay,
 }
 
@@ -157,17 +161,26 @@ impl Builder {
     /// ```
     pub async fn open(self) -> Result<Handle> {
         let resolved = self.target.resolve(&self.run_dir, self.mode).await?;
-        let (socket, tracker) = open_socket(&resolved.netns, self.options).await?.tracked();
-        let (connection, rtnl, _messages) = rtnetlink::from_socket(socket);
-        let task = tokio::spawn(connection);
+        let agent = match self.options.transport {
+            Transport::Direct => None,
+            Transport::Relay => Some(
+                nsproxy::Agent::start(&resolved.netns, nsproxy::AgentOptions::new())
+                    .await
+                    .map_err(|source| Error::Relay {
+                        ns: describe(&resolved.netns, resolved.name.as_ref(), &self.run_dir),
+                        source,
+                    })?,
+            ),
+        };
+        let socket = open_socket(&resolved.netns, self.options, agent.as_ref()).await?;
         Ok(Handle {
             netns: resolved.netns,
             name: resolved.name,
             run_dir: self.run_dir,
             options: self.options,
-            rtnl,
-            tracker,
-            task: Some(task),
+            conn: Conn::start(socket),
+            agent,
+            fd_conn: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -182,7 +195,44 @@ impl Drop for Task {
     }
 }
 
-impl Drop for Handle {
+/// A connection driven by a task, whose requests in flight are answered
+/// with `ECANCELED` when it closes.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    rtnl: rtnetlink::Handle,
+    tracker: Arc<Tracker>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Conn {
+    fn start(socket: NetlinkSocket) -> Conn {
+        let (socket, tracker) = socket.tracked();
+        let (connection, rtnl, _messages) = rtnetlink::from_socket(socket);
+        Conn {
+            rtnl,
+            tracker,
+            task: Some(tokio::spawn(connection)),
+        }
+    }
+
+    pub(crate) fn rtnl(&self) -> &rtnetlink::Handle {
+        &self.rtnl
+    }
+
+    /// Whether the connection task has ended (socket failed or closed).
+    pub(crate) fn closed(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    async fn close(&mut self) {
+        self.tracker.close();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Conn {
     fn drop(&mut self) {
         // The connection answers what is in flight with ECANCELED, then ends
         // on its own (an abort would end those requests without an answer).
@@ -242,9 +292,12 @@ pub struct Handle {
     name: Option<NsName>,
     run_dir: RunDir,
     options: Options,
-    rtnl: rtnetlink::Handle,
-    tracker: Arc<Tracker>,
-    task: Option<JoinHandle<()>>,
+    conn: Conn,
+    /// The nsproxy agent of the relay transport.
+    agent: Option<nsproxy::Agent>,
+    /// With the relay transport, a direct connection for requests that carry
+    /// an fd (the agent could not resolve our fd numbers).
+    fd_conn: tokio::sync::OnceCell<Conn>,
 }
 
 impl Handle {
@@ -372,7 +425,7 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub fn rtnetlink(&self) -> &rtnetlink::Handle {
-        &self.rtnl
+        &self.conn.rtnl
     }
 
     /// A new netlink socket inside the namespace, as the
@@ -398,7 +451,31 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn connection(&self) -> Result<(Connection, rtnetlink::Handle, Messages)> {
-        connect(&self.netns, self.options).await
+        let socket = self.open_socket().await?;
+        Ok(rtnetlink::from_socket(socket))
+    }
+
+    /// A new netlink socket inside the namespace, on the handle's transport.
+    pub(crate) async fn open_socket(&self) -> Result<NetlinkSocket> {
+        open_socket(&self.netns, self.options, self.agent.as_ref()).await
+    }
+
+    /// The connection for a request: the handle's own, or, for a request
+    /// that carries an fd of this process (`IFLA_NET_NS_FD`, `NETNSA_FD`) on
+    /// the relay transport, a direct one (made on first use).
+    pub(crate) async fn conn(&self, carries_fd: bool) -> Result<&Conn> {
+        if !carries_fd || self.agent.is_none() {
+            return Ok(&self.conn);
+        }
+        let options = Options {
+            transport: Transport::Direct,
+            ..self.options
+        };
+        self.fd_conn
+            .get_or_try_init(|| async {
+                Ok(Conn::start(open_socket(&self.netns, options, None).await?))
+            })
+            .await
     }
 
     /// Ends the connection (requests in flight get `ECANCELED`) and waits
@@ -420,24 +497,18 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn close(mut self) {
-        self.tracker.close();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        self.conn.close().await;
+        if let Some(mut fd_conn) = self.fd_conn.take() {
+            fd_conn.close().await;
+        }
+        if let Some(agent) = self.agent.take() {
+            let _ = agent.close().await;
         }
     }
 
     /// A description of the namespace for error messages.
     pub(crate) fn describe(&self) -> PathBuf {
         describe(&self.netns, self.name.as_ref(), &self.run_dir)
-    }
-
-    pub(crate) fn options(&self) -> Options {
-        self.options
-    }
-
-    /// Whether the connection task has ended (socket failed or aborted).
-    pub(crate) fn connection_closed(&self) -> bool {
-        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 
@@ -474,54 +545,52 @@ pub(crate) fn describe(ns: &NetNs, name: Option<&NsName>, dir: &RunDir) -> PathB
 /// # Ok(()) }
 /// ```
 pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle, Messages)> {
-    connect(
-        netns,
-        Options {
-            transport: Transport::Direct,
-            receive_buffer: DEFAULT_RECEIVE_BUFFER,
-        },
-    )
-    .await
+    let options = Options {
+        transport: Transport::Direct,
+        receive_buffer: DEFAULT_RECEIVE_BUFFER,
+    };
+    Ok(rtnetlink::from_socket(
+        open_socket(netns, options, None).await?,
+    ))
 }
 
-pub(crate) async fn open_socket(netns: &NetNs, options: Options) -> Result<NetlinkSocket> {
+pub(crate) async fn open_socket(
+    netns: &NetNs,
+    options: Options,
+    agent: Option<&nsproxy::Agent>,
+) -> Result<NetlinkSocket> {
     let ns_path = || {
         netns
             .path()
             .map(PathBuf::from)
             .unwrap_or_else(|| netns.id().to_string().into())
     };
-    match options.transport {
-        Transport::Direct => {
-            let rcvbuf = options.receive_buffer;
-            let socket = netns
-                .run(move || new_route_socket(rcvbuf))
-                .await?
-                .map_err(|source| Error::Socket {
-                    op: "create netlink socket",
-                    ns: ns_path(),
-                    source,
-                })?;
-            NetlinkSocket::from_socket(socket).map_err(|source| Error::Socket {
-                op: "register netlink socket",
+    let rcvbuf = options.receive_buffer;
+    if let Some(agent) = agent {
+        let relay = agent
+            .netlink(netlink_sys::protocols::NETLINK_ROUTE)
+            .await
+            .map_err(|source| Error::Relay {
                 ns: ns_path(),
                 source,
-            })
-        }
-        Transport::Relay => Err(Error::Relay {
+            })?;
+        return NetlinkSocket::from_relay(relay, rcvbuf).map_err(|source| Error::Socket {
+            op: "configure relayed netlink socket",
             ns: ns_path(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "the nsproxy relay transport is not available in this build",
-            ),
-        }),
+            source,
+        });
     }
-}
-
-pub(crate) async fn connect(
-    netns: &NetNs,
-    options: Options,
-) -> Result<(Connection, rtnetlink::Handle, Messages)> {
-    let socket = open_socket(netns, options).await?;
-    Ok(rtnetlink::from_socket(socket))
+    let socket = netns
+        .run(move || new_route_socket(rcvbuf))
+        .await?
+        .map_err(|source| Error::Socket {
+            op: "create netlink socket",
+            ns: ns_path(),
+            source,
+        })?;
+    NetlinkSocket::from_socket(socket).map_err(|source| Error::Socket {
+        op: "register netlink socket",
+        ns: ns_path(),
+        source,
+    })
 }

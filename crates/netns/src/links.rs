@@ -140,7 +140,12 @@ impl MoveLink<'_> {
             msg = msg.name(name);
         }
         let res = handle
-            .ack("move link", RouteNetlinkMessage::SetLink(msg.build()), 0)
+            .ack(
+                "move link",
+                RouteNetlinkMessage::SetLink(msg.build()),
+                0,
+                true,
+            )
             .await;
         drop(dest);
         match res {
@@ -217,6 +222,7 @@ impl AddVeth<'_> {
             Some(t) => Some(t.resolve(handle.run_dir(), OpenMode::OpenOnly).await?.netns),
             None => None,
         };
+        let has_fd = dest.is_some();
         let mut peer_msg = LinkUnspec::new_with_name(&peer);
         if let Some(ns) = &dest {
             peer_msg = peer_msg.setns_by_fd(ns.as_fd().as_raw_fd());
@@ -229,6 +235,7 @@ impl AddVeth<'_> {
                 "add veth",
                 RouteNetlinkMessage::NewLink(msg),
                 NLM_F_CREATE | NLM_F_EXCL,
+                has_fd,
             )
             .await;
         drop(dest);
@@ -306,7 +313,7 @@ impl Handle {
         match get.execute().try_next().await {
             Ok(Some(msg)) => Ok(msg.header.index),
             Ok(None) => {
-                if self.connection_closed() {
+                if self.conn(false).await?.closed() {
                     Err(self.request_error("get link", rtnetlink::Error::RequestFailed))
                 } else {
                     Err(Error::LinkNotFound {
@@ -333,16 +340,21 @@ impl Handle {
 
     /// Sends `msg` with `NLM_F_REQUEST | NLM_F_ACK | flags` and waits for the
     /// kernel's answer. A connection that ended before answering is an error.
+    ///
+    /// `carries_fd`: the request holds an fd number of this process, which
+    /// only a direct socket's kernel side resolves.
     pub(crate) async fn ack(
         &self,
         op: &'static str,
         msg: RouteNetlinkMessage,
         flags: u16,
+        carries_fd: bool,
     ) -> Result<()> {
+        let conn = self.conn(carries_fd).await?;
         let mut req = NetlinkMessage::from(msg);
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut replies = self
-            .rtnetlink()
+        let mut replies = conn
+            .rtnl()
             .clone()
             .request(req)
             .map_err(|e| self.request_error(op, e))?;
@@ -353,7 +365,7 @@ impl Handle {
                 }
             }
         }
-        if self.connection_closed() {
+        if conn.closed() {
             return Err(self.request_error(op, rtnetlink::Error::RequestFailed));
         }
         Ok(())

@@ -98,8 +98,9 @@ impl Handle {
         let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
         req.header.flags = NLM_F_REQUEST;
         let op = "get nsid";
-        let mut replies = self
-            .rtnetlink()
+        let conn = self.conn(true).await?;
+        let mut replies = conn
+            .rtnl()
             .clone()
             .request(req)
             .map_err(|e| self.request_error(op, e))?;
@@ -115,7 +116,7 @@ impl Handle {
                 _ => {}
             }
         }
-        if !answered && self.connection_closed() {
+        if !answered && conn.closed() {
             return Err(self.request_error(op, rtnetlink::Error::RequestFailed));
         }
         Ok(got)
@@ -165,7 +166,7 @@ impl Handle {
             Nsid::Id(n) => n,
         };
         let msg = nsid_request(vec![NsidAttribute::Fd(fd), NsidAttribute::Id(id_attr)]);
-        self.ack("set nsid", RouteNetlinkMessage::NewNsId(msg), 0)
+        self.ack("set nsid", RouteNetlinkMessage::NewNsId(msg), 0, true)
             .await?;
         let got = self
             .nsid_get(nsid_request(vec![NsidAttribute::Fd(fd)]))

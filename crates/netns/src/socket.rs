@@ -23,8 +23,10 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// [`netlink_sys::AsyncSocket`] for [`rtnetlink::from_socket`].
 ///
 /// Made by [`Handle::open`](crate::Handle::open) and
-/// [`connection`](crate::connection): the socket is created on a namespace
-/// thread inside the namespace, with `NETLINK_GET_STRICT_CHK` and
+/// [`connection`](crate::connection). With [`Transport::Direct`](crate::Transport::Direct)
+/// the socket is created on a namespace thread inside the namespace; with
+/// [`Transport::Relay`](crate::Transport::Relay) it is an nsproxy agent's
+/// socket, relayed. Either way it has `NETLINK_GET_STRICT_CHK` and
 /// `NETLINK_EXT_ACK` enabled and a receive buffer sized for large dumps, then
 /// registered with the reactor of the runtime it is used on.
 ///
@@ -88,21 +90,7 @@ impl Tracker {
 
 enum Inner {
     Direct(AsyncFd<Socket>),
-    #[allow(dead_code)]
-    Relay(Box<dyn RelayTransport>),
-}
-
-/// The seam the relay transport plugs into (nsproxy's `RelaySocket`).
-pub(crate) trait RelayTransport: Send + Sync {
-    fn socket_ref(&self) -> &Socket;
-    fn socket_mut(&mut self) -> &mut Socket;
-    fn poll_send_to(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-        addr: &SocketAddr,
-    ) -> Poll<io::Result<usize>>;
-    fn poll_recv_datagram(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Vec<u8>, SocketAddr)>>;
+    Relay(nsproxy::RelaySocket),
 }
 
 impl fmt::Debug for NetlinkSocket {
@@ -165,12 +153,17 @@ impl NetlinkSocket {
         })
     }
 
-    #[allow(dead_code)]
-    pub(crate) fn from_relay(relay: Box<dyn RelayTransport>) -> NetlinkSocket {
-        NetlinkSocket {
+    /// Wraps a relay from an nsproxy agent, configuring the agent's socket
+    /// (through the dup the relay holds) like a direct one.
+    pub(crate) fn from_relay(
+        relay: nsproxy::RelaySocket,
+        rcvbuf: usize,
+    ) -> io::Result<NetlinkSocket> {
+        configure(relay.socket_ref(), rcvbuf)?;
+        Ok(NetlinkSocket {
             inner: Inner::Relay(relay),
             tracker: None,
-        }
+        })
     }
 
     /// Tracks requests in flight, so that closing answers them.
@@ -193,11 +186,8 @@ impl NetlinkSocket {
                     Err(_would_block) => continue,
                 }
             },
-            Inner::Relay(r) => {
-                let (data, addr) = ready!(r.poll_recv_datagram(cx))?;
-                buf.put_slice(&data);
-                Poll::Ready(Ok(addr))
-            }
+            // One frame is one kernel datagram.
+            Inner::Relay(r) => r.poll_recv_from(cx, buf),
         }
     }
 }

@@ -5,64 +5,62 @@ mod common;
 
 use common::{Ns, link_names};
 use futures::TryStreamExt;
-use netns::{Handle, OpenMode, Target};
+use netns::{OpenMode, Target};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_namespace_dump_is_exactly_lo() {
+both_transports! {
+async fn fresh_namespace_dump_is_exactly_lo(transport) {
     let ns = Ns::new("fresh").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     assert_eq!(link_names(&h).await, vec!["lo".to_string()]);
     assert_eq!(h.name().map(|n| n.as_str()), Some(ns.name()));
     assert_eq!(h.netns(), &ns.netns);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_modes_follow_pyroute2() {
+async fn open_modes_follow_pyroute2(transport) {
     let name = common::unique("modes");
-    let missing = Handle::open(name.as_str(), OpenMode::OpenOnly)
+    let missing = common::open_mode(name.as_str(), OpenMode::OpenOnly, transport)
         .await
         .unwrap_err();
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound, "{missing}");
 
-    let created = Handle::open(name.as_str(), OpenMode::CreateExclusive)
+    let created = common::open_mode(name.as_str(), OpenMode::CreateExclusive, transport)
         .await
         .unwrap();
     let _guard = common::Remove(name.clone());
-    let again = Handle::open(name.as_str(), OpenMode::CreateExclusive)
+    let again = common::open_mode(name.as_str(), OpenMode::CreateExclusive, transport)
         .await
         .unwrap_err();
     assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists, "{again}");
-    let opened = Handle::open(name.as_str(), OpenMode::CreateOrOpen)
+    let opened = common::open_mode(name.as_str(), OpenMode::CreateOrOpen, transport)
         .await
         .unwrap();
     assert_eq!(opened.netns(), created.netns());
 
     // By path, by NetNs, by pid.
     let path = format!("/run/netns/{name}");
-    let by_path = Handle::open(path.as_str(), OpenMode::OpenOnly)
+    let by_path = common::open_mode(path.as_str(), OpenMode::OpenOnly, transport)
         .await
         .unwrap();
     assert_eq!(by_path.netns(), created.netns());
-    let by_ns = Handle::open(created.netns().clone(), OpenMode::OpenOnly)
+    let by_ns = common::open_mode(created.netns().clone(), OpenMode::OpenOnly, transport)
         .await
         .unwrap();
     assert_eq!(by_ns.netns(), created.netns());
-    let init = Handle::open(Target::Pid(std::process::id() as i32), OpenMode::OpenOnly)
+    let init = common::open_mode(Target::Pid(std::process::id() as i32), OpenMode::OpenOnly, transport)
         .await
         .unwrap();
     assert_ne!(init.netns(), created.netns());
 
     // Creating is only for names.
-    let err = Handle::open(path.as_str(), OpenMode::CreateExclusive)
+    let err = common::open_mode(path.as_str(), OpenMode::CreateExclusive, transport)
         .await
         .unwrap_err();
     assert!(matches!(err, netns::Error::Mode { .. }), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_targets_are_typed_errors() {
+async fn bad_targets_are_typed_errors(transport) {
     for bad in ["", ".", ".."] {
-        let err = Handle::open(bad, OpenMode::CreateOrOpen).await.unwrap_err();
+        let err = common::open_mode(bad, OpenMode::CreateOrOpen, transport).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -72,28 +70,27 @@ async fn bad_targets_are_typed_errors() {
         );
     }
     let long = "x".repeat(300);
-    let err = Handle::open(long.as_str(), OpenMode::CreateOrOpen)
+    let err = common::open_mode(long.as_str(), OpenMode::CreateOrOpen, transport)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    let err = Handle::open("/nonexistent/netns", OpenMode::OpenOnly)
+    let err = common::open_mode("/nonexistent/netns", OpenMode::OpenOnly, transport)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
-    let err = Handle::open("/proc/self/status", OpenMode::OpenOnly)
+    let err = common::open_mode("/proc/self/status", OpenMode::OpenOnly, transport)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
-    let err = Handle::open(Target::Pid(-5), OpenMode::OpenOnly)
+    let err = common::open_mode(Target::Pid(-5), OpenMode::OpenOnly, transport)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kernel_rejection_carries_errno_and_ext_ack_message() {
+async fn kernel_rejection_carries_errno_and_ext_ack_message(transport) {
     let ns = Ns::new("extack").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     // Prefix length 33 on IPv4: the kernel rejects it and says why.
     let err = h
         .rtnetlink()
@@ -118,14 +115,13 @@ async fn kernel_rejection_carries_errno_and_ext_ack_message() {
 
 /// netlink-proto 0.14 sends one batch per poll: without the transport's wake
 /// after each send, a request queued behind notify()s sits unsent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_after_notifies_do_not_stall() {
+async fn requests_after_notifies_do_not_stall(transport) {
     use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage};
     use netlink_packet_route::RouteNetlinkMessage;
     use rtnetlink::LinkVeth;
 
     let ns = Ns::new("notify").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     let mut rtnl = h.rtnetlink().clone();
     for i in 0..5 {
         let msg = LinkVeth::new(&format!("n{i}a"), &format!("n{i}b")).build();
@@ -139,10 +135,9 @@ async fn requests_after_notifies_do_not_stall() {
     assert_eq!(names.len(), 11, "{names:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn namespace_removed_while_open_keeps_working() {
+async fn namespace_removed_while_open_keeps_working(transport) {
     let ns = Ns::new("removed").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     netns::RunDir::default()
         .remove(&ns.name().parse().unwrap())
         .await
@@ -152,12 +147,21 @@ async fn namespace_removed_while_open_keeps_working() {
     assert_eq!(link_names(&h).await.len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_triple_is_driven_by_the_caller() {
+async fn connection_triple_is_driven_by_the_caller(transport) {
     let ns = Ns::new("triple").await;
+    // The free function (direct) and the handle's (on its transport).
     let (connection, rtnl, _messages) = netns::connection(&ns.netns).await.unwrap();
     let task = tokio::spawn(connection);
     let links: Vec<_> = rtnl.link().get().execute().try_collect().await.unwrap();
     assert_eq!(links.len(), 1);
     task.abort();
+    let h = common::open(ns.name(), transport).await;
+    let (connection, rtnl, _messages) = h.connection().await.unwrap();
+    drop(h);
+    let task = tokio::spawn(connection);
+    let links: Vec<_> = rtnl.link().get().execute().try_collect().await.unwrap();
+    assert_eq!(links.len(), 1);
+    task.abort();
+}
+
 }

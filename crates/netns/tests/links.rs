@@ -5,19 +5,19 @@
 mod common;
 
 use common::{Ns, link_names};
-use netns::{Handle, OpenMode, Target};
+use netns::{Handle, Target};
 
-async fn pair() -> (Ns, Ns, Handle, Handle) {
+async fn pair(transport: netns::Transport) -> (Ns, Ns, Handle, Handle) {
     let a = Ns::new("la").await;
     let b = Ns::new("lb").await;
-    let ha = Handle::open(a.name(), OpenMode::OpenOnly).await.unwrap();
-    let hb = Handle::open(b.name(), OpenMode::OpenOnly).await.unwrap();
+    let ha = common::open(a.name(), transport).await;
+    let hb = common::open(b.name(), transport).await;
     (a, b, ha, hb)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn move_by_name_index_and_rename() {
-    let (_a, b, ha, hb) = pair().await;
+both_transports! {
+async fn move_by_name_index_and_rename(transport) {
+    let (_a, b, ha, hb) = pair(transport).await;
     ha.add_veth("m0", "m1").execute().await.unwrap();
     ha.add_veth("m2", "m3").execute().await.unwrap();
 
@@ -49,9 +49,8 @@ async fn move_by_name_index_and_rename() {
     assert_eq!(link_names(&hb).await, ["lo"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn move_to_the_namespace_of_a_pid() {
-    let (_a, _b, ha, hb) = pair().await;
+async fn move_to_the_namespace_of_a_pid(transport) {
+    let (_a, _b, ha, hb) = pair(transport).await;
     ha.add_veth("p0", "p1").execute().await.unwrap();
     let mut child = hb.spawn(["sleep", "30"]).await.unwrap();
     let pid = child.id().expect("a running child") as i32;
@@ -64,9 +63,8 @@ async fn move_to_the_namespace_of_a_pid() {
     assert_eq!(link_names(&hb).await, ["lo", "p1"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn veth_peer_created_in_another_namespace() {
-    let (_a, b, ha, hb) = pair().await;
+async fn veth_peer_created_in_another_namespace(transport) {
+    let (_a, b, ha, hb) = pair(transport).await;
     ha.add_veth("v0", "v1")
         .peer_netns(b.name())
         .execute()
@@ -86,9 +84,8 @@ async fn veth_peer_created_in_another_namespace() {
     assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_destination_is_not_found_before_sending() {
-    let (_a, _b, ha, _hb) = pair().await;
+async fn missing_destination_is_not_found_before_sending(transport) {
+    let (_a, _b, ha, _hb) = pair(transport).await;
     ha.add_veth("n0", "n1").execute().await.unwrap();
     let missing = common::unique("missing");
     let err = ha
@@ -131,9 +128,8 @@ async fn missing_destination_is_not_found_before_sending() {
     assert_eq!(link_names(&ha).await, ["lo", "n0", "n1"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_link_is_typed() {
-    let (_a, b, ha, _hb) = pair().await;
+async fn missing_link_is_typed(transport) {
+    let (_a, b, ha, _hb) = pair(transport).await;
     let err = ha.move_link("nope0", b.name()).execute().await.unwrap_err();
     assert!(matches!(err, netns::Error::LinkNotFound { .. }), "{err}");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
@@ -144,9 +140,8 @@ async fn missing_link_is_typed() {
     assert_eq!(ha.link_index("lo").await.unwrap(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejected_move_carries_the_kernel_message() {
-    let (_a, b, ha, hb) = pair().await;
+async fn rejected_move_carries_the_kernel_message(transport) {
+    let (_a, b, ha, hb) = pair(transport).await;
     ha.add_veth("c0", "c1").execute().await.unwrap();
     hb.add_veth("c1", "c2").execute().await.unwrap();
     // b already has a c1: the kernel refuses the move.
@@ -156,4 +151,6 @@ async fn rejected_move_carries_the_kernel_message() {
     let err = ha.move_link("lo", b.name()).execute().await.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
     println!("kernel said: {:?}", err.kernel_message());
+}
+
 }

@@ -3,15 +3,15 @@
 mod common;
 
 use common::Ns;
-use netns::{Handle, Nsid, OpenMode};
+use netns::Nsid;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn set_get_and_list_ids() {
+both_transports! {
+async fn set_get_and_list_ids(transport) {
     let home = Ns::new("idhome").await;
     let a = Ns::new("ida").await;
     let b = Ns::new("idb").await;
     let c = Ns::new("idc").await;
-    let h = Handle::open(home.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(home.name(), transport).await;
 
     assert_eq!(h.nsid(a.name()).await.unwrap(), None);
     assert!(h.list_nsids().await.unwrap().is_empty());
@@ -23,7 +23,7 @@ async fn set_get_and_list_ids() {
     assert_ne!(auto, 7);
     // Given as a NetNs and as a handle.
     assert_eq!(h.nsid(&b.netns).await.unwrap(), Some(auto));
-    let hc = Handle::open(c.name(), OpenMode::OpenOnly).await.unwrap();
+    let hc = common::open(c.name(), transport).await;
     assert_eq!(h.nsid(&hc).await.unwrap(), None);
 
     // An id cannot be changed, nor given twice.
@@ -52,7 +52,7 @@ async fn set_get_and_list_ids() {
     assert_eq!(got, want);
 
     // Ids are per namespace: `a` has not named anyone.
-    let ha = Handle::open(a.name(), OpenMode::OpenOnly).await.unwrap();
+    let ha = common::open(a.name(), transport).await;
     assert!(ha.list_nsids().await.unwrap().is_empty());
 
     // A missing namespace is NotFound before anything is sent.
@@ -60,11 +60,10 @@ async fn set_get_and_list_ids() {
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_match_iproute2() {
+async fn ids_match_iproute2(transport) {
     let home = Ns::new("idip").await;
     let peer = Ns::new("idpeer").await;
-    let h = Handle::open(home.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(home.name(), transport).await;
     let id = h.set_nsid(peer.name(), Nsid::Auto).await.unwrap();
     let out = h
         .command("ip")
@@ -76,4 +75,6 @@ async fn ids_match_iproute2() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("nsid {id} ")), "{text}");
     assert!(text.contains(peer.name()), "{text}");
+}
+
 }

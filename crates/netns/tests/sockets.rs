@@ -6,7 +6,7 @@ mod common;
 use std::os::fd::AsFd;
 
 use common::Ns;
-use netns::{Handle, OpenMode};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The namespace a socket belongs to (SIOCGSKNS), as an nsfs identity.
@@ -24,10 +24,10 @@ fn socket_netns(fd: impl AsFd) -> netns::NsId {
     netns::NetNs::from_fd(owned).unwrap().id()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_in_a_namespace() {
+both_transports! {
+async fn tcp_in_a_namespace(transport) {
     let ns = Ns::new("tcp").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     // lo is down in a fresh namespace: bring it up.
     h.rtnetlink()
         .link()
@@ -61,10 +61,9 @@ async fn tcp_in_a_namespace() {
     assert!(root.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_failures_are_typed() {
+async fn connect_failures_are_typed(transport) {
     let ns = Ns::new("tcpfail").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     // lo is down: nothing is reachable.
     let err = h
         .tcp_connect("127.0.0.1:9".parse().unwrap())
@@ -83,10 +82,9 @@ async fn connect_failures_are_typed() {
     assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn udp_raw_and_packet_sockets() {
+async fn udp_raw_and_packet_sockets(transport) {
     let ns = Ns::new("udp").await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     h.rtnetlink()
         .link()
         .set(rtnetlink::LinkUnspec::new_with_index(1).up().build())
@@ -118,4 +116,6 @@ async fn udp_raw_and_packet_sockets() {
     assert_eq!(socket_netns(&packet), ns.netns.id());
     let err = h.socket(-1, libc::SOCK_RAW, 0).await.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT), "{err}");
+}
+
 }

@@ -11,9 +11,13 @@ use futures::{FutureExt, TryStreamExt};
 use netns::{Handle, OpenMode};
 
 /// A handle on a fresh namespace with `pairs` veth pairs, and its link indexes.
-async fn with_links(tag: &str, pairs: usize) -> (Ns, Handle, Vec<u32>) {
+async fn with_links(
+    tag: &str,
+    pairs: usize,
+    transport: netns::Transport,
+) -> (Ns, Handle, Vec<u32>) {
     let ns = Ns::new(tag).await;
-    let h = Handle::open(ns.name(), OpenMode::OpenOnly).await.unwrap();
+    let h = common::open(ns.name(), transport).await;
     for i in 0..pairs {
         h.add_veth(format!("s{i}a"), format!("s{i}b"))
             .execute()
@@ -45,9 +49,14 @@ async fn get_index(rtnl: &rtnetlink::Handle, index: u32) -> u32 {
     link.expect("a reply").header.index
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
-    let (_ns, h, indexes) = with_links("10k", 32).await;
+/// A request cut short by the handle's end is answered with ECANCELED.
+fn cancelled(err: &rtnetlink::Error) -> bool {
+    netns::error_code(err) == Some(libc::ECANCELED)
+}
+
+both_transports! {
+async fn ten_thousand_concurrent_requests_each_get_their_own_reply(transport) {
+    let (_ns, h, indexes) = with_links("10k", 32, transport).await;
     let rtnl = h.rtnetlink().clone();
     let mut all: FuturesUnordered<_> = (0..10_000usize)
         .map(|k| {
@@ -64,9 +73,8 @@ async fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
     assert_eq!(answered, 10_000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_requests_do_not_desync_the_connection() {
-    let (_ns, h, indexes) = with_links("cancel", 8).await;
+async fn dropped_requests_do_not_desync_the_connection(transport) {
+    let (_ns, h, indexes) = with_links("cancel", 8, transport).await;
     let rtnl = h.rtnetlink().clone();
     for round in 0..20 {
         // Requests sent and dropped before their reply, some never polled,
@@ -95,14 +103,8 @@ async fn dropped_requests_do_not_desync_the_connection() {
     }
 }
 
-/// A request cut short by the handle's end is answered with ECANCELED.
-fn cancelled(err: &rtnetlink::Error) -> bool {
-    netns::error_code(err) == Some(libc::ECANCELED)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_handle_ends_requests_in_flight_with_an_error() {
-    let (_ns, h, indexes) = with_links("inflight", 4).await;
+async fn dropping_the_handle_ends_requests_in_flight_with_an_error(transport) {
+    let (_ns, h, indexes) = with_links("inflight", 4, transport).await;
     let rtnl = h.rtnetlink().clone();
     // Requests handed to the connection before the handle is dropped: gets
     // are queued by execute(), adds on their first poll.
@@ -167,9 +169,8 @@ async fn dropping_the_handle_ends_requests_in_flight_with_an_error() {
     assert!(matches!(err, rtnetlink::Error::RequestFailed), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_cancels_a_dump_in_flight() {
-    let (_ns, h, _) = with_links("dumpcancel", 1).await;
+async fn close_cancels_a_dump_in_flight(transport) {
+    let (_ns, h, _) = with_links("dumpcancel", 1, transport).await;
     let rtnl = h.rtnetlink().clone();
     // A request the kernel answers only after it is unblocked: none exists,
     // so hold the connection's reader back instead: many dumps, then close.
@@ -189,9 +190,8 @@ async fn close_cancels_a_dump_in_flight() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn own_verbs_fail_when_the_connection_is_gone() {
-    let (_ns, h, _) = with_links("gone", 1).await;
+async fn own_verbs_fail_when_the_connection_is_gone(transport) {
+    let (_ns, h, _) = with_links("gone", 1, transport).await;
     let (connection, rtnl, _messages) = h.connection().await.unwrap();
     // A connection that is never driven and then dropped: its requests fail.
     drop(connection);
@@ -201,12 +201,11 @@ async fn own_verbs_fail_when_the_connection_is_gone() {
     assert_eq!(h.link_index("lo").await.unwrap(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handles_in_a_hundred_namespaces_at_once() {
+async fn handles_in_a_hundred_namespaces_at_once(transport) {
     let nss: Vec<Ns> = futures::future::join_all((0..100).map(|_| Ns::new("hundred"))).await;
     let handles: Vec<Handle> = futures::future::try_join_all(
         nss.iter()
-            .map(|ns| Handle::open(ns.name(), OpenMode::OpenOnly)),
+            .map(|ns| common::open_mode(ns.name(), OpenMode::OpenOnly, transport)),
     )
     .await
     .unwrap();
@@ -228,4 +227,6 @@ async fn handles_in_a_hundred_namespaces_at_once() {
     }))
     .await;
     futures::future::join_all(handles.into_iter().map(Handle::close)).await;
+}
+
 }

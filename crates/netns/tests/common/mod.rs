@@ -82,3 +82,58 @@ pub(crate) fn fds_and_threads() -> (usize, usize) {
     let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
     (fds, threads)
 }
+
+/// A handle on an existing namespace, on `transport`.
+pub(crate) async fn open(target: impl Into<netns::Target>, transport: netns::Transport) -> Handle {
+    Handle::builder(target)
+        .mode(OpenMode::OpenOnly)
+        .transport(transport)
+        .open()
+        .await
+        .unwrap()
+}
+
+/// Defines each test twice, in `mod direct` and `mod relay`, with the named
+/// variable bound to the transport.
+#[macro_export]
+macro_rules! both_transports {
+    ($( $(#[$meta:meta])* async fn $name:ident($t:ident) $body:block )*) => {
+        mod direct {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $t = netns::Transport::Direct;
+                    $body
+                }
+            )*
+        }
+        mod relay {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $t = netns::Transport::Relay;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// `Handle::open(target, mode)` on `transport`.
+pub(crate) async fn open_mode(
+    target: impl Into<netns::Target>,
+    mode: OpenMode,
+    transport: netns::Transport,
+) -> netns::Result<Handle> {
+    Handle::builder(target)
+        .mode(mode)
+        .transport(transport)
+        .open()
+        .await
+}
