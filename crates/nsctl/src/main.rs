@@ -1,1 +1,109 @@
-fn main() {}
+//! `nsctl`: `ip netns`, rebuilt on the netns toolkit.
+//!
+//! ```text
+//! nsctl [-all] [-j [-p]] COMMAND ...
+//!
+//! nsctl [list]                      nsctl set NAME NSID|auto
+//! nsctl add NAME                    nsctl list-id [target-nsid N] [nsid N]
+//! nsctl attach NAME PID             nsctl identify [PID]
+//! nsctl delete NAME | -all delete   nsctl pids NAME
+//! nsctl exec [--fast] NAME CMD...   nsctl -all exec CMD...
+//! nsctl monitor                     nsctl links NAME
+//! ```
+//!
+//! Every `ip netns` subcommand and option, with the same standard output,
+//! the same JSON (`-j`, `-j -p`), the same exit codes and, where ip's words
+//! can be reproduced, the same error messages, so that scripts written for
+//! `ip netns` work unchanged. Subcommands may be abbreviated exactly as ip
+//! allows (`nsctl l`, `nsctl a blue`, `nsctl d blue`). ip's global options
+//! (`-all`, `-j`, `-p`, also spelled `-json`, `-pretty`, `--all`...) go before
+//! the subcommand, as in `ip -all netns delete`. Namespaces made by nsctl and
+//! by `ip netns` are the same thing: each tool sees and uses the other's.
+//!
+//! Beyond ip:
+//! - `nsctl exec --fast NAME CMD...` starts the command with `posix_spawn`
+//!   from a namespace thread: only the network namespace changes (no private
+//!   mount namespace, no `/sys` remount, no `/etc/netns` binds), and nothing
+//!   is forked.
+//! - `nsctl links NAME` lists the namespace's links, and for a veth (or any
+//!   link with a peer) where its other end lives: the peer's ifindex and the
+//!   name of the peer's namespace (found through `IFLA_LINK_NETNSID` and the
+//!   namespace ids of the named namespaces). With `-j`, as JSON.
+//!
+//! How it works: names, creation, removal, attach, identify and pids come
+//! from `nsfs`; namespace ids and links from the `netns` facade (and its
+//! rtnetlink handle for the `list-id` filters the facade does not offer);
+//! `exec` from `nsproc` (`ExecMode::IpNetnsExec`, through the nsproxy agent:
+//! private mount namespace, `/sys` remounted, `/etc/netns/NAME/*` bound over
+//! `/etc`), `--fast` from `nsproc`'s posix_spawn path. The application never
+//! forks and never switches a runtime thread's namespace.
+//!
+//! # Differences from `ip netns` (iproute2 6.1)
+//!
+//! - `exec` runs the command as a child and waits for it instead of
+//!   replacing itself: the exit status is the command's; a command killed by
+//!   a signal kills nsctl with the same signal (so the shell sees what it
+//!   would see with ip). SIGTERM and SIGHUP sent to nsctl are passed on to the
+//!   command; SIGINT and SIGQUIT are left to the command (the terminal sends
+//!   them to both).
+//! - `-all exec` with a namespace that cannot be entered reports it and goes
+//!   on with the next namespace (ip's child would carry on the loop itself,
+//!   running the command again in later namespaces).
+//! - `monitor` reports a namespace as added once it is mounted, not when its
+//!   placeholder file appears, and ignores files that never become a
+//!   namespace (ip prints `add`/`delete` for any file made in `/run/netns`).
+//!   Its lines are flushed one by one (ip's are block-buffered on a pipe).
+//! - `help` (and `-h`, `--help`) prints nsctl's help on standard output and
+//!   exits 0 (ip prints its usage on standard error and exits 255). Error
+//!   messages that tell the user to run ip (`try "ip netns help"`) name
+//!   nsctl instead.
+//! - A namespace name that starts with `-` needs `--` before it when it is
+//!   `-h`, `--help` or `--fast`-like (`nsctl add -- -h`); names that are not
+//!   valid UTF-8 are refused by the argument parser, and run-directory entries
+//!   that are not valid UTF-8 are skipped.
+//! - `list-id` prints a namespace only once the kernel has an id for it, as
+//!   ip; namespaces the kernel reports without a name print `nsid N ` with
+//!   ip's trailing blank.
+//! - When the kernel has no netnsid support at all, nsctl fails where ip
+//!   silently leaves the ids out.
+
+mod cli;
+mod cmd;
+mod json;
+mod signal;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Pre};
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().collect();
+    let args = match cli::preprocess(args) {
+        Pre::Args(args) => args,
+        Pre::InvalidName(name) => {
+            eprintln!("Invalid netns name \"{name}\"");
+            return ExitCode::from(255);
+        }
+        Pre::Unknown(word) => {
+            eprintln!("Command \"{word}\" is unknown, try \"nsctl help\".");
+            return ExitCode::from(255);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nsctl: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(cmd::run(cli));
+    // Drop the runtime first: nothing may outlive the command's output.
+    drop(runtime);
+    ExitCode::from(code)
+}

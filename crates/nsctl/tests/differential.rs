@@ -1,0 +1,284 @@
+//! Differential tests: the same scripted sequences run through `ip netns`
+//! (iproute2) and through `nsctl`, compared line by line: standard output
+//! (text and JSON), exit codes and standard error.
+//!
+//! Each run of a sequence gets its own mount namespace with an empty tmpfs on
+//! `/run/netns` and `/etc/netns`, and its own network namespace (so that
+//! namespace ids start from nothing and no other test's namespaces show up in
+//! `list-id`). In the script, `x ARGS` runs the tool under test (`ip [GLOBAL]
+//! netns ARGS` or `nsctl [GLOBAL] ARGS`) and prints the command, its output
+//! and `rc=N`; `xi ARGS` always runs ip, so a sequence can mix the tools
+//! (namespaces made by one, used by the other); `tb ARGS &` runs the tool
+//! under test in the background with line-buffered output. `$P` names a pid that is
+//! replaced by `PID` in the output (pids differ between the two runs).
+//! Normalised: only that pid, and the program name in "try ... help".
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const PRELUDE: &str = r#"
+set -u
+mkdir -p /run/netns /etc/netns
+mount -t tmpfs none /run/netns || exit 90
+mount -t tmpfs none /etc/netns || exit 91
+ip link set lo up
+TOOL="$1"
+if [ "$TOOL" = ip ]; then
+  t() { g=""; while [ $# -gt 0 ]; do case "$1" in -j|-p|-all) g="$g $1"; shift;; *) break;; esac; done; ip $g netns "$@"; }
+  tb() { exec stdbuf -oL ip netns "$@"; }
+else
+  t() { "$TOOL" "$@"; }
+  tb() { exec "$TOOL" "$@"; }
+fi
+W=$(mktemp -d)
+P=NOPID
+norm() { sed -e "s/\b$P\b/PID/g" -e 's/try "ip netns help"/try "nsctl help"/' -e 's/ip \[-all\] netns /nsctl [-all] /' -e 's/\bip netns /nsctl /' "$@"; }
+x() { c=$(echo "\$ $*" | norm); echo "$c"; echo "$c" >&2; t "$@" >$W/o 2>$W/e; rc=$?; norm $W/o; echo "rc=$rc"; norm $W/e >&2; }
+xi() { echo "\$ ip $*"; ip "$@"; echo "rc=$?"; }
+. "$2"
+rm -rf "$W"
+"#;
+
+fn require_root() {
+    // SAFETY-free check through the environment of the process.
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        uid, "0",
+        "these tests need root (mount and network namespaces); run them as root"
+    );
+    let ip = Command::new("ip").arg("-V").output();
+    assert!(
+        ip.is_ok_and(|o| o.status.success()),
+        "these tests compare with iproute2: `ip` must be installed"
+    );
+}
+
+/// Runs `script` with `tool` (`ip` or the nsctl binary) in a fresh sandbox;
+/// returns (stdout, stderr).
+fn run(tool: &str, script: &str) -> (String, String) {
+    let mut file = tempfile(script);
+    file.flush().unwrap();
+    let path = file_path(script);
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            PRELUDE,
+            "sh",
+            tool,
+        ])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "sandbox failed ({:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn file_path(script: &str) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    script.hash(&mut h);
+    std::env::temp_dir().join(format!(
+        "nsctl-diff-{}-{:x}.sh",
+        std::process::id(),
+        h.finish()
+    ))
+}
+
+fn tempfile(script: &str) -> std::fs::File {
+    let mut f = std::fs::File::create(file_path(script)).expect("create script");
+    f.write_all(script.as_bytes()).unwrap();
+    f
+}
+
+/// Runs `script` through both tools and asserts identical results.
+fn differential(script: &str) {
+    require_root();
+    let (ip_out, ip_err) = run("ip", script);
+    let (ns_out, ns_err) = run(env!("CARGO_BIN_EXE_nsctl"), script);
+    assert!(
+        ip_out.contains("rc="),
+        "the script ran nothing: {ip_out}\n{ip_err}"
+    );
+    if ip_out != ns_out {
+        panic!(
+            "stdout differs\n--- ip\n{ip_out}\n--- nsctl\n{ns_out}\n--- diff\n{}",
+            diff(&ip_out, &ns_out)
+        );
+    }
+    if ip_err != ns_err {
+        panic!(
+            "stderr differs\n--- ip\n{ip_err}\n--- nsctl\n{ns_err}\n--- diff\n{}",
+            diff(&ip_err, &ns_err)
+        );
+    }
+}
+
+/// The first differing lines, for the failure message.
+fn diff(a: &str, b: &str) -> String {
+    let (a, b): (Vec<_>, Vec<_>) = (a.lines().collect(), b.lines().collect());
+    let mut out = String::new();
+    for i in 0..a.len().max(b.len()) {
+        let (la, lb) = (
+            a.get(i).copied().unwrap_or("<none>"),
+            b.get(i).copied().unwrap_or("<none>"),
+        );
+        if la != lb {
+            out.push_str(&format!(
+                "line {}: ip {la:?}\n        nsctl {lb:?}\n",
+                i + 1
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn list_add_and_abbreviations() {
+    differential(
+        "x; x add a; x add b; x add c; x; x list; x l; x li; x lst; x ls; x show; x s; x sh\n\
+         x -j list; x -j -p list; x -j; x -p list; x -j -p l\n\
+         x a d; x ad e; x list; x add a; x add 'with space'; x add -leading; x list; x -j list\n\
+         x list extra args; x add f extra; x list",
+    );
+}
+
+#[test]
+fn empty_run_dir() {
+    differential(
+        "x; x -j list; x -j -p list; x list-id; x -j list-id; x -j -p list-id; x identify; x -all delete; x -all exec true",
+    );
+}
+
+#[test]
+fn invalid_names_change_nothing() {
+    let long = "x".repeat(256);
+    let ok = "y".repeat(255);
+    differential(&format!(
+        "for c in add delete del d set pids exec attach identify list list-id monitor foo; do\n\
+           x $c ''; x $c .; x $c ..; x $c a/b; x $c {long}; x $c /etc; done\n\
+         x add {ok}; x list; x delete {ok}; ls -A /run/netns; x list"
+    ));
+}
+
+#[test]
+fn missing_arguments_and_unknown_commands() {
+    differential(
+        "x add; x attach; x attach a; x delete; x set; x set a; x pids; x exec; x add a; x exec a\n\
+         x foo; x '' ; x lists; x addd b; x list",
+    );
+}
+
+#[test]
+fn set_and_list_id() {
+    differential(
+        "x add a; x add b; x add c; x set a 5; x list; x -j list; x -j -p list\n\
+         x set b auto; x list; x set a 6; x set a auto; x set c -1; x set c foo; x set c ''; x set c 2147483648\n\
+         x set nope 3; x se c 0x10; x list; x -j -p list; x set a 1 2\n\
+         x list-id; x -j list-id; x -j -p list-id; x list-\n\
+         x list-id nsid 5; x -j list-id nsid 5; x list-id nsid 7; x -j list-id nsid 7\n\
+         x list-id target-nsid 5; x list-id target-nsid 99; x -j list-id target-nsid 99\n\
+         x list-id foo; x list-id nsid; x list-id target-nsid; x list-id nsid abc; x list-id nsid -1; x list-id nsid -1 x\n\
+         x list-id target-nsid -1; x list-id nsid 1 nsid 2; x list-id target-nsid 1 target-nsid 2\n\
+         x list-id target-nsid 0 nsid 5; x -j list-id target-nsid 0 nsid 5; x list-id nsid 5 target-nsid 0\n\
+         ip netns exec a ip netns set b 3; ip netns exec a ip link add v0 type veth peer name v1 netns b\n\
+         x list-id target-nsid 5; x -j list-id target-nsid 5; x -j -p list-id target-nsid 5\n\
+         x list-id target-nsid 5 nsid 3; x list-id target-nsid 5 nsid 0; x list-id\n\
+         x delete a; x list-id; x list",
+    );
+}
+
+#[test]
+fn set_by_one_tool_listed_by_the_other() {
+    differential(
+        "xi netns add a; xi netns add b; x set a 7; xi netns list; xi netns list-id; xi -j netns list-id\n\
+         xi netns set b auto; x list; x list-id; x -j -p list-id; x add c; x set c 2\n\
+         xi netns list-id; xi netns list; x delete c; xi netns list",
+    );
+}
+
+#[test]
+fn made_by_one_tool_used_by_the_other() {
+    differential(
+        "xi netns add a; x list; x add b; xi netns list; x delete a; xi netns list; xi netns delete b; x list\n\
+         x add c; xi netns exec c ip -br link; xi netns add d; x exec d ip -br link; x identify\n\
+         xi netns pids c; x pids d; x -all delete; xi netns list",
+    );
+}
+
+#[test]
+fn identify_pids_and_attach() {
+    differential(
+        "x add a; x identify; x -j identify; x i; x identify self; x identify abc; x identify 999999; x identify 0\n\
+         x identify 1 2; x identify 99999999999; x identify -1\n\
+         sleep 100 & P=$!; x attach z $P; x identify $P; x list\n\
+         x attach y 999999; x attach y abc; x attach y 0; x attach y -5; x attach y 2147483648\n\
+         x attach z $P; x attach z 999999; x list; kill $P; wait $P; P=NOPID\n\
+         ip netns exec a sleep 100 & sleep 0.5; P=$!\n\
+         x pids a; x -j pids a; x p a; x identify $P; x pids nope; x pids a b; x pids\n\
+         x attach same $P; x identify $P; x list\n\
+         kill $P; wait $P; P=NOPID; x pids a",
+    );
+}
+
+#[test]
+fn stale_entries() {
+    differential(
+        "x add a; touch /run/netns/stale; x list; x -j list; x pids stale; x exec stale true\n\
+         x set stale 4; x list-id; x identify; x delete stale; x list; ls -A /run/netns",
+    );
+}
+
+#[test]
+fn delete_and_delete_all() {
+    differential(
+        "x add a; x add b; x add c; x del a; x delete; x delete nope; x d b extra; x list\n\
+         x add d; x add e; x -all delete; x list; ls -A /run/netns; x -all delete; x -all delete extra\n\
+         x add f; x -all d; x list",
+    );
+}
+
+#[test]
+fn exec_like_ip() {
+    differential(
+        "x add a; x add b; x exec a true; x e a true; x exec a false; x exec a sh -c 'exit 7'\n\
+         x exec a ip -br link; x exec a ls /sys/class/net; x exec a nonexistent-command; x exec a /nonexistent/x\n\
+         x exec nope true; x exec a; x exec a sh -c 'kill -9 $$'; x exec a sh -c 'kill -TERM $$'\n\
+         mkdir -p /etc/netns/a; echo 'nameserver 192.0.2.1' > /etc/netns/a/resolv.conf\n\
+         x exec a cat /etc/resolv.conf; x exec b grep -c 192.0.2.1 /etc/resolv.conf\n\
+         x exec a sh -c 'echo out; echo err >&2; exit 3'; x exec a echo -n no-newline; echo\n\
+         x exec a sh -c 'read l; echo got $l' <<EOF\nhello\nEOF\n\
+         x -all exec echo hi; x -all exec sh -c 'exit 3'; x -all exec; x -all exec nonexistent-command\n\
+         x -all exec ls /sys/class/net; x -j exec a echo j; x exec a ip netns identify",
+    );
+}
+
+#[test]
+fn monitor_like_ip() {
+    differential(
+        "x add pre; tb monitor >$W/mon 2>&1 &\n\
+         M=$!; sleep 0.5; xi netns add m1; sleep 0.2; x add m2; sleep 0.2; xi netns del m1; sleep 0.2\n\
+         x delete m2; sleep 0.2; x delete pre; sleep 0.5; kill $M; wait $M; cat $W/mon",
+    );
+}
