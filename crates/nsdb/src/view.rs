@@ -1506,3 +1506,51 @@ async fn watch_run_dir(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event connection dying (here: its task ends) marks the namespace
+    /// stale, says so on the change stream, and refuses edits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_event_connection_marks_the_namespace_stale() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (network namespaces)"
+        );
+        let dir = RunDir::default();
+        let name = NsName::new("nsdb-unit-dead-conn").unwrap();
+        dir.create(&name, nsfs::OpenMode::CreateExclusive)
+            .await
+            .unwrap();
+        let ns = Namespace::Named(name.clone());
+        let view = View::builder().namespace(ns.clone()).build().await.unwrap();
+        let mut changes = view.changes();
+        lock(&view.inner.shared).namespaces[&ns].tasks[1].abort();
+        let snap = view
+            .wait_for("stale", Duration::from_secs(5), |s| {
+                matches!(s.namespace(&ns).unwrap().status(), NsStatus::Stale { .. })
+            })
+            .await
+            .unwrap();
+        // The last known state is still there, marked.
+        assert!(snap.link(&ns, "lo").is_some());
+        let said = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(c) = changes.next().await {
+                if matches!(c, Change::Stale { .. }) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap();
+        assert!(said);
+        let mut tx = view.transaction();
+        tx.link(&ns, "lo").unwrap().up();
+        assert!(matches!(tx.commit().await, Err(Error::Stale { .. })));
+        drop(view);
+        dir.remove(&name).await.unwrap();
+    }
+}
