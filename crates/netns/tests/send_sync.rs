@@ -11,25 +11,25 @@ fn unpin<T: Unpin>() {}
 
 #[allow(dead_code)]
 async fn futures_are_send(h: &Handle, ns: &netns::NetNs, owned: Handle) {
-    fn check<F: Future + Send>(f: F) -> F {
-        f
+    fn check<F: Future + Send>(f: F) {
+        drop(f);
     }
-    let _ = check(Handle::open("x", OpenMode::OpenOnly));
-    let _ = check(Handle::builder("x").open());
-    let _ = check(h.connection());
-    let _ = check(h.events(&[MulticastGroup::Link]));
-    let _ = check(h.move_link("a", "b").execute());
-    let _ = check(h.add_veth("a", "b").execute());
-    let _ = check(h.link_index("lo"));
-    let _ = check(h.nsid("b"));
-    let _ = check(h.set_nsid("b", netns::Nsid::Auto));
-    let _ = check(h.list_nsids());
-    let _ = check(h.tcp_listener("127.0.0.1:0".parse().unwrap()));
-    let _ = check(h.tcp_connect("127.0.0.1:1".parse().unwrap()));
-    let _ = check(h.udp_bind("127.0.0.1:0".parse().unwrap()));
-    let _ = check(h.socket(0, 0, 0));
-    let _ = check(netns::connection(ns));
-    let _ = check(owned.close());
+    check(Handle::open("x", OpenMode::OpenOnly));
+    check(Handle::builder("x").open());
+    check(h.connection());
+    check(h.events(&[MulticastGroup::Link]));
+    check(h.move_link("a", "b").execute());
+    check(h.add_veth("a", "b").execute());
+    check(h.link_index("lo"));
+    check(h.nsid("b"));
+    check(h.set_nsid("b", netns::Nsid::Auto));
+    check(h.list_nsids());
+    check(h.tcp_listener("127.0.0.1:0".parse().unwrap()));
+    check(h.tcp_connect("127.0.0.1:1".parse().unwrap()));
+    check(h.udp_bind("127.0.0.1:0".parse().unwrap()));
+    check(h.socket(0, 0, 0));
+    check(netns::connection(ns));
+    check(owned.close());
 }
 
 #[test]
