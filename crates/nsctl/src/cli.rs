@@ -54,7 +54,7 @@ pub(crate) enum Command {
         )]
         args: Vec<String>,
     },
-    /// Print the usage.
+    /// Print this help (ip prints its usage on stderr instead).
     Help,
     /// Create a namespace (`ip netns add NAME`).
     Add {
@@ -197,7 +197,6 @@ fn is_global(arg: &str) -> Option<&'static str> {
         "-all" | "--all" | "-a" => Some("--all"),
         "-j" | "-json" | "--json" => Some("--json"),
         "-p" | "-pretty" | "--pretty" => Some("--pretty"),
-        "-jp" | "-pj" => Some("-jp"),
         _ => None,
     }
 }

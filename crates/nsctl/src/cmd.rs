@@ -877,6 +877,9 @@ struct LinkLine {
     link_netnsid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     link_netns: Option<String>,
+    /// The peer lives in nsctl's own namespace (which has no name).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    link_netns_self: bool,
 }
 
 async fn links(style: Style, name: Option<String>) -> u8 {
@@ -921,6 +924,7 @@ async fn links(style: Style, name: Option<String>) -> u8 {
             link_index: None,
             link_netnsid: None,
             link_netns: None,
+            link_netns_self: false,
         };
         for attr in &msg.attributes {
             match attr {
@@ -942,7 +946,11 @@ async fn links(style: Style, name: Option<String>) -> u8 {
     // The ids are the ones namespace NAME uses for its peers: ask it for the
     // id of every named namespace, and of nsctl's own.
     let mut names: HashMap<i32, String> = HashMap::new();
+    let mut own_id = None;
     if lines.iter().any(|l| l.link_netnsid.is_some()) {
+        if let Ok(me) = NetNs::current_thread() {
+            own_id = handle.nsid(Target::NetNs(me)).await.ok().flatten();
+        }
         for entry in entries() {
             if let Ok(Some(ns)) = open_entry(&entry) {
                 if let Ok(Some(id)) = handle.nsid(Target::NetNs(ns)).await {
@@ -953,7 +961,10 @@ async fn links(style: Style, name: Option<String>) -> u8 {
     }
     for line in &mut lines {
         match line.link_netnsid {
-            Some(id) => line.link_netns = names.get(&id).cloned(),
+            Some(id) => {
+                line.link_netns = names.get(&id).cloned();
+                line.link_netns_self = line.link_netns.is_none() && own_id == Some(id);
+            }
             // A peer index without a netnsid is in the same namespace.
             None if line.link_index.is_some() => line.link_netns = Some(name.clone()),
             None => {}
@@ -973,6 +984,9 @@ async fn links(style: Style, name: Option<String>) -> u8 {
             match (&l.link_netns, l.link_netnsid) {
                 (Some(ns), Some(id)) => text.push_str(&format!(" netns {ns} (nsid {id})")),
                 (Some(ns), None) => text.push_str(&format!(" netns {ns}")),
+                (None, Some(id)) if l.link_netns_self => {
+                    text.push_str(&format!(" netnsid {id} (this namespace)"))
+                }
                 (None, Some(id)) => text.push_str(&format!(" netnsid {id}")),
                 (None, None) => {}
             }
