@@ -833,7 +833,7 @@ impl View {
         let mut handle = nl::request_connection(&ns, request_fd)?;
         let dump_lock = DumpLock::default();
         let mut state = NsState::default();
-        nl::dump_into(
+        let interrupted = nl::dump_into(
             &ns,
             &mut handle,
             &dump_lock,
@@ -861,6 +861,12 @@ impl View {
             if self.inner.changes.receiver_count() > 0 {
                 let initial = NsState::default().diff(&state);
                 self.inner.publish(&ns, initial);
+            }
+            if interrupted > 0 {
+                let _ = self.inner.changes.send(Change::Resynced {
+                    ns: ns.clone(),
+                    reason: ResyncReason::DumpInterrupted,
+                });
             }
             let task = tokio::spawn(follow(
                 weak,
@@ -1354,19 +1360,22 @@ async fn follow(
             )
             .await
             {
-                Ok(_) => {
+                Ok(interrupted) => {
                     if let Some(entry) = lock(&inner.shared).namespaces.get_mut(&ns) {
                         let state = Arc::make_mut(&mut entry.view.state);
-                        let mut with_routes = NsState {
-                            links: BTreeMap::new(),
-                            addresses: BTreeMap::new(),
+                        let old = NsState {
                             routes: std::mem::take(&mut state.routes),
+                            ..NsState::default()
                         };
-                        let old_routes = with_routes.clone();
-                        with_routes.routes = fresh.routes;
-                        let deltas = old_routes.diff(&with_routes);
-                        state.routes = with_routes.routes;
+                        let deltas = old.diff(&fresh);
+                        state.routes = fresh.routes;
                         inner.publish(&ns, deltas);
+                        if interrupted > 0 {
+                            let _ = inner.changes.send(Change::Resynced {
+                                ns: ns.clone(),
+                                reason: ResyncReason::DumpInterrupted,
+                            });
+                        }
                     }
                     inner.bump();
                 }
@@ -1406,7 +1415,12 @@ async fn resync(
     )
     .await
     {
-        Ok(_) => {
+        Ok(interrupted) => {
+            let reason = if interrupted > 0 && reason != ResyncReason::Overrun {
+                ResyncReason::DumpInterrupted
+            } else {
+                reason
+            };
             if let Some(entry) = lock(&inner.shared).namespaces.get_mut(ns) {
                 let deltas = entry.view.state.diff(&fresh);
                 entry.view.state = Arc::new(fresh);
