@@ -280,3 +280,16 @@ async fn all_namespaces_mode_follows_the_run_directory_monitor_without_polling()
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_namespace_view_matches_a_dump() {
+    common::require_root();
+    // Read only: tests never change the host namespace.
+    let view = View::builder()
+        .namespace(Namespace::Host)
+        .build()
+        .await
+        .unwrap();
+    assert!(view.snapshot().link(&Namespace::Host, "lo").is_some());
+    assert_view_matches_dump(&view, &Namespace::Host).await;
+}

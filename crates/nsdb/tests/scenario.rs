@@ -242,3 +242,46 @@ async fn a_commit_skips_what_is_already_so() {
     let l = snap.link(&a, "sk0").unwrap();
     assert_eq!((l.mtu, l.is_up()), (Some(1200), true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_master_rename_in_one_transaction_then_undone_on_failure() {
+    let nss = Namespaces::create(&["br-a"]).await;
+    disable_ipv6(&nss.names[0]).await;
+    let a = nss.ns(0);
+    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+
+    let mut tx = view.transaction();
+    tx.create_bridge(&a, "br0").unwrap();
+    tx.create_veth(&a, "p0", "p1").unwrap();
+    tx.link(&a, "br0").unwrap().up();
+    tx.link(&a, "p0")
+        .unwrap()
+        .set_master(Some("br0"))
+        .set_name("port0")
+        .up();
+    let plan = tx.plan().unwrap();
+    assert_eq!(plan.len(), 4, "{plan:#?}");
+    tx.commit().await.unwrap();
+    let snap = view.snapshot();
+    let br = snap.link(&a, "br0").unwrap();
+    let port = snap.link(&a, "port0").expect("renamed");
+    assert_eq!(port.master, Some(br.index));
+    assert!(port.is_up() && br.is_up());
+    assert_view_matches_dump(&view, &a).await;
+
+    // Free the port, rename it back, then fail: all of it is undone.
+    let before = view.dump(&a).await.unwrap();
+    let mut tx = view.transaction();
+    tx.link(&a, "port0")
+        .unwrap()
+        .set_master(None)
+        .set_name("p0")
+        .down();
+    tx.link(&a, "p1").unwrap().set_mtu(1_000_000);
+    let err = tx.commit().await.unwrap_err();
+    assert!(matches!(err, Error::Commit { step: 1, .. }), "{err}");
+    let after = view.dump(&a).await.unwrap();
+    assert_eq!(before, after, "{}", common::describe_diff(&after, &before));
+    let snap = view.snapshot();
+    assert_eq!(snap.link(&a, "port0").unwrap().master, Some(br.index));
+}
