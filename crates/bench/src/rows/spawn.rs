@@ -32,6 +32,12 @@ pub(super) fn rows() -> Vec<RowSpec> {
             run: |c| Box::pin(exec_vs_tokio(c)),
         },
         RowSpec {
+            name: "nsproc/spawn-exec-cold-vs-tokio",
+            about: "as nsproc/spawn-exec-vs-tokio, but with nsproc's cached exec-path agents closed before each sample (untimed), so every spawn starts its agent first",
+            target: Target::None,
+            run: |c| Box::pin(exec_cold_vs_tokio(c)),
+        },
+        RowSpec {
             name: "nsproc/spawn-fast-2gib-parent",
             about: "spawn+wait /bin/true on the fast path from a worker process holding 2 GiB of touched memory vs from a small worker (both this binary, asked in turn)",
             target: Target::RatioAtMost(1.2),
@@ -89,27 +95,38 @@ async fn tokio_true() -> BResult<Duration> {
 }
 
 async fn fast_vs_tokio(cfg: &Config) -> BResult<Measurement> {
-    versus_tokio(cfg, ExecMode::Fast).await
+    versus_tokio(cfg, ExecMode::Fast, false).await
 }
 
 async fn exec_vs_tokio(cfg: &Config) -> BResult<Measurement> {
-    versus_tokio(cfg, ExecMode::IpNetnsExec).await
+    versus_tokio(cfg, ExecMode::IpNetnsExec, false).await
 }
 
-async fn versus_tokio(cfg: &Config, mode: ExecMode) -> BResult<Measurement> {
+async fn exec_cold_vs_tokio(cfg: &Config) -> BResult<Measurement> {
+    let m = versus_tokio(cfg, ExecMode::IpNetnsExec, true).await?;
+    Ok(m.note("each sample starts the namespace's agent: nsproc::close_cached_agents() before it"))
+}
+
+async fn versus_tokio(cfg: &Config, mode: ExecMode, cold: bool) -> BResult<Measurement> {
     let s = Scratch::new("sp").await?;
     let name = s.name.clone();
-    let mut ours = async || Ok(vec![spawn_true(&name, mode).await?]);
+    let mut ours = async || {
+        if cold {
+            nsproc::close_cached_agents();
+        }
+        Ok(vec![spawn_true(&name, mode).await?])
+    };
     let mut reference = async || Ok(vec![tokio_true().await?]);
     let res = pair(cfg.plan(400, 80), &mut ours, &mut reference).await;
+    nsproc::close_cached_agents();
     s.remove().await?;
     let [o, r] = res?;
-    Measurement::versus(
-        &format!("nsproc {mode:?}"),
-        &o,
-        "tokio::process, root netns",
-        &r,
-    )
+    let label = match (mode, cold) {
+        (ExecMode::IpNetnsExec, false) => "nsproc IpNetnsExec (agent cached)".to_owned(),
+        (ExecMode::IpNetnsExec, true) => "nsproc IpNetnsExec (agent started)".to_owned(),
+        (other, _) => format!("nsproc {other:?}"),
+    };
+    Measurement::versus(&label, &o, "tokio::process, root netns", &r)
 }
 
 async fn fast_vs_ip(cfg: &Config) -> BResult<Measurement> {
