@@ -65,7 +65,8 @@ pub type ChildStderr = pipe::Receiver;
 /// Dropping a `Child` closes the pipe ends it still holds. If the command set
 /// [`kill_on_drop`](crate::Command::kill_on_drop), the process is killed with
 /// `SIGKILL`; either way it is reaped when it exits (by tokio's orphan reaping
-/// on the fast path, by the agent on the exec path), so no zombie is left.
+/// on the fast path; on the exec path by the agent, or by init if the agent
+/// has closed meanwhile), so no zombie is left.
 ///
 /// # Examples
 ///

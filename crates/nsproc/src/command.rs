@@ -341,7 +341,8 @@ impl Command {
 
     /// Whether dropping the [`Child`] kills the process (`SIGKILL`). Default
     /// `false`: a dropped child runs on, and is reaped when it exits (tokio's
-    /// orphan reaping on the fast path, the agent on the exec path).
+    /// orphan reaping on the fast path; on the exec path the agent, or init
+    /// if the agent has closed meanwhile).
     ///
     /// # Examples
     ///
