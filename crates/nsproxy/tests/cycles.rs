@@ -1,13 +1,17 @@
 //! 1,000 agent start/stop cycles leave no process, zombie or fd behind.
 //!
-//! Alone in its binary: it counts this process's fds and children, which
-//! parallel tests would disturb.
+//! Alone in their binary, one at a time: they count this process's fds and
+//! children, which parallel tests would disturb. Also: starts and requests
+//! cancelled at every stage leave nothing behind either.
 
 use std::time::{Duration, Instant};
 
 use nsproxy::{Agent, AgentOptions, SpawnRequest};
 
 const GUARD: Duration = Duration::from_secs(300);
+
+/// The tests of this binary count the process's fds and children: one at a time.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -43,6 +47,7 @@ async fn thousand_start_stop_cycles_leave_nothing_behind() {
         nix::unistd::geteuid().is_root(),
         "this test needs root: run it as root"
     );
+    let _alone = ALONE.lock().await;
     let ns = nsfs::Executor::global()
         .unwrap()
         .run_in_new(|| ())
@@ -78,6 +83,46 @@ async fn thousand_start_stop_cycles_leave_nothing_behind() {
                 assert_eq!(agent.close().await.unwrap(), 0);
             } else {
                 // Dropping also stops the agent; it is reaped in the background.
+                drop(agent);
+            }
+        }
+    };
+    tokio::time::timeout(GUARD, run)
+        .await
+        .expect("hang guard: cycles never finished");
+    settle(fds).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_starts_and_requests_leave_nothing_behind() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: run it as root"
+    );
+    let _alone = ALONE.lock().await;
+    let ns = nsfs::Executor::global()
+        .unwrap()
+        .run_in_new(|| ())
+        .await
+        .unwrap()
+        .0;
+    for _ in 0..3 {
+        let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
+        agent.close().await.unwrap();
+    }
+    let fds = fd_count();
+    let run = async {
+        // Drop `start` at every stage: before the spawn, while the agent
+        // starts, during the handshake.
+        for i in 0..300u64 {
+            let start = Agent::start(&ns, AgentOptions::new());
+            if let Ok(agent) = tokio::time::timeout(Duration::from_micros(i * 10), start).await {
+                let agent = agent.unwrap();
+                // And requests dropped before their answer.
+                let spawn = agent.spawn(SpawnRequest::new("/bin/true").kill_on_drop(true));
+                let _ = tokio::time::timeout(Duration::from_micros(i % 50), spawn).await;
+                let relay = agent.netlink(netlink_sys::protocols::NETLINK_ROUTE);
+                let _ = tokio::time::timeout(Duration::from_micros(i % 50), relay).await;
                 drop(agent);
             }
         }
