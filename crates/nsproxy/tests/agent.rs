@@ -675,3 +675,55 @@ async fn a_failed_handshake_names_the_step() {
     );
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
 }
+
+/// Run under strace by `no_process_is_forked`: starts an agent, spawns a
+/// program through it, stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of no_process_is_forked"]
+async fn helper_start_spawn_close() {
+    let ns = anon_ns().await;
+    let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
+    let mut child = agent.spawn(SpawnRequest::new("/bin/true")).await.unwrap();
+    assert_eq!(child.wait().await.unwrap(), 0);
+    drop(child);
+    agent.close().await.unwrap();
+}
+
+#[test]
+fn no_process_is_forked() {
+    require_root();
+    // Every process made, by the application or by the agent, is made with
+    // CLONE_VM|CLONE_VFORK (posix_spawn): nothing copies a process image.
+    let log = std::env::temp_dir().join(format!("nsproxy-strace-{}", std::process::id()));
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o"])
+        .arg(&log)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_start_spawn_close",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("this test needs strace (apt-get install strace) to see how processes are made");
+    let trace = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    assert!(status.success(), "helper failed under strace: {trace}");
+    let processes: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("flags=") && !l.contains("CLONE_THREAD"))
+        .collect();
+    assert!(
+        processes.len() >= 2,
+        "the agent and its program were made: {trace}"
+    );
+    for line in processes {
+        assert!(
+            line.contains("CLONE_VM") && line.contains("CLONE_VFORK"),
+            "a process was forked: {line}"
+        );
+    }
+    assert!(!trace.lines().any(|l| l.contains("fork(")), "{trace}");
+}
