@@ -28,7 +28,8 @@
 //! - `nsctl links NAME` lists the namespace's links, and for a veth (or any
 //!   link with a peer) where its other end lives: the peer's ifindex and the
 //!   name of the peer's namespace (found through `IFLA_LINK_NETNSID` and the
-//!   namespace ids of the named namespaces). With `-j`, as JSON.
+//!   namespace ids of the named namespaces; a peer in nsctl's own, unnamed,
+//!   namespace is marked as such). With `-j`, as JSON.
 //!
 //! How it works: names, creation, removal, attach, identify and pids come
 //! from `nsfs`; namespace ids and links from the `netns` facade (and its
@@ -46,6 +47,10 @@
 //!   would see with ip). SIGTERM and SIGHUP sent to nsctl are passed on to the
 //!   command; SIGINT and SIGQUIT are left to the command (the terminal sends
 //!   them to both).
+//! - The command gets stdin, stdout and stderr, the environment, the working
+//!   directory and the umask, but no other file descriptor: nsproc closes
+//!   every inherited fd above 2 (ip, which execs, passes on every fd not
+//!   marked close-on-exec).
 //! - `-all exec` with a namespace that cannot be entered reports it and goes
 //!   on with the next namespace (ip's child would carry on the loop itself,
 //!   running the command again in later namespaces).
