@@ -524,16 +524,14 @@ fn exec_mounts(name: &[u8]) -> Result<(), (Step, io::Error, String)> {
         None::<&str>,
     )
     .map_err(|e| fail(Step::MountSlave, e, "/"))?;
+    // As iproute2: a read-only /sys gets a read-only sysfs; if /sys cannot
+    // be unmounted (nothing there, or a mount locked by a user namespace),
+    // the new sysfs is mounted over it.
     let mut flags = MsFlags::empty();
-    if let Ok(st) = statvfs("/sys") {
-        if st.flags().contains(FsFlags::ST_RDONLY) {
-            flags |= MsFlags::MS_RDONLY;
-        }
+    if statvfs("/sys").is_ok_and(|st| st.flags().contains(FsFlags::ST_RDONLY)) {
+        flags |= MsFlags::MS_RDONLY;
     }
-    match umount2("/sys", MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) => {}
-        Err(e) => return Err(fail(Step::UnmountSys, e, "/sys")),
-    }
+    let _ = umount2("/sys", MntFlags::MNT_DETACH);
     mount(Some(name_os), "/sys", Some("sysfs"), flags, None::<&str>)
         .map_err(|e| fail(Step::MountSys, e, "/sys"))?;
     let dir = Path::new("/etc/netns").join(name_os);

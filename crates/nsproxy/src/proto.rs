@@ -229,7 +229,8 @@ pub enum Step {
     UnshareMount,
     /// Making `/` a recursive slave mount.
     MountSlave,
-    /// Detach-unmounting `/sys`.
+    /// Detach-unmounting `/sys` (reserved: as in iproute2, this agent mounts
+    /// the new sysfs over `/sys` when it cannot unmount it).
     UnmountSys,
     /// Mounting a new sysfs on `/sys`.
     MountSys,

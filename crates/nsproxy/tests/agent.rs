@@ -499,6 +499,27 @@ async fn user_namespace_is_entered() {
             .unwrap();
         drop(child);
         guard(agent.close()).await.unwrap();
+
+        // Exec mode inside the user namespace: its own sysfs on /sys.
+        let userns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .unwrap()
+            .into();
+        let opts = AgentOptions::new()
+            .user_namespace(userns)
+            .exec_mounts(NsName::new(format!("nsproxy-userns-{pid}")).unwrap());
+        let agent = guard(Agent::start(&netns, opts)).await.unwrap();
+        let req = SpawnRequest::new("/bin/ls")
+            .arg("/sys/class/net")
+            .stdout(AgentStdio::Pipe);
+        let mut child = guard(agent.spawn(req)).await.unwrap();
+        let out = read_all(child.take_stdout().unwrap());
+        assert_eq!(guard(child.wait()).await.unwrap(), 0);
+        assert_eq!(
+            out, "lo\n",
+            "the user namespace's network namespace has only lo"
+        );
+        drop(child);
+        guard(agent.close()).await.unwrap();
     };
     let outcome = tokio::spawn(result).await;
     holder.kill().unwrap();
