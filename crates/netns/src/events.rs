@@ -121,6 +121,10 @@ impl Handle {
     ///
     /// [`Error::Socket`] if the socket could not be made or subscribed.
     ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the stream's task is spawned on it).
+    ///
     /// # Examples
     ///
     /// ```no_run

@@ -16,10 +16,32 @@ use crate::{Error, Result, Target};
 
 /// The connection future of a namespace's netlink socket: spawn it (or poll
 /// it) for the paired [`rtnetlink::Handle`] to make progress.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+/// let (connection, rtnl, _): (netns::Connection, _, _) = h.connection().await?;
+/// tokio::spawn(connection);
+/// # Ok(()) }
+/// ```
 pub type Connection = netlink_proto::Connection<RouteNetlinkMessage, NetlinkSocket>;
 
 /// Messages the kernel sent that answer no request (multicast events,
 /// overruns), as `rtnetlink` delivers them.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(h: netns::Handle) -> netns::Result<()> {
+/// use futures::StreamExt;
+/// let (connection, _rtnl, mut messages): (_, _, netns::Messages) = h.connection().await?;
+/// tokio::spawn(connection);
+/// while let Some((msg, _addr)) = messages.next().await {
+///     println!("{:?}", msg.payload);
+/// }
+/// # Ok(()) }
+/// ```
 pub type Messages = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
 
 /// How the handle's netlink requests reach the kernel.
@@ -151,6 +173,10 @@ impl Builder {
     /// # Errors
     ///
     /// As [`Handle::open`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the connection task is spawned on it).
     ///
     /// # Examples
     ///
@@ -320,7 +346,12 @@ impl Handle {
     /// [`Error::Namespace`] (invalid name, not found, already exists, not a
     /// namespace, no such process), [`Error::Mode`] (creating something that
     /// is not a name), [`Error::Socket`] (the netlink socket could not be made
-    /// inside the namespace).
+    /// inside the namespace), [`Error::Relay`] (the relay transport's agent
+    /// could not be started).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the connection task is spawned on it).
     ///
     /// # Examples
     ///

@@ -17,6 +17,17 @@ use tokio::io::unix::AsyncFd;
 
 /// Default receive buffer of the sockets this crate makes: large enough for
 /// dumps of thousands of links and bursts of events.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> netns::Result<()> {
+/// let h = netns::Handle::builder("blue")
+///     .receive_buffer(4 * netns::DEFAULT_RECEIVE_BUFFER)
+///     .open()
+///     .await?;
+/// # Ok(()) }
+/// ```
 pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 
 /// A netlink socket living in one network namespace, as a
@@ -204,6 +215,11 @@ fn recv_datagram<B: bytes::BufMut>(socket: &Socket, buf: &mut B) -> io::Result<S
         let (n, addr) = socket.recv_from(buf, libc::MSG_DONTWAIT)?;
         debug_assert_eq!(n, size);
         Ok(addr)
+    } else if buf.remaining_mut() < size {
+        // A fixed-size buffer that cannot hold it: drop the datagram rather
+        // than hand over part of it.
+        socket.recv_from(&mut empty, libc::MSG_DONTWAIT)?;
+        Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
     } else {
         let mut big: Vec<u8> = Vec::with_capacity(size);
         let (_, addr) = socket.recv_from(&mut big, libc::MSG_DONTWAIT)?;
@@ -325,5 +341,83 @@ impl AsyncSocket for NetlinkSocket {
         let mut data = Vec::new();
         let addr = ready!(self.poll_recv_from(cx, &mut data))?;
         Poll::Ready(Ok((data, addr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_packet_route::link::LinkMessage;
+    use netlink_sys::AsyncSocketExt;
+
+    fn get_lo(seq: u32) -> Vec<u8> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 1;
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetLink(msg));
+        req.header.flags = NLM_F_REQUEST;
+        req.header.sequence_number = seq;
+        req.finalize();
+        let mut buf = vec![0; req.buffer_len()];
+        req.serialize(&mut buf);
+        buf
+    }
+
+    /// A netlink socket of the test's own namespace (nothing is changed in
+    /// it: the request only reads `lo`).
+    fn socket() -> NetlinkSocket {
+        NetlinkSocket::from_socket(new_route_socket(0).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_datagram_larger_than_the_offered_buffer_arrives_whole() {
+        let s = socket();
+        s.send_to(&get_lo(7), &SocketAddr::new(0, 0)).await.unwrap();
+        // An empty Vec offers 64 bytes: the reply is larger, and must not be
+        // truncated.
+        let mut buf = Vec::new();
+        s.recv_from(&mut buf).await.unwrap();
+        assert!(buf.len() > 64, "{} bytes", buf.len());
+        let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
+        assert_eq!(reply.header.sequence_number, 7);
+        assert_eq!(reply.header.length as usize, buf.len());
+        match reply.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                assert_eq!(l.header.index, 1)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_buffer_too_small_is_an_error_not_a_truncation() {
+        let s = socket();
+        s.send_to(&get_lo(8), &SocketAddr::new(0, 0)).await.unwrap();
+        let mut small = [0u8; 32];
+        let err = s.recv_from(&mut &mut small[..]).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+        // The datagram was dropped whole; the socket goes on.
+        s.send_to(&get_lo(9), &SocketAddr::new(0, 0)).await.unwrap();
+        let mut buf = Vec::new();
+        s.recv_from(&mut buf).await.unwrap();
+        let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
+        assert_eq!(reply.header.sequence_number, 9);
+    }
+
+    #[tokio::test]
+    async fn sockets_have_strict_checking_ext_ack_and_a_big_buffer() {
+        let sock = new_route_socket(DEFAULT_RECEIVE_BUFFER).unwrap();
+        assert!(sock.get_ext_ack().unwrap());
+        // The kernel doubles the value it was given.
+        assert!(sock.get_rx_buf_sz().unwrap() >= DEFAULT_RECEIVE_BUFFER);
+        let s = NetlinkSocket::from_socket(sock).unwrap();
+        assert!(s.socket_ref().get_ext_ack().unwrap());
+    }
+
+    #[test]
+    fn new_is_unsupported() {
+        let err = <NetlinkSocket as AsyncSocket>::new(0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
     }
 }

@@ -151,9 +151,14 @@ impl Target {
                     name: Some(name),
                 })
             }
+            // A path in the run directory is that name.
             Target::Path(p) => Ok(Resolved {
                 netns: NetNs::open(p)?,
-                name: None,
+                name: p
+                    .parent()
+                    .filter(|parent| *parent == dir.path())
+                    .and_then(|_| p.file_name())
+                    .and_then(|n| NsName::from_os_str(n).ok()),
             }),
             Target::Pid(pid) => Ok(Resolved {
                 netns: NetNs::from_pid(*pid)?,

@@ -42,6 +42,8 @@ async fn open_modes_follow_pyroute2(transport) {
         .await
         .unwrap();
     assert_eq!(by_path.netns(), created.netns());
+    // A path in the run directory is that name.
+    assert_eq!(by_path.name().map(|n| n.as_str()), Some(name.as_str()));
     let by_ns = common::open_mode(created.netns().clone(), OpenMode::OpenOnly, transport)
         .await
         .unwrap();
