@@ -832,12 +832,30 @@ async fn monitor() -> u8 {
         Ok(m) => m,
         Err(e) => fail!(1, "inotify_add_watch failed: {}", nsfs_text(&e)),
     };
-    let mut known: Vec<String> = Vec::new();
+    // What has been reported, to turn a resync (after lost events) into the
+    // lines that were missed.
+    let mut known: Vec<String> = RunDir::default()
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.state == nsfs::EntryState::Mounted)
+        .map(|e| e.name.into_string())
+        .collect();
     while let Some(event) = events.next().await {
         let mut out = io::stdout().lock();
         let written = match event {
-            Ok(nsfs::Event::Added(name)) => writeln!(out, "add {name}"),
-            Ok(nsfs::Event::Removed(name)) => writeln!(out, "delete {name}"),
+            Ok(nsfs::Event::Added(name)) => {
+                let name = name.into_string();
+                let w = writeln!(out, "add {name}");
+                if !known.contains(&name) {
+                    known.push(name);
+                }
+                w
+            }
+            Ok(nsfs::Event::Removed(name)) => {
+                known.retain(|k| k != name.as_str());
+                writeln!(out, "delete {name}")
+            }
             Ok(nsfs::Event::Resync(now)) => {
                 // Events were lost: report the difference.
                 let now: Vec<String> = now.into_iter().map(NsName::into_string).collect();

@@ -24,7 +24,7 @@ mount -t tmpfs none /etc/netns || exit 91
 ip link set lo up
 TOOL="$1"
 if [ "$TOOL" = ip ]; then
-  t() { g=""; while [ $# -gt 0 ]; do case "$1" in -j|-p|-all) g="$g $1"; shift;; *) break;; esac; done; ip $g netns "$@"; }
+  t() { g=""; while [ $# -gt 0 ]; do case "$1" in -j|-p|-all|-json|-pretty) g="$g $1"; shift;; *) break;; esac; done; ip $g netns "$@"; }
   tb() { exec stdbuf -oL ip netns "$@"; }
 else
   t() { "$TOOL" "$@"; }
@@ -160,7 +160,8 @@ fn list_add_and_abbreviations() {
         "x; x add a; x add b; x add c; x; x list; x l; x li; x lst; x ls; x show; x s; x sh\n\
          x -j list; x -j -p list; x -j; x -p list; x -j -p l\n\
          x a d; x ad e; x list; x add a; x add 'with space'; x add -leading; x list; x -j list\n\
-         x list extra args; x add f extra; x list",
+         x list extra args; x add f extra; x list; x -json list; x -json -pretty list; x -all list\n\
+         x -all identify; x -j -all list; x -all -j -p show",
     );
 }
 
