@@ -114,7 +114,16 @@ pub enum Error {
         #[source]
         source: nsfs::Error,
     },
-    /// A netlink socket could not be made or configured in a namespace.
+    /// A netlink connection could not be made in a namespace.
+    #[error("cannot open a netlink connection in {ns}")]
+    Connect {
+        /// The namespace.
+        ns: Namespace,
+        /// What the facade said (boxed: it is large).
+        #[source]
+        source: Box<netns::Error>,
+    },
+    /// A netlink socket could not be configured in a namespace.
     #[error("cannot set up a netlink socket in {ns}")]
     Socket {
         /// The namespace.
@@ -208,6 +217,7 @@ impl Error {
         match self {
             Error::Namespace { source, .. } => source.raw_os_error(),
             Error::Socket { source, .. } => source.raw_os_error(),
+            Error::Connect { source, .. } => source.raw_os_error(),
             Error::Dump { source, .. } | Error::Commit { source, .. } => Some(source.errno),
             _ => None,
         }

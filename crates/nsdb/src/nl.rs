@@ -1,11 +1,7 @@
 //! Netlink plumbing: sockets made inside a namespace, requests with the
 //! kernel's extended-ack message, dumps that notice `NLM_F_DUMP_INTR`.
-#![allow(unsafe_code)]
-
-use std::os::fd::{IntoRawFd, OwnedFd};
 
 use futures::StreamExt;
-use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
@@ -16,8 +12,7 @@ use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::RouteMessage;
-use netlink_proto::sys::{AsyncSocket, SocketAddr, TokioSocket};
-use nix::sys::socket::{AddressFamily as SockFamily, SockFlag, SockProtocol, SockType, socket};
+use netlink_proto::sys::AsyncSocket;
 
 use crate::Namespace;
 use crate::error::{Error, NetlinkError};
@@ -35,52 +30,38 @@ const GROUPS: &[u32] = &[
 ];
 
 /// Received messages (events, or the synthetic overrun).
-pub(crate) type Messages = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
+pub(crate) type Messages = netns::Messages;
 
-/// Makes a raw netlink-route socket inside `ns` (on a namespace thread; the
-/// socket stays in that namespace for its whole life).
-pub(crate) async fn raw_socket(ns: &Namespace, netns: &nsfs::NetNs) -> Result<OwnedFd, Error> {
-    let make = || {
-        socket(
-            SockFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
-        )
-    };
-    let fd = match ns {
-        // Runtime threads never leave the host namespace: make it here.
-        Namespace::Host => make(),
-        Namespace::Named(_) => netns.run(make).await.map_err(|source| Error::Namespace {
+/// A new netlink connection inside `netns`, through the facade
+/// (`netns::connection`: a socket made on a namespace thread, strict
+/// checking and extended acks on, whole datagrams, `ENOBUFS` passed through).
+async fn connect(
+    ns: &Namespace,
+    netns: &nsfs::NetNs,
+) -> Result<(netns::Connection, rtnetlink::Handle, Messages), Error> {
+    netns::connection(netns)
+        .await
+        .map_err(|source| Error::Connect {
             ns: ns.clone(),
-            source,
-        })?,
-    };
-    fd.map_err(|e| Error::Socket {
-        ns: ns.clone(),
-        source: e.into(),
-    })
+            source: Box::new(source),
+        })
 }
 
-fn tokio_socket(fd: OwnedFd) -> TokioSocket {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` is an owned, open netlink socket; ownership moves into the
-    // TokioSocket, which closes it on drop. We are inside a runtime (callers
-    // are async fns polled by tokio), so `from_raw_fd` does not panic.
-    unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) }
-}
-
-/// A request connection: ext-ack on, capped acks, `Done` forwarded (to see
-/// `NLM_F_DUMP_INTR` on it).
-pub(crate) fn request_connection(ns: &Namespace, fd: OwnedFd) -> Result<rtnetlink::Handle, Error> {
-    let sock = tokio_socket(fd);
+/// A request connection: capped acks, acks and `Done` forwarded (to see
+/// `NLM_F_DUMP_INTR` on it). Not for rtnetlink's verbs.
+pub(crate) async fn request_connection(
+    ns: &Namespace,
+    netns: &nsfs::NetNs,
+) -> Result<rtnetlink::Handle, Error> {
+    let (mut conn, handle, _unsolicited) = connect(ns, netns).await?;
     let io = |e: std::io::Error| Error::Socket {
         ns: ns.clone(),
         source: e,
     };
-    sock.socket_ref().set_ext_ack(true).map_err(io)?;
-    sock.socket_ref().set_cap_ack(true).map_err(io)?;
-    let (mut conn, handle, _unsolicited) = rtnetlink::from_socket(sock);
+    conn.socket_mut()
+        .socket_mut()
+        .set_cap_ack(true)
+        .map_err(io)?;
     conn.set_forward_done(true);
     conn.set_forward_ack(true);
     tokio::spawn(conn);
@@ -88,39 +69,38 @@ pub(crate) fn request_connection(ns: &Namespace, fd: OwnedFd) -> Result<rtnetlin
 }
 
 /// A plain connection, as rtnetlink's verbs expect it (acks and `Done`
-/// swallowed), with ext-ack on.
-pub(crate) fn plain_connection(ns: &Namespace, fd: OwnedFd) -> Result<rtnetlink::Handle, Error> {
-    let sock = tokio_socket(fd);
-    let io = |e: std::io::Error| Error::Socket {
-        ns: ns.clone(),
-        source: e,
-    };
-    sock.socket_ref().set_ext_ack(true).map_err(io)?;
-    let (conn, handle, _unsolicited) = rtnetlink::from_socket(sock);
+/// swallowed).
+pub(crate) async fn plain_connection(
+    ns: &Namespace,
+    netns: &nsfs::NetNs,
+) -> Result<rtnetlink::Handle, Error> {
+    let (conn, handle, _unsolicited) = connect(ns, netns).await?;
     tokio::spawn(conn);
     Ok(handle)
 }
 
-/// An event connection: bound to the multicast groups, with the given receive
-/// buffer size (bytes) if any.
-pub(crate) fn event_connection(
+/// An event connection: joined to the multicast groups, with the given
+/// receive buffer size (bytes) if any (else the facade's, 4 MiB).
+pub(crate) async fn event_connection(
     ns: &Namespace,
-    fd: OwnedFd,
+    netns: &nsfs::NetNs,
     receive_buffer: Option<usize>,
 ) -> Result<(Messages, tokio::task::JoinHandle<()>), Error> {
-    let mut sock = tokio_socket(fd);
+    let (mut conn, _handle, messages) = connect(ns, netns).await?;
     let io = |e: std::io::Error| Error::Socket {
         ns: ns.clone(),
         source: e,
     };
+    let socket = conn.socket_mut().socket_mut();
+    // Bind (which also gives the socket its port: an unbound socket has port
+    // 0, the kernel's, and gets no multicast) with the groups' mask.
     let mask = GROUPS.iter().fold(0u32, |m, g| m | (1 << (g - 1)));
-    sock.socket_mut()
-        .bind(&SocketAddr::new(0, mask))
+    socket
+        .bind(&netlink_proto::sys::SocketAddr::new(0, mask))
         .map_err(io)?;
     if let Some(size) = receive_buffer {
-        sock.socket_ref().set_rx_buf_sz(size).map_err(io)?;
+        socket.set_rx_buf_sz(size).map_err(io)?;
     }
-    let (conn, _handle, messages) = rtnetlink::from_socket(sock);
     let task = tokio::spawn(conn);
     Ok((messages, task))
 }

@@ -716,7 +716,7 @@ impl Inner {
 /// namespaces, kept current from rtnetlink events (cheap to clone; every
 /// clone is the same view).
 ///
-/// Each namespace has two netlink sockets made inside it: one joined to the
+/// Each namespace has two netlink sockets made inside it (by `netns::connection`): one joined to the
 /// link, address, route and nsid multicast groups (subscribed before the
 /// first dump, so nothing is missed), one for dumps and requests. An overrun
 /// of the event socket (`ENOBUFS`) or an interrupted dump (`NLM_F_DUMP_INTR`)
@@ -825,12 +825,10 @@ impl View {
         };
         // Subscribe first, then dump: events that happen during the dump wait
         // in the queue and are applied after it.
-        let event_fd = nl::raw_socket(&ns, &netns).await?;
-        let request_fd = nl::raw_socket(&ns, &netns).await?;
         let (events, conn_task) =
-            nl::event_connection(&ns, event_fd, self.inner.options.receive_buffer)?;
+            nl::event_connection(&ns, &netns, self.inner.options.receive_buffer).await?;
         let abort_conn = AbortOnDrop(Some(conn_task));
-        let mut handle = nl::request_connection(&ns, request_fd)?;
+        let mut handle = nl::request_connection(&ns, &netns).await?;
         let dump_lock = DumpLock::default();
         let mut state = NsState::default();
         let interrupted = nl::dump_into(
@@ -1099,8 +1097,7 @@ impl View {
         if let Some(h) = cached {
             return Ok(h);
         }
-        let fd = nl::raw_socket(ns, &netns).await?;
-        let handle = nl::plain_connection(ns, fd)?;
+        let handle = nl::plain_connection(ns, &netns).await?;
         let mut shared = lock(&self.inner.shared);
         let e = shared
             .namespaces
