@@ -293,3 +293,34 @@ async fn the_host_namespace_view_matches_a_dump() {
     assert!(view.snapshot().link(&Namespace::Host, "lo").is_some());
     assert_view_matches_dump(&view, &Namespace::Host).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_change_stream_is_told_it_lagged() {
+    let nss = Namespaces::create(&["lag-a"]).await;
+    let a = nss.ns(0);
+    let view = View::builder()
+        .namespace(a.clone())
+        .change_capacity(4)
+        .build()
+        .await
+        .unwrap();
+    let mut changes = view.changes();
+    let lines: Vec<String> = (0..20)
+        .map(|i| format!("link add lg{i} type veth peer name lh{i}"))
+        .collect();
+    tokio::task::spawn_blocking(move || ip_batch("lag-a", &lines))
+        .await
+        .unwrap();
+    view.wait_for("all made", Duration::from_secs(5), |s| {
+        s.link(&a, "lg19").is_some()
+    })
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Some(Change::Lagged { missed }) if missed > 0),
+        "{first:?}"
+    );
+}
