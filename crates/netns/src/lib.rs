@@ -78,6 +78,6 @@ pub use nsfs::{
     DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, Executor, NAME_MAX, NetNs, NsId, NsName,
     OpenMode, RunDir,
 };
-pub use nsproc;
 pub use rtnetlink::{self, MulticastGroup};
 pub use {netlink_packet_core, netlink_packet_route};
+pub use {nsfs, nsproc, nsproxy};

@@ -166,4 +166,20 @@ async fn connection_triple_is_driven_by_the_caller(transport) {
     task.abort();
 }
 
+
+async fn programs_run_inside_the_namespace(transport) {
+    let ns = Ns::new("spawn").await;
+    let h = common::open(ns.name(), transport).await;
+    h.add_veth("p0", "p1").execute().await.unwrap();
+    let out = h.command("ip").args(["-o", "link"]).output().await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    // The namespace given to nsproc as the handle itself.
+    let out = netns::nsproc::Command::new("readlink").arg("/proc/self/ns/net").netns(&h).output().await.unwrap();
+    let link = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(link.trim(), format!("net:[{}]", h.netns().id().ino));
+    let status = h.spawn(["true"]).await.unwrap().wait().await.unwrap();
+    assert!(status.success());
+}
 }
