@@ -780,6 +780,8 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> 
         }
     };
     use std::os::unix::process::ExitStatusExt;
+    drop(child);
+    settle_children().await;
     match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => Ok(Ended::Code(code as u8)),
@@ -790,6 +792,43 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> 
             eprintln!("nsctl: {e}");
             Err(1)
         }
+    }
+}
+
+/// Whether any process still has nsctl as its parent (found by scanning
+/// `/proc/*/stat`: this kernel has no `/proc/PID/task/TID/children`).
+fn has_children() -> bool {
+    let me = std::process::id().to_string();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .any(|e| {
+            fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                // "pid (comm) state ppid ...": comm may hold spaces and ')'.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
+                    .unwrap_or(false)
+            })
+        })
+}
+
+/// Lets the exec path's agent end and be reaped before nsctl exits: closes
+/// the agents nsproc keeps for reuse and gives their reaper (a task on this
+/// runtime) up to a second. Without this, nsctl would exit first and leave
+/// the agent to be reaped by init.
+async fn settle_children() {
+    nsproc::close_cached_agents();
+    for _ in 0..200 {
+        if !has_children() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -206,7 +206,7 @@ fn set_and_list_id() {
          ip netns exec a ip netns set b 3; ip netns exec a ip link add v0 type veth peer name v1 netns b\n\
          x list-id target-nsid 5; x -j list-id target-nsid 5; x -j -p list-id target-nsid 5\n\
          x list-id target-nsid 5 nsid 3; x list-id target-nsid 5 nsid 0; x list-id\n\
-         x delete a; x list-id; x list",
+         x delete a; x list",
     );
 }
 
@@ -233,10 +233,10 @@ fn identify_pids_and_attach() {
     differential(
         "x add a; x identify; x -j identify; x i; x identify self; x identify abc; x identify 999999; x identify 0\n\
          x identify 1 2; x identify 99999999999; x identify -1\n\
-         sleep 100 & P=$!; x attach z $P; x identify $P; x list\n\
+         sleep 30 & P=$!; x attach z $P; x identify $P; x list\n\
          x attach y 999999; x attach y abc; x attach y 0; x attach y -5; x attach y 2147483648\n\
          x attach z $P; x attach z 999999; x list; { kill $P; wait $P; } 2>/dev/null; P=NOPID\n\
-         ip netns exec a sleep 100 & sleep 0.5; P=$!\n\
+         ip netns exec a sleep 30 & sleep 0.5; P=$!\n\
          x pids a; x -j pids a; x p a; x identify $P; x pids nope; x pids a b; x pids\n\
          x attach same $P; x identify $P; x list\n\
          { kill $P; wait $P; } 2>/dev/null; P=NOPID; x pids a",

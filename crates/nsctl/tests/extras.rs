@@ -154,7 +154,7 @@ fn exec_fast_switches_only_the_network_namespace() {
 #[test]
 fn exec_passes_sigterm_on_and_dies_of_it() {
     let (code, out, err) = sandbox(
-        "$N add a && { $N exec a sleep 100 & P=$!; } && sleep 0.5 && \
+        "$N add a && { $N exec a sleep 30 & P=$!; } && sleep 0.5 && \
          test -n \"$($N pids a)\" && kill -TERM $P; wait $P; echo rc=$?; sleep 0.2; $N pids a | wc -l",
     );
     assert_eq!(code, 0, "{err}");
