@@ -1,0 +1,80 @@
+//! `nsctl exec` leaves no process behind: neither the command nor the
+//! nsproxy agent that ran it outlives nsctl. This test process becomes a
+//! child subreaper, so anything orphaned below it is re-parented here, where
+//! it can be seen (and reaped). One test in this binary: no other test's
+//! children may be mistaken for leftovers.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Processes whose parent is this process.
+fn children() -> Vec<(i32, String)> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(me.as_str()) {
+            found.push((pid, head.to_owned()));
+        }
+    }
+    found
+}
+
+#[test]
+fn exec_leaves_no_process() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
+        "this test needs root (mount and network namespaces); run it as root"
+    );
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let script = r#"
+        mkdir -p /run/netns /etc/netns
+        mount -t tmpfs none /run/netns && mount -t tmpfs none /etc/netns || exit 90
+        N="$1"
+        $N add a && $N add b || exit 91
+        $N exec a true; $N -all exec true; $N exec --fast a true
+        $N exec a sh -c 'kill -9 $$'; $N exec a nonexistent-command
+        $N exec a sleep 30 & P=$!; sleep 0.3; kill -TERM $P; wait $P
+        exit 0
+    "#;
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_nsctl"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Anything orphaned is re-parented here at once; give it time to exit.
+    std::thread::sleep(Duration::from_millis(1500));
+    let left = children();
+    for (pid, _) in &left {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid), None);
+    }
+    assert!(left.is_empty(), "processes left behind by nsctl: {left:?}");
+}
