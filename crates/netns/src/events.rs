@@ -50,6 +50,10 @@ pub enum Event {
 /// (`futures::stream::select_all`). The stream never ends on its own while the
 /// socket works; it ends if the socket fails.
 ///
+/// The stream is independent of the [`Handle`] that made it: it keeps its
+/// namespace (and, on the relay transport, the agent) alive and goes on after
+/// the handle is closed.
+///
 /// # Drop
 ///
 /// Dropping it ends its task and closes its socket.

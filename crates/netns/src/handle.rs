@@ -532,9 +532,9 @@ impl Handle {
         if let Some(mut fd_conn) = self.fd_conn.take() {
             fd_conn.close().await;
         }
-        if let Some(agent) = self.agent.take() {
-            let _ = agent.close().await;
-        }
+        // The agent exits once nothing it handed out (relayed sockets of
+        // event streams or connections made from this handle) is left.
+        drop(self.agent.take());
     }
 
     /// A description of the namespace for error messages.

@@ -45,6 +45,16 @@ async fn expect_link(events: &mut Events, name: &str) {
 }
 
 both_transports! {
+async fn an_event_stream_outlives_its_handle(transport) {
+    let ns = Ns::new("outlive").await;
+    let h = common::open(ns.name(), transport).await;
+    let mut events = h.events(&[MulticastGroup::Link]).await.unwrap();
+    h.close().await;
+    let other = common::open(ns.name(), netns::Transport::Direct).await;
+    other.add_veth("late0", "late1").execute().await.unwrap();
+    expect_link(&mut events, "late").await;
+}
+
 async fn select_over_three_namespaces(transport) {
     let nss = [
         Ns::new("ev0").await,
