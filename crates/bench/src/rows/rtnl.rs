@@ -62,6 +62,12 @@ pub(super) fn rows() -> Vec<RowSpec> {
             run: |c| Box::pin(dump(c, Transport::Direct, Dump::Addresses)),
         },
         RowSpec {
+            name: "netns/dump-addrs-relay",
+            about: "dump of 10,000 IPv4 addresses through a netns::Handle (relay) vs `ip -n NAME -o addr`; floor: raw netlink socket",
+            target: Target::RatioAtMost(1.0),
+            run: |c| Box::pin(dump(c, Transport::Relay, Dump::Addresses)),
+        },
+        RowSpec {
             name: "netns/move-veth-peer",
             about: "move a veth peer into another netns by names (Handle::move_link(\"peer\", \"NAME\")) vs `ip -n A link set PEER netns B` as a process (moved back untimed)",
             target: Target::RatioAtMost(1.0),
@@ -286,6 +292,18 @@ async fn dump(cfg: &Config, transport: Transport, what: Dump) -> BResult<Measure
             &r,
         )?
         .with_floor("raw netlink socket, counting", &f)?;
+        // Diagnostic: parsing alone (no socket, no task) of one dump's datagrams.
+        let datagrams = raw.collect(what).await?;
+        let mut parse = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let n = crate::rawnl::parse_all(&datagrams)?;
+            parse.push(start.elapsed().as_secs_f64() * 1e6);
+            if n != ours_n {
+                return Err(err(format!("parsed {n} {kind}s, ours counted {ours_n}")));
+            }
+        }
+        let parse = crate::harness::Stats::of(&parse)?.median;
         let rate = |us: f64| ours_n as f64 / (us / 1e6) / 1e3;
         let note = format!(
             "{ours_n} {kind}s (made in {:.2} s with ip -batch); k{kind}s/s from medians: ours {:.1}, ip {:.1}, raw floor {:.1}",
@@ -294,7 +312,9 @@ async fn dump(cfg: &Config, transport: Transport, what: Dump) -> BResult<Measure
             rate(m.reference.as_ref().map_or(f64::NAN, |r| r.stats.median)),
             rate(m.floor.as_ref().map_or(f64::NAN, |r| r.stats.median)),
         );
-        Ok(m.note(note))
+        Ok(m.note(note).note(format!(
+            "typed parse alone of one dump's datagrams (netlink-packet-route, one thread, no socket): {parse:.0} us"
+        )))
     }
     .await;
     scratch.remove().await?;
