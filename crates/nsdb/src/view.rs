@@ -88,7 +88,9 @@ pub enum NsStatus {
         reason: String,
     },
     /// The namespace was removed from the run directory while viewed: the
-    /// state is the last known one.
+    /// state is the last known one. Its event socket is closed; the entry
+    /// (and the request socket, which keeps the namespace object alive)
+    /// stays until [`View::remove`].
     Removed,
 }
 
