@@ -69,7 +69,7 @@ pub struct NetlinkSocket {
 /// Lets a [`Handle`](crate::Handle) close its connection so that every
 /// request still in flight gets an `ECANCELED` error reply, then the
 /// connection ends.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Tracker {
     inflight: Mutex<crate::inflight::InFlight>,
     scratch: Mutex<Vec<u8>>,
@@ -80,6 +80,14 @@ pub(crate) struct Tracker {
     /// to hand over every request still queued in its channel.
     idle_once: AtomicBool,
     waker: AtomicWaker,
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("closing", &self.closing())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tracker {
