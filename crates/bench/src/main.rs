@@ -132,6 +132,7 @@ async fn run(args: Args) -> std::process::ExitCode {
     let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = Instant::now();
     let mut results: Vec<RowResult> = Vec::new();
+    let mut cleanup_failures: Vec<String> = Vec::new();
 
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
@@ -183,6 +184,7 @@ async fn run(args: Args) -> std::process::ExitCode {
                     spec.name
                 );
             }
+            cleanup_failures.extend(failed);
             let row = RowResult {
                 name: spec.name,
                 target: spec.target,
@@ -205,6 +207,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         sig = interrupted => Some(sig),
     };
     let (removed, failed) = scratch::cleanup().await;
+    cleanup_failures.extend(failed.iter().cloned());
     if let Some(sig) = stopped_by {
         eprintln!("nsbench: {sig}: stopped; removed {removed} namespaces; failures: {failed:?}");
     }
@@ -224,17 +227,23 @@ async fn run(args: Args) -> std::process::ExitCode {
         "git": git_head(),
         "ratio": "ours / reference, medians: lower is better, below 1 ours is faster",
     });
-    match harness::write_json(&args.json, &results, meta) {
-        Ok(()) => eprintln!("nsbench: wrote {}", args.json.display()),
-        Err(e) => eprintln!("nsbench: cannot write {}: {e}", args.json.display()),
-    }
+    let written = match harness::write_json(&args.json, &results, meta) {
+        Ok(()) => {
+            eprintln!("nsbench: wrote {}", args.json.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("nsbench: cannot write {}: {e}", args.json.display());
+            false
+        }
+    };
     let failed_rows = results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
         .count();
     if stopped_by.is_some() {
         std::process::ExitCode::from(130)
-    } else if failed_rows > 0 || !failed.is_empty() {
+    } else if failed_rows > 0 || !cleanup_failures.is_empty() || !written {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
