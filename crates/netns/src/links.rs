@@ -134,7 +134,12 @@ impl MoveLink<'_> {
             .resolve(handle.run_dir(), OpenMode::OpenOnly)
             .await?
             .netns;
-        let index = handle.link_index(link.clone()).await?;
+        // A name is looked up; an index goes as is (the kernel's ENODEV for a
+        // missing one becomes LinkNotFound below).
+        let index = match &link {
+            LinkRef::Index(i) => *i,
+            LinkRef::Name(_) => handle.link_index(link.clone()).await?,
+        };
         let mut msg = LinkUnspec::new_with_index(index).setns_by_fd(dest.as_fd().as_raw_fd());
         if let Some(name) = rename {
             msg = msg.name(name);
