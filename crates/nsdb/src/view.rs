@@ -105,6 +105,11 @@ impl NsStatus {
     pub fn is_live(&self) -> bool {
         matches!(self, NsStatus::Live)
     }
+
+    /// Live or resyncing: events are being followed.
+    fn is_followed(&self) -> bool {
+        matches!(self, NsStatus::Live | NsStatus::Resyncing)
+    }
 }
 
 /// The other end of a link tied to a link in another namespace (a veth
@@ -778,8 +783,10 @@ impl View {
     }
 
     /// Adds a namespace to the view: subscribes to its events, dumps it, and
-    /// follows it from then on. Adding a namespace already in the view does
-    /// nothing.
+    /// follows it from then on. Adding a namespace already followed does
+    /// nothing; adding one that is [`NsStatus::Stale`] or
+    /// [`NsStatus::Removed`] starts over (new sockets, new dump): the way to
+    /// recover after its connection died.
     ///
     /// # Cancel safety
     ///
@@ -801,7 +808,7 @@ impl View {
         if lock(&self.inner.shared)
             .namespaces
             .get(&ns)
-            .is_some_and(|e| !matches!(e.view.status, NsStatus::Removed))
+            .is_some_and(|e| e.view.status.is_followed())
         {
             return Ok(());
         }
@@ -848,7 +855,7 @@ impl View {
             if shared
                 .namespaces
                 .get(&ns)
-                .is_some_and(|e| !matches!(e.view.status, NsStatus::Removed))
+                .is_some_and(|e| e.view.status.is_followed())
             {
                 return Ok(()); // added concurrently
             }
@@ -1563,6 +1570,12 @@ mod tests {
         let mut tx = view.transaction();
         tx.link(&ns, "lo").unwrap().up();
         assert!(matches!(tx.commit().await, Err(Error::Stale { .. })));
+        // Adding it again starts over.
+        view.add(ns.clone()).await.unwrap();
+        assert!(view.snapshot().namespace(&ns).unwrap().status().is_live());
+        let mut tx = view.transaction();
+        tx.link(&ns, "lo").unwrap().up();
+        tx.commit().await.unwrap();
         drop(view);
         dir.remove(&name).await.unwrap();
     }
