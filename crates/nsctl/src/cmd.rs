@@ -737,20 +737,43 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> 
         }
         Ok(Some(_)) => {}
     }
-    let mode = if fast {
-        nsproc::ExecMode::Fast
+    // The ip-style path runs through an nsproxy agent; nsctl starts it
+    // itself so that it can see it end before exiting.
+    let agent = if fast {
+        None
     } else {
-        nsproc::ExecMode::IpNetnsExec
+        match nsproc::ExecAgent::start(name).await {
+            Ok(agent) => Some(agent),
+            Err(e) => {
+                eprintln!("setting the network namespace \"{name}\" failed: {e}");
+                return Err(255);
+            }
+        }
     };
+    let ended = spawn_and_wait(name, argv, agent.as_ref()).await;
+    if let Some(agent) = agent {
+        let pid = agent.pid();
+        drop(agent);
+        settle_agent(pid).await;
+    }
+    ended
+}
+
+/// Spawns `argv` (through `agent`, or on the fast path) and waits for it,
+/// passing SIGTERM and SIGHUP on.
+async fn spawn_and_wait(
+    name: &str,
+    argv: &[OsString],
+    agent: Option<&nsproc::ExecAgent>,
+) -> Result<Ended, u8> {
     let program = argv[0].clone();
     flush();
-    let mut child = match nsproc::Command::new(&program)
-        .args(&argv[1..])
-        .netns(name)
-        .exec_mode(mode)
-        .spawn()
-        .await
-    {
+    let mut command = nsproc::Command::new(&program);
+    command.args(&argv[1..]).netns(name);
+    if let Some(agent) = agent {
+        command.exec_agent(agent);
+    }
+    let mut child = match command.spawn().await {
         Ok(child) => child,
         Err(nsproc::Error::Spawn { source, .. }) => {
             eprintln!(
@@ -781,7 +804,6 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> 
     };
     use std::os::unix::process::ExitStatusExt;
     drop(child);
-    settle_children().await;
     match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => Ok(Ended::Code(code as u8)),
@@ -795,40 +817,16 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> 
     }
 }
 
-/// Whether any process still has nsctl as its parent (found by scanning
-/// `/proc/*/stat`: this kernel has no `/proc/PID/task/TID/children`).
-fn has_children() -> bool {
-    let me = std::process::id().to_string();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .any(|e| {
-            fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
-                // "pid (comm) state ppid ...": comm may hold spaces and ')'.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
-                    .unwrap_or(false)
-            })
-        })
-}
-
-/// Lets the exec path's agent end and be reaped before nsctl exits: closes
-/// the agents nsproc keeps for reuse and gives their reaper (a task on this
-/// runtime) up to a second. Without this, nsctl would exit first and leave
-/// the agent to be reaped by init.
-async fn settle_children() {
-    nsproc::close_cached_agents();
-    for _ in 0..200 {
-        if !has_children() {
+/// Waits (a second at most) until the agent `pid` has exited and been
+/// reaped by nsproxy's reaper, a task on this runtime. Without this, nsctl
+/// would exit first and leave the agent to be reaped by init.
+async fn settle_agent(pid: i32) {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..1000 {
+        if !proc.exists() {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
