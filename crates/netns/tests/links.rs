@@ -150,7 +150,8 @@ async fn rejected_move_carries_the_kernel_message(transport) {
     // lo cannot change namespace.
     let err = ha.move_link("lo", b.name()).execute().await.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
-    println!("kernel said: {:?}", err.kernel_message());
+    let said = err.kernel_message().expect("the kernel's extended-ack message");
+    assert!(err.to_string().contains(&said), "{err}");
 }
 
 }
