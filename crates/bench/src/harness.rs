@@ -164,6 +164,35 @@ impl Stats {
     }
 }
 
+/// A 95 % bootstrap interval of `median(a) / median(b)`: each side resampled
+/// with replacement, independently, 400 times (fixed seed, so a run's JSON
+/// is reproducible from its samples). `None` with fewer than 5 samples.
+pub(crate) fn ratio_interval(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    const ROUNDS: usize = 400;
+    if a.len() < 5 || b.len() < 5 {
+        return None;
+    }
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut median_of_resample = |src: &[f64], buf: &mut Vec<f64>| {
+        buf.clear();
+        buf.extend((0..src.len()).map(|_| src[(next() % src.len() as u64) as usize]));
+        let mid = buf.len() / 2;
+        *buf.select_nth_unstable_by(mid, f64::total_cmp).1
+    };
+    let (mut ba, mut bb) = (Vec::new(), Vec::new());
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|_| median_of_resample(a, &mut ba) / median_of_resample(b, &mut bb))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Some((ratios[ROUNDS / 40], ratios[ROUNDS - 1 - ROUNDS / 40]))
+}
+
 /// The unit of a row's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub(crate) enum Unit {
@@ -216,6 +245,8 @@ impl Target {
 pub(crate) struct Side {
     pub(crate) label: String,
     pub(crate) stats: Stats,
+    /// The samples, for the ratio's interval.
+    pub(crate) samples: Vec<f64>,
 }
 
 impl Side {
@@ -224,6 +255,7 @@ impl Side {
         Ok(Side {
             label: label.into(),
             stats: Stats::of(samples)?,
+            samples: samples.to_vec(),
         })
     }
 }
@@ -283,7 +315,7 @@ impl Measurement {
 /// What happened to a row.
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
-    Measured(Measurement),
+    Measured(Box<Measurement>),
     Failed(String),
     NotYet(String),
 }
@@ -325,6 +357,8 @@ struct JsonRow<'a> {
     floor_p90_us: Option<f64>,
     /// ours / reference, medians; lower is better.
     ratio: Option<f64>,
+    /// 95 % bootstrap interval of the ratio.
+    ratio_ci95: Option<(f64, f64)>,
     better: &'static str,
     target: String,
     target_met: Option<bool>,
@@ -334,6 +368,13 @@ struct JsonRow<'a> {
 }
 
 impl RowResult {
+    fn ratio_ci(&self) -> Option<(f64, f64)> {
+        match &self.outcome {
+            Outcome::Measured(m) => ratio_interval(&m.ours.samples, &m.reference.as_ref()?.samples),
+            _ => None,
+        }
+    }
+
     fn ratio(&self) -> Option<f64> {
         match &self.outcome {
             Outcome::Measured(m) => m
@@ -364,6 +405,7 @@ impl RowResult {
             floor_us: None,
             floor_p90_us: None,
             ratio: self.ratio(),
+            ratio_ci95: self.ratio_ci(),
             better: "lower",
             target: "-".into(),
             target_met: None,
@@ -442,7 +484,7 @@ fn num(v: f64, unit: Unit) -> String {
 pub(crate) fn table(rows: &[RowResult]) -> String {
     let mut t = String::new();
     t.push_str(
-        "| row | ours | median (p90) | reference | median (p90) | ratio | target | met | foreign CPU |\n",
+        "| row | ours | median (p90) | reference | median (p90) | ratio [95% CI] | target | met | foreign CPU |\n",
     );
     t.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let mut notes = String::new();
@@ -460,7 +502,11 @@ pub(crate) fn table(rows: &[RowResult]) -> String {
                     Some(s) => (s.label.clone(), side(s)),
                     None => ("-".into(), "-".into()),
                 };
-                let ratio = r.ratio().map_or("-".into(), |x| format!("{x:.2}"));
+                let ratio = match (r.ratio(), r.ratio_ci()) {
+                    (Some(x), Some((lo, hi))) => format!("{x:.2} [{lo:.2}, {hi:.2}]"),
+                    (Some(x), None) => format!("{x:.2}"),
+                    _ => "-".into(),
+                };
                 let met = match r.target.met(m.ours.stats.median, r.ratio()) {
                     Some(true) => "yes",
                     Some(false) => "NO",
@@ -516,6 +562,16 @@ mod tests {
         assert_eq!(s.median, 5.5);
         assert_eq!(s.p90, 9.0);
         assert!(Stats::of(&[]).is_err());
+    }
+
+    #[test]
+    fn ratio_interval_brackets_the_ratio() {
+        let a: Vec<f64> = (0..200).map(|i| 100.0 + f64::from(i % 20)).collect();
+        let b: Vec<f64> = (0..200).map(|i| 50.0 + f64::from(i % 10)).collect();
+        let r = Stats::of(&a).unwrap().median / Stats::of(&b).unwrap().median;
+        let (lo, hi) = ratio_interval(&a, &b).unwrap();
+        assert!(lo <= r && r <= hi, "{lo} {r} {hi}");
+        assert!(ratio_interval(&a[..4], &b).is_none());
     }
 
     #[tokio::test]

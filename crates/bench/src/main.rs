@@ -171,7 +171,7 @@ async fn run(args: Args) -> std::process::ExitCode {
             };
             let foreign_cpu = mark.and_then(|m| m.foreign_since());
             let outcome = match measured {
-                Ok(m) => Outcome::Measured(m),
+                Ok(m) => Outcome::Measured(Box::new(m)),
                 Err(e) => match e.downcast_ref::<rows::NotYet>() {
                     Some(n) => Outcome::NotYet(n.0.clone()),
                     None => Outcome::Failed(e.to_string()),
