@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use nsfs::{NetNs, NsName};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -304,6 +304,26 @@ fn start_err(step: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Start { step, source }
 }
 
+/// A connected `SOCK_SEQPACKET` pair (close-on-exec) whose send buffers
+/// hold a whole [`MAX_FRAME`] frame: a Unix datagram larger than the sender's
+/// `SO_SNDBUF` (208 KiB by default) fails with `EMSGSIZE`. `SO_SNDBUF` is
+/// capped by `net.core.wmem_max` and doubled by the kernel, so this needs no
+/// privilege on a default system.
+fn frame_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    // Header and kernel bookkeeping on top of the frame itself.
+    let size = MAX_FRAME + 4096;
+    for fd in [&a, &b] {
+        setsockopt(fd, sockopt::SndBuf, &size)?;
+    }
+    Ok((a, b))
+}
+
 /// Spawns the agent process; runs on a namespace thread that outlives it.
 pub(crate) fn spawn_agent(sock: OwnedFd, ppid: u32) -> io::Result<(i32, OwnedFd)> {
     let mut cmd = Command::new("/proc/self/exe");
@@ -421,16 +441,7 @@ impl Agent {
     /// # Ok(()) }
     /// ```
     pub async fn start(ns: &NetNs, opts: AgentOptions) -> Result<Agent> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| Error::Start {
-            step: "socketpair",
-            source: e.into(),
-        })?;
+        let (ours, theirs) = frame_pair().map_err(start_err("socketpair"))?;
         let exec = nsfs::Executor::global().map_err(|e| start_err("executor")(e.into()))?;
         let ppid = std::process::id();
         let (pid, reaper) = exec
@@ -606,15 +617,9 @@ impl Agent {
     /// # Ok(()) }
     /// ```
     pub async fn netlink(&self, protocol: isize) -> Result<RelaySocket> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| Error::Io {
+        let (ours, theirs) = frame_pair().map_err(|source| Error::Io {
             op: "relay socketpair",
-            source: e.into(),
+            source,
         })?;
         let req = Request::OpenRelay {
             protocol: protocol as i32,

@@ -748,3 +748,22 @@ fn no_process_is_forked() {
     }
     assert!(!trace.lines().any(|l| l.contains("fork(")), "{trace}");
 }
+
+/// Regression: a request frame larger than the socket's default send buffer
+/// (about 208 KiB here) but within `MAX_FRAME` failed with `EMSGSIZE`; the
+/// control socket's buffers now hold a whole `MAX_FRAME`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_near_max_frame_goes_through() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    // Two arguments of 110 KiB (execve takes at most 128 KiB per string).
+    let big = "x".repeat(110 * 1024);
+    let req = SpawnRequest::new("/bin/sh")
+        .args(["-c", "exit $(( ${#1} + ${#2} == 225280 ? 7 : 1 ))", "sh"])
+        .args([&big, &big]);
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    let status = guard(child.wait()).await.unwrap();
+    assert_eq!(ExitStatus::from_raw(status).code(), Some(7));
+    drop(child);
+    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+}
