@@ -18,34 +18,14 @@ use nsfs::{DEFAULT_RUN_DIR, NetNs, NsName, OpenMode, RunDir};
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, parse_c_int};
+use crate::error::{Error, Result, dump_line};
 use crate::json::{self, Style};
 
-/// Prints to stderr and returns the exit code.
-macro_rules! fail {
-    ($code:expr, $($fmt:tt)*) => {{
-        eprintln!($($fmt)*);
-        return $code;
-    }};
-}
-
-/// C's `strerror` for an errno.
-fn strerror(code: i32) -> &'static str {
-    nix::errno::Errno::from_raw(code).desc()
-}
-
-/// The errno text of an io error, as ip prints it.
-fn io_text(e: &io::Error) -> String {
+/// An nsfs error as the io error ip would have seen.
+fn io_of(e: nsfs::Error) -> io::Error {
     match e.raw_os_error() {
-        Some(code) => strerror(code).to_string(),
-        None => e.to_string(),
-    }
-}
-
-/// The errno text of an nsfs error.
-fn nsfs_text(e: &nsfs::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => strerror(code).to_string(),
-        None => e.to_string(),
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::other(e),
     }
 }
 
@@ -71,8 +51,9 @@ fn flush() {
     let _ = io::stdout().flush();
 }
 
-/// Runs the parsed command line; returns the exit code.
-pub(crate) async fn run(cli: Cli) -> u8 {
+/// Runs the parsed command line; returns the exit code (`Ok`), or why it
+/// failed.
+pub(crate) async fn run(cli: Cli) -> Result {
     let style = Style {
         json: cli.json,
         pretty: cli.pretty,
@@ -85,7 +66,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         Command::ListId { args } => list_id(style, &args).await,
         Command::Help => {
             let _ = Cli::command().print_long_help();
-            0
+            Ok(0)
         }
         Command::Add { name, .. } => add(name).await,
         Command::Set { name, nsid, .. } => set(name, nsid).await,
@@ -106,27 +87,19 @@ pub(crate) async fn run(cli: Cli) -> u8 {
 // ---------------------------------------------------------------- nsids
 
 /// A netlink handle in nsctl's own namespace, for namespace ids.
-async fn own_handle() -> Option<Handle> {
-    let me = NetNs::current_thread().ok()?;
-    Handle::open(Target::NetNs(me), OpenMode::OpenOnly)
-        .await
-        .ok()
+async fn own_handle() -> netns::Result<Handle> {
+    let me = NetNs::current_thread()?;
+    Handle::open(Target::NetNs(me), OpenMode::OpenOnly).await
 }
 
-/// Prints a failed netlink request as ip's `rtnl_talk` does.
-fn print_netlink_error(e: &netns::Error) {
-    if let Some(msg) = e.kernel_message() {
-        let dot = if msg.ends_with('.') { "" } else { "." };
-        eprintln!("Error: {msg}{dot}");
-    } else if let Some(code) = e.raw_os_error() {
-        eprintln!("RTNETLINK answers: {}", strerror(code));
-    } else {
-        eprintln!("RTNETLINK answers: {e}");
+/// A raw rtnetlink request's failure, as the facade reports its own.
+fn request_error(source: rtnetlink::Error) -> netns::Error {
+    netns::Error::Request {
+        op: "get nsid",
+        ns: PathBuf::from("/proc/self/ns/net"),
+        source,
     }
 }
-
-/// The kernel's words when the fd given for a namespace is not one.
-const PEER_INVALID: &str = "Error: Peer netns reference is invalid.";
 
 /// Opens a run-directory entry as ip's `netns_get_fd` does (any file), then
 /// as a namespace. `Ok(None)`: the file is not a namespace (stale entry).
@@ -141,13 +114,13 @@ async fn nsid_of_name(handle: &Handle, name: &str) -> Option<i32> {
     match open_entry(name) {
         Err(_) => None,
         Ok(None) => {
-            eprintln!("{PEER_INVALID}");
+            eprintln!("{}", Error::PeerInvalid { name: name.into() });
             None
         }
         Ok(Some(ns)) => match handle.nsid(Target::NetNs(ns)).await {
             Ok(id) => id,
-            Err(e) => {
-                print_netlink_error(&e);
+            Err(source) => {
+                eprintln!("{}", Error::Netlink { source });
                 None
             }
         },
@@ -176,8 +149,8 @@ struct ListEntry {
     id: Option<i32>,
 }
 
-async fn list(style: Style) -> u8 {
-    let handle = own_handle().await;
+async fn list(style: Style) -> Result {
+    let handle = own_handle().await.ok();
     if let Some(h) = &handle {
         // ip builds its name cache first (which reports stale entries once
         // more), then lists.
@@ -200,7 +173,7 @@ async fn list(style: Style) -> u8 {
     if style.json {
         print!("{}", json::render(&out, style.pretty));
     }
-    0
+    Ok(0)
 }
 
 // ---------------------------------------------------------------- list-id
@@ -222,7 +195,7 @@ struct NsidLine {
 }
 
 /// ip's usage text, for nsctl.
-const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 Usage:\tnsctl list
 \tnsctl add NAME
 \tnsctl attach NAME PID
@@ -235,12 +208,7 @@ Usage:\tnsctl list
 \tnsctl list-id [target-nsid POSITIVE-INT] [nsid POSITIVE-INT]
 NETNSID := auto | POSITIVE-INT";
 
-fn usage_error() -> u8 {
-    eprintln!("{USAGE}");
-    255
-}
-
-async fn list_id(style: Style, args: &[String]) -> u8 {
+async fn list_id(style: Style, args: &[String]) -> Result {
     let mut target: Option<i32> = None;
     let mut nsid: Option<i32> = None;
     let mut i = 0;
@@ -249,37 +217,36 @@ async fn list_id(style: Style, args: &[String]) -> u8 {
         let slot = match key {
             "target-nsid" => &mut target,
             "nsid" => &mut nsid,
-            _ => return usage_error(),
+            _ => return Err(Error::Usage),
         };
         if slot.is_some() {
-            fail!(
-                255,
-                "Error: duplicate \"{key}\": \"{key}\" is the second value."
-            );
+            return Err(Error::Duplicate { key: key.into() });
         }
         let Some(value) = args.get(i + 1) else {
-            fail!(255, "Command line is not complete. Try option \"help\"");
+            return Err(Error::Incomplete);
         };
         match parse_c_int(value) {
-            None => fail!(
-                255,
-                "Error: argument \"{value}\" is wrong: \"{key}\" value is invalid"
-            ),
+            None => {
+                return Err(Error::Argument {
+                    arg: value.clone(),
+                    what: format!("\"{key}\" value is invalid"),
+                });
+            }
             Some(v) if v < 0 => {
                 // ip names the argument after the value here (or "(null)").
                 let next = args.get(i + 2).map_or("(null)", String::as_str);
-                fail!(
-                    255,
-                    "Error: argument \"{next}\" is wrong: \"{key}\" value should be >= 0"
-                );
+                return Err(Error::Argument {
+                    arg: next.into(),
+                    what: format!("\"{key}\" value should be >= 0"),
+                });
             }
             Some(v) => *slot = Some(v),
         }
         i += 2;
     }
-    let Some(handle) = own_handle().await else {
-        fail!(1, "RTM_GETNSID is not supported by the kernel.");
-    };
+    let handle = own_handle()
+        .await
+        .map_err(|source| Error::Rtnetlink { source })?;
     let mut map = nsid_map(&handle).await;
 
     let mut attributes = Vec::new();
@@ -298,38 +265,36 @@ async fn list_id(style: Style, args: &[String]) -> u8 {
         NLM_F_REQUEST | NLM_F_DUMP
     };
     let dump = nsid.is_none();
-    let mut replies = match handle.rtnetlink().clone().request(req) {
-        Ok(r) => r,
-        Err(e) => fail!(1, "Cannot send dump request: {e}"),
-    };
+    let mut replies = handle
+        .rtnetlink()
+        .clone()
+        .request(req)
+        .map_err(|e| Error::Netlink {
+            source: request_error(e),
+        })?;
     let mut lines = Vec::new();
     while let Some(reply) = replies.next().await {
         match reply.payload {
             NetlinkPayload::Error(err) if err.code.is_some() => {
-                let e = netns::Error::Request {
-                    op: "list nsids",
-                    ns: PathBuf::from("/proc/self/ns/net"),
-                    source: rtnetlink::Error::NetlinkError(err),
-                };
-                print_netlink_error(&e);
+                let source = request_error(rtnetlink::Error::NetlinkError(err));
                 if dump {
-                    fail!(1, "Dump terminated");
+                    let message = source.kernel_message().unwrap_or_default();
+                    let errno = source.raw_os_error().unwrap_or(libc::EIO);
+                    return Err(Error::Dump {
+                        line: dump_line(&message, errno),
+                    });
                 }
-                return 2;
+                return Err(Error::Netlink { source });
             }
             // A dump that fails reports the error in its NLMSG_DONE.
             NetlinkPayload::Done(done) if done.code != 0 => {
-                match ext_ack_text(&done.extended_ack) {
-                    Some(msg) => {
-                        let dot = if msg.ends_with('.') { "" } else { "." };
-                        eprintln!("Error: {msg}{dot}");
-                    }
-                    None => eprintln!("RTNETLINK answers: {}", strerror(done.code.abs())),
-                }
                 if style.json {
                     print!("{}", json::render(&lines, style.pretty));
                 }
-                fail!(1, "Dump terminated");
+                let message = ext_ack_text(&done.extended_ack).unwrap_or_default();
+                return Err(Error::Dump {
+                    line: dump_line(&message, done.code.abs()),
+                });
             }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
                 lines.push(nsid_line(&handle, &mut map, &m).await);
@@ -346,8 +311,9 @@ async fn list_id(style: Style, args: &[String]) -> u8 {
                 if style.json {
                     print!("{}", json::render(&lines, style.pretty));
                 }
-                eprintln!("Error: Invalid target network namespace id.");
-                fail!(1, "Dump terminated");
+                return Err(Error::Dump {
+                    line: dump_line("Invalid target network namespace id", libc::EINVAL),
+                });
             }
         }
     }
@@ -371,7 +337,7 @@ async fn list_id(style: Style, args: &[String]) -> u8 {
             println!("{text}");
         }
     }
-    0
+    Ok(0)
 }
 
 /// Whether this namespace has a peer with id `nsid`.
@@ -452,23 +418,14 @@ async fn nsid_line(handle: &Handle, map: &mut Vec<(i32, String)>, m: &NsidMessag
 
 // ---------------------------------------------------------------- add / attach / delete
 
-fn create_error(path: &Path, e: &nsfs::Error) -> u8 {
+/// An nsfs failure to make an entry (`add`, `attach`) in ip's words.
+fn create_error(name: &str, path: &Path, e: nsfs::Error) -> Error {
     match e {
-        nsfs::Error::AlreadyExists { path } => {
-            fail!(
-                1,
-                "Cannot create namespace file \"{}\": File exists",
-                path.display()
-            )
-        }
-        nsfs::Error::PrepareRunDir { source, .. } => {
-            fail!(
-                1,
-                "mount --make-shared {} failed: {}",
-                DEFAULT_RUN_DIR,
-                io_text(source)
-            )
-        }
+        nsfs::Error::AlreadyExists { path } => Error::CreateEntry {
+            path,
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        },
+        nsfs::Error::PrepareRunDir { path, source } => Error::PrepareRunDir { path, source },
         nsfs::Error::Create {
             step: "create entry",
             source,
@@ -478,203 +435,166 @@ fn create_error(path: &Path, e: &nsfs::Error) -> u8 {
             step: "create entry",
             source,
             ..
-        } => {
-            fail!(
-                1,
-                "Cannot create namespace file \"{}\": {}",
-                path.display(),
-                io_text(source)
-            )
-        }
-        other => fail!(
-            1,
-            "Cannot create network namespace \"{}\": {}",
-            path.display(),
-            nsfs_text(other)
-        ),
+        } => Error::CreateEntry {
+            path: path.into(),
+            source,
+        },
+        other => Error::Create {
+            name: name.into(),
+            source: io_of(other),
+        },
     }
 }
 
-async fn add(name: Option<String>) -> u8 {
-    let Some(name) = name else {
-        fail!(1, "No netns name specified")
-    };
+fn valid_name(name: &str) -> Result<NsName> {
+    NsName::new(name).map_err(|_| Error::InvalidName { name: name.into() })
+}
+
+async fn add(name: Option<String>) -> Result {
+    let name = name.ok_or(Error::MissingName)?;
+    let ns_name = valid_name(&name)?;
     let path = entry_path(&name);
-    let Ok(ns_name) = NsName::new(name.as_str()) else {
-        fail!(255, "Invalid netns name \"{name}\"");
-    };
     match RunDir::default()
         .create(&ns_name, OpenMode::CreateExclusive)
         .await
     {
-        Ok(_) => 0,
-        Err(e) => create_error(&path, &e),
+        Ok(_) => Ok(0),
+        Err(e) => Err(create_error(&name, &path, e)),
     }
 }
 
-async fn attach(name: Option<String>, pid: Option<String>) -> u8 {
+async fn attach(name: Option<String>, pid: Option<String>) -> Result {
     let (Some(name), Some(pid_text)) = (name, pid) else {
-        fail!(1, "No netns name and PID specified");
+        return Err(Error::MissingNameAndPid);
     };
     let pid = match parse_c_int(&pid_text) {
         Some(p) if p != 0 => p,
-        _ => fail!(1, "Invalid PID: {pid_text}"),
+        _ => return Err(Error::AttachPid { pid: pid_text }),
     };
-    let Ok(ns_name) = NsName::new(name.as_str()) else {
-        fail!(255, "Invalid netns name \"{name}\"");
-    };
+    let ns_name = valid_name(&name)?;
     let path = entry_path(&name);
     // ip creates the entry before it looks at the process.
     if fs::symlink_metadata(&path).is_ok() {
-        fail!(
-            1,
-            "Cannot create namespace file \"{}\": File exists",
-            path.display()
-        );
+        return Err(Error::CreateEntry {
+            path,
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        });
     }
     match RunDir::default().attach(&ns_name, pid).await {
-        Ok(_) => 0,
-        Err(nsfs::Error::NoSuchProcess { .. }) => fail!(
-            1,
-            "Bind /proc/{pid}/ns/net -> {} failed: No such file or directory",
-            path.display()
-        ),
-        Err(nsfs::Error::Attach { step, source, .. }) if step != "create entry" => fail!(
-            1,
-            "Bind /proc/{pid}/ns/net -> {} failed: {}",
-            path.display(),
-            io_text(&source)
-        ),
-        Err(e) => create_error(&path, &e),
+        Ok(_) => Ok(0),
+        Err(nsfs::Error::NoSuchProcess { .. }) => Err(Error::Attach {
+            pid,
+            path,
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        }),
+        Err(nsfs::Error::Attach { step, source, .. }) if step != "create entry" => {
+            Err(Error::Attach { pid, path, source })
+        }
+        Err(e) => Err(create_error(&name, &path, e)),
     }
 }
 
-async fn remove_one(name: &str) -> Result<(), ()> {
+async fn remove_one(name: &str) -> Result<()> {
     let path = entry_path(name);
-    let result = match NsName::new(name) {
+    let removed = match NsName::new(name) {
         Ok(n) => RunDir::default().remove(&n).await,
         Err(e) => Err(e),
     };
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            eprintln!(
-                "Cannot remove namespace file \"{}\": {}",
-                path.display(),
-                nsfs_text(&e)
-            );
-            Err(())
-        }
-    }
+    removed.map_err(|e| Error::Remove {
+        path,
+        source: io_of(e),
+    })
 }
 
-async fn delete(all: bool, name: Option<String>) -> u8 {
+async fn delete(all: bool, name: Option<String>) -> Result {
     if all {
+        // ip stops at the first failure, and exits 0 all the same.
         for entry in entries() {
-            if remove_one(&entry).await.is_err() {
+            if let Err(e) = remove_one(&entry).await {
+                eprintln!("{e}");
                 break;
             }
         }
-        return 0;
+        return Ok(0);
     }
-    let Some(name) = name else {
-        fail!(1, "No netns name specified")
-    };
-    match remove_one(&name).await {
-        Ok(()) => 0,
-        Err(()) => 1,
-    }
+    let name = name.ok_or(Error::MissingName)?;
+    remove_one(&name).await.map(|()| 0)
 }
 
 // ---------------------------------------------------------------- set
 
-async fn set(name: Option<String>, nsid: Option<String>) -> u8 {
-    let Some(name) = name else {
-        fail!(1, "No netns name specified")
-    };
-    let Some(value) = nsid else {
-        fail!(1, "No nsid specified")
-    };
+async fn set(name: Option<String>, nsid: Option<String>) -> Result {
+    let name = name.ok_or(Error::MissingName)?;
+    let value = nsid.ok_or(Error::MissingNsid)?;
     let id = if value == "auto" {
         Nsid::Auto
     } else {
         match parse_c_int(&value) {
-            None => fail!(
-                255,
-                "Error: argument \"{value}\" is wrong: Invalid \"netnsid\" value"
-            ),
+            None => {
+                return Err(Error::Argument {
+                    arg: value,
+                    what: "Invalid \"netnsid\" value".into(),
+                });
+            }
             Some(n) if n < 0 => {
-                fail!(
-                    255,
-                    "Error: argument \"{value}\" is wrong: \"netnsid\" value should be >= 0"
-                )
+                return Err(Error::Argument {
+                    arg: value,
+                    what: "\"netnsid\" value should be >= 0".into(),
+                });
             }
             Some(n) => Nsid::Id(n),
         }
     };
     let ns = match open_entry(&name) {
-        Err(e) => fail!(
-            1,
-            "Cannot open network namespace \"{name}\": {}",
-            io_text(&e)
-        ),
-        Ok(None) => fail!(2, "{PEER_INVALID}"),
+        Err(source) => {
+            return Err(Error::OpenNamed {
+                name,
+                code: 1,
+                source,
+            });
+        }
+        Ok(None) => return Err(Error::PeerInvalid { name }),
         Ok(Some(ns)) => ns,
     };
-    let Some(handle) = own_handle().await else {
-        fail!(1, "Cannot open rtnetlink");
-    };
+    let handle = own_handle()
+        .await
+        .map_err(|source| Error::Rtnetlink { source })?;
     match handle.set_nsid(Target::NetNs(ns), id).await {
-        Ok(_) => 0,
-        Err(e) => {
-            print_netlink_error(&e);
-            2
-        }
+        Ok(_) => Ok(0),
+        Err(source) => Err(Error::Netlink { source }),
     }
 }
 
 // ---------------------------------------------------------------- identify / pids
 
-fn identify(pid: Option<String>, extra: &[String]) -> u8 {
+fn identify(pid: Option<String>, extra: &[String]) -> Result {
     if !extra.is_empty() {
-        fail!(1, "extra arguments specified");
+        return Err(Error::ExtraArguments);
     }
-    let target = match &pid {
-        None => match NetNs::current_thread() {
-            Ok(ns) => nsfs::Target::Ns(ns),
-            Err(e) => fail!(1, "Cannot open network namespace: {}", nsfs_text(&e)),
-        },
+    let enoent = || Error::Open {
+        source: io::Error::from_raw_os_error(libc::ENOENT),
+    };
+    let target = match pid {
+        None => {
+            nsfs::Target::Ns(NetNs::current_thread().map_err(|e| Error::Open { source: io_of(e) })?)
+        }
         Some(p) => {
             if !p.bytes().all(|b| b.is_ascii_digit()) {
-                fail!(1, "Specified string '{p}' is not a pid");
+                return Err(Error::IdentifyPid { pid: p });
             }
-            match p.parse::<i32>() {
-                Ok(n) => nsfs::Target::Pid(n),
-                Err(_) => fail!(
-                    1,
-                    "Cannot open network namespace: No such file or directory"
-                ),
-            }
+            // Digits too many for a pid name no process either.
+            nsfs::Target::Pid(p.parse::<i32>().map_err(|_| enoent())?)
         }
     };
     let found = match RunDir::default().identify(target) {
         Ok(found) => found,
-        Err(nsfs::Error::NoSuchProcess { .. }) => {
-            fail!(
-                1,
-                "Cannot open network namespace: No such file or directory"
-            )
-        }
+        Err(nsfs::Error::NoSuchProcess { .. }) => return Err(enoent()),
         Err(nsfs::Error::Io {
             op: "read directory",
+            path,
             source,
-            ..
-        }) => fail!(
-            1,
-            "Failed to open directory {DEFAULT_RUN_DIR}:{}",
-            io_text(&source)
-        ),
-        Err(e) => fail!(1, "Cannot open network namespace: {}", nsfs_text(&e)),
+        }) => return Err(Error::ReadRunDir { path, source }),
+        Err(e) => return Err(Error::Open { source: io_of(e) }),
     };
     // ip prints the last match in directory order.
     let name = entries()
@@ -682,37 +602,32 @@ fn identify(pid: Option<String>, extra: &[String]) -> u8 {
         .rfind(|e| found.iter().any(|f| f.as_str() == e))
         .unwrap_or_default();
     println!("{name}");
-    0
+    Ok(0)
 }
 
-async fn pids(name: Option<String>, extra: &[String]) -> u8 {
-    let Some(name) = name else {
-        fail!(1, "No netns name specified")
-    };
+async fn pids(name: Option<String>, extra: &[String]) -> Result {
+    let name = name.ok_or(Error::MissingName)?;
     if !extra.is_empty() {
-        fail!(1, "extra arguments specified");
+        return Err(Error::ExtraArguments);
     }
     match open_entry(&name) {
-        Err(e) => fail!(1, "Cannot open network namespace: {}", io_text(&e)),
+        Err(source) => return Err(Error::Open { source }),
         // ip compares a plain file with every process: none matches.
-        Ok(None) => return 0,
+        Ok(None) => return Ok(0),
         Ok(Some(_)) => {}
     }
-    let Ok(ns_name) = NsName::new(name.as_str()) else {
-        fail!(255, "Invalid netns name \"{name}\"");
-    };
-    match RunDir::default().pids(&ns_name).await {
-        Ok(mut pids) => {
-            pids.sort_unstable();
-            let mut out = String::new();
-            for pid in pids {
-                out.push_str(&format!("{pid}\n"));
-            }
-            print!("{out}");
-            0
-        }
-        Err(e) => fail!(1, "Cannot open network namespace: {}", nsfs_text(&e)),
+    let ns_name = valid_name(&name)?;
+    let mut pids = RunDir::default()
+        .pids(&ns_name)
+        .await
+        .map_err(|e| Error::Open { source: io_of(e) })?;
+    pids.sort_unstable();
+    let mut out = String::new();
+    for pid in pids {
+        out.push_str(&format!("{pid}\n"));
     }
+    print!("{out}");
+    Ok(0)
 }
 
 // ---------------------------------------------------------------- exec
@@ -723,17 +638,21 @@ enum Ended {
     Signal(i32),
 }
 
-/// Starts `argv` in namespace `name` and waits for it. `Err` is an exit
-/// code, the failure already printed as ip prints it.
-async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> {
+/// Starts `argv` in namespace `name` and waits for it.
+async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended> {
     match open_entry(name) {
-        Err(e) => {
-            eprintln!("Cannot open network namespace \"{name}\": {}", io_text(&e));
-            return Err(255);
+        Err(source) => {
+            return Err(Error::OpenNamed {
+                name: name.into(),
+                code: 255,
+                source,
+            });
         }
         Ok(None) => {
-            eprintln!("setting the network namespace \"{name}\" failed: Invalid argument");
-            return Err(255);
+            return Err(Error::Enter {
+                name: name.into(),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            });
         }
         Ok(Some(_)) => {}
     }
@@ -742,13 +661,13 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended, u8> 
     let agent = if fast {
         None
     } else {
-        match nsproc::ExecAgent::start(name).await {
-            Ok(agent) => Some(agent),
-            Err(e) => {
-                eprintln!("setting the network namespace \"{name}\" failed: {e}");
-                return Err(255);
-            }
-        }
+        let agent = nsproc::ExecAgent::start(name)
+            .await
+            .map_err(|e| Error::Enter {
+                name: name.into(),
+                source: e.into(),
+            })?;
+        Some(agent)
     };
     let ended = spawn_and_wait(name, argv, agent.as_ref()).await;
     if let Some(agent) = agent {
@@ -765,7 +684,10 @@ async fn spawn_and_wait(
     name: &str,
     argv: &[OsString],
     agent: Option<&nsproc::ExecAgent>,
-) -> Result<Ended, u8> {
+) -> Result<Ended> {
+    use std::os::unix::process::ExitStatusExt;
+    use tokio::signal::unix::{SignalKind, signal};
+
     let program = argv[0].clone();
     flush();
     let mut command = nsproc::Command::new(&program);
@@ -773,22 +695,16 @@ async fn spawn_and_wait(
     if let Some(agent) = agent {
         command.exec_agent(agent);
     }
-    let mut child = match command.spawn().await {
-        Ok(child) => child,
-        Err(nsproc::Error::Spawn { source, .. }) => {
-            eprintln!(
-                "exec of \"{}\" failed: {}",
-                program.to_string_lossy(),
-                io_text(&source)
-            );
-            return Err(1);
+    let mut child = command.spawn().await.map_err(|e| {
+        let source = match e {
+            nsproc::Error::Spawn { source, .. } => source,
+            other => other.into(),
+        };
+        Error::Exec {
+            program: program.to_string_lossy().into_owned(),
+            source,
         }
-        Err(e) => {
-            eprintln!("nsctl: {e}");
-            return Err(1);
-        }
-    };
-    use tokio::signal::unix::{SignalKind, signal};
+    })?;
     let mut term = signal(SignalKind::terminate()).ok();
     let mut hup = signal(SignalKind::hangup()).ok();
     // Registered only so that they do not kill nsctl: the terminal sends them
@@ -802,19 +718,13 @@ async fn spawn_and_wait(
             Some(()) = async { hup.as_mut()?.recv().await } => { let _ = child.signal(libc::SIGHUP); }
         }
     };
-    use std::os::unix::process::ExitStatusExt;
     drop(child);
-    match status {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => Ok(Ended::Code(code as u8)),
-            (None, Some(sig)) => Ok(Ended::Signal(sig)),
-            _ => Ok(Ended::Code(1)),
-        },
-        Err(e) => {
-            eprintln!("nsctl: {e}");
-            Err(1)
-        }
-    }
+    let status = status.map_err(|e| Error::Wait { source: e.into() })?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => Ended::Code(code as u8),
+        (None, Some(sig)) => Ended::Signal(sig),
+        _ => Ended::Code(1),
+    })
 }
 
 /// Waits (a second at most) until the agent `pid` has exited and been
@@ -830,45 +740,44 @@ async fn settle_agent(pid: i32) {
     }
 }
 
-async fn exec(all: bool, fast: bool, name: Option<OsString>, command: Vec<OsString>) -> u8 {
+async fn exec(all: bool, fast: bool, name: Option<OsString>, command: Vec<OsString>) -> Result {
     if all {
         let mut argv = command;
         if let Some(first) = name {
             argv.insert(0, first);
         }
         if argv.is_empty() {
-            fail!(1, "No command specified");
+            return Err(Error::MissingCommand);
         }
         for entry in entries() {
             println!("\nnetns: {entry}");
             match run_in(&entry, &argv, fast).await {
-                Ok(Ended::Code(_)) | Err(_) => {}
-                Ok(Ended::Signal(_)) => return 1,
+                Ok(Ended::Code(_)) => {}
+                // ip's child reports, ip goes on.
+                Err(e) => eprintln!("{e}"),
+                // ip gives up when a command is killed.
+                Ok(Ended::Signal(_)) => return Ok(1),
             }
         }
-        return 0;
+        return Ok(0);
     }
-    let Some(name) = name else {
-        fail!(1, "No netns name specified")
-    };
+    let name = name.ok_or(Error::MissingName)?;
     if command.is_empty() {
-        fail!(1, "No command specified");
+        return Err(Error::MissingCommand);
     }
     let name = name.to_string_lossy().into_owned();
-    match run_in(&name, &command, fast).await {
-        Ok(Ended::Code(code)) => code,
-        Ok(Ended::Signal(sig)) => crate::signal::die_of(sig),
-        Err(code) => code,
+    match run_in(&name, &command, fast).await? {
+        Ended::Code(code) => Ok(code),
+        Ended::Signal(sig) => Ok(crate::signal::die_of(sig)),
     }
 }
 
 // ---------------------------------------------------------------- monitor
 
-async fn monitor() -> u8 {
-    let mut events = match RunDir::default().monitor() {
-        Ok(m) => m,
-        Err(e) => fail!(1, "inotify_add_watch failed: {}", nsfs_text(&e)),
-    };
+async fn monitor() -> Result {
+    let mut events = RunDir::default()
+        .monitor()
+        .map_err(|e| Error::Watch { source: io_of(e) })?;
     // What has been reported, to turn a resync (after lost events) into the
     // lines that were missed.
     let mut known: Vec<String> = RunDir::default()
@@ -907,15 +816,15 @@ async fn monitor() -> u8 {
                 r
             }
             Ok(_) => Ok(()),
-            Err(e) => fail!(1, "read failed: {}", nsfs_text(&e)),
+            Err(e) => return Err(Error::WatchRead { source: io_of(e) }),
         };
         if written.and_then(|()| out.flush()).is_err() {
             // stdout closed (a pipe's reader went away): stop, as ip would
             // on SIGPIPE.
-            return 1;
+            return Ok(1);
         }
     }
-    0
+    Ok(0)
 }
 
 // ---------------------------------------------------------------- links
@@ -937,39 +846,41 @@ struct LinkLine {
     link_netns_self: bool,
 }
 
-async fn links(style: Style, name: Option<String>) -> u8 {
-    let Some(name) = name else {
-        fail!(1, "No netns name specified")
+async fn links(style: Style, name: Option<String>) -> Result {
+    let name = name.ok_or(Error::MissingName)?;
+    let ns = match open_entry(&name) {
+        Ok(Some(ns)) => ns,
+        Ok(None) => {
+            return Err(Error::OpenNamed {
+                name,
+                code: 1,
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        Err(source) => {
+            return Err(Error::OpenNamed {
+                name,
+                code: 1,
+                source,
+            });
+        }
     };
-    match open_entry(&name) {
-        Err(e) => fail!(
-            1,
-            "Cannot open network namespace \"{name}\": {}",
-            io_text(&e)
-        ),
-        Ok(None) => fail!(
-            1,
-            "setting the network namespace \"{name}\" failed: Invalid argument"
-        ),
-        Ok(Some(_)) => {}
-    }
-    let handle = match Handle::open(name.as_str(), OpenMode::OpenOnly).await {
-        Ok(h) => h,
-        Err(e) => fail!(1, "Cannot open network namespace \"{name}\": {e}"),
-    };
+    let handle = Handle::open(Target::NetNs(ns), OpenMode::OpenOnly)
+        .await
+        .map_err(|source| Error::Rtnetlink { source })?;
     let mut dump = handle.rtnetlink().link().get().execute();
     let mut lines = Vec::new();
     while let Some(msg) = dump.next().await {
         let msg = match msg {
             Ok(m) => m,
-            Err(e) => {
-                let e = netns::Error::Request {
-                    op: "dump links",
-                    ns: entry_path(&name),
-                    source: e,
-                };
-                print_netlink_error(&e);
-                return 2;
+            Err(source) => {
+                return Err(Error::Netlink {
+                    source: netns::Error::Request {
+                        op: "dump links",
+                        ns: entry_path(&name),
+                        source,
+                    },
+                });
             }
         };
         let mut line = LinkLine {
@@ -1027,7 +938,7 @@ async fn links(style: Style, name: Option<String>) -> u8 {
     }
     if style.json {
         print!("{}", json::render(&lines, style.pretty));
-        return 0;
+        return Ok(0);
     }
     for l in &lines {
         let mut text = format!("{}: {}", l.ifindex, l.ifname);
@@ -1048,5 +959,5 @@ async fn links(style: Style, name: Option<String>) -> u8 {
         }
         println!("{text}");
     }
-    0
+    Ok(0)
 }

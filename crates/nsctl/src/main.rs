@@ -89,6 +89,7 @@
 
 mod cli;
 mod cmd;
+mod error;
 mod json;
 mod signal;
 
@@ -98,18 +99,18 @@ use clap::Parser;
 
 use crate::cli::{Cli, Pre};
 
+/// Prints `e` as ip would and gives ip's exit code.
+fn fail(e: error::Error) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(e.exit_code())
+}
+
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
     let args = match cli::preprocess(args) {
         Pre::Args(args) => args,
-        Pre::InvalidName(name) => {
-            eprintln!("Invalid netns name \"{name}\"");
-            return ExitCode::from(255);
-        }
-        Pre::Unknown(word) => {
-            eprintln!("Command \"{word}\" is unknown, try \"nsctl help\".");
-            return ExitCode::from(255);
-        }
+        Pre::InvalidName(name) => return fail(error::Error::InvalidName { name }),
+        Pre::Unknown(word) => return fail(error::Error::UnknownCommand { word }),
     };
     let cli = Cli::parse_from(args);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -122,7 +123,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(cmd::run(cli));
+    let code = match runtime.block_on(cmd::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    };
     // Drop the runtime first: nothing may outlive the command's output.
     drop(runtime);
     ExitCode::from(code)

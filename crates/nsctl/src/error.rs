@@ -1,0 +1,289 @@
+//! The one error type of nsctl: every failure a subcommand can end with,
+//! displayed in ip's words and carrying ip's exit code.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a subcommand failed.
+///
+/// `Display` is the line ip prints on standard error for the same failure
+/// (with "nsctl" where ip names itself), [`exit_code`](Error::exit_code) the
+/// status ip exits with, and [`raw_os_error`](Error::raw_os_error) the errno
+/// behind it, if any.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum Error {
+    /// A name ip's `invalid_name` rejects (empty, `.`, `..`, a `/`, too long).
+    #[error("Invalid netns name \"{name}\"")]
+    InvalidName { name: String },
+    /// No subcommand starts with this word.
+    #[error("Command \"{word}\" is unknown, try \"nsctl help\".")]
+    UnknownCommand { word: String },
+    /// A subcommand that needs a namespace name got none.
+    #[error("No netns name specified")]
+    MissingName,
+    /// `attach` without its two arguments.
+    #[error("No netns name and PID specified")]
+    MissingNameAndPid,
+    /// `set NAME` without an id.
+    #[error("No nsid specified")]
+    MissingNsid,
+    /// `exec NAME` without a command.
+    #[error("No command specified")]
+    MissingCommand,
+    /// `identify` or `pids` with more arguments than they take.
+    #[error("extra arguments specified")]
+    ExtraArguments,
+    /// `attach NAME PID` with a PID that is not a non-zero number.
+    #[error("Invalid PID: {pid}")]
+    AttachPid { pid: String },
+    /// `identify PID` with a PID that is not all digits.
+    #[error("Specified string '{pid}' is not a pid")]
+    IdentifyPid { pid: String },
+    /// A value ip's argument parser rejects (`set`, `list-id`).
+    #[error("Error: argument \"{arg}\" is wrong: {what}")]
+    Argument { arg: String, what: String },
+    /// A `list-id` keyword given twice.
+    #[error("Error: duplicate \"{key}\": \"{key}\" is the second value.")]
+    Duplicate { key: String },
+    /// A `list-id` keyword without its value.
+    #[error("Command line is not complete. Try option \"help\"")]
+    Incomplete,
+    /// An unknown `list-id` keyword: ip's usage.
+    #[error("{}", crate::cmd::USAGE)]
+    Usage,
+    /// The run directory could not be prepared for `add` or `attach`.
+    #[error("mount --make-shared {} failed: {}", path.display(), errno_text(source))]
+    PrepareRunDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The entry for a new namespace could not be made (`add`, `attach`).
+    #[error("Cannot create namespace file \"{}\": {}", path.display(), errno_text(source))]
+    CreateEntry {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A new namespace could not be made or mounted (`add`).
+    #[error(
+        "Failed to create a new network namespace \"{name}\": {}",
+        errno_text(source)
+    )]
+    Create {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The namespace of process `pid` could not be mounted (`attach`).
+    #[error("Bind /proc/{pid}/ns/net -> {} failed: {}", path.display(), errno_text(source))]
+    Attach {
+        pid: i32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A namespace's entry could not be removed (`delete`).
+    #[error("Cannot remove namespace file \"{}\": {}", path.display(), errno_text(source))]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A named namespace could not be opened (`set`, `exec`, `links`).
+    #[error("Cannot open network namespace \"{name}\": {}", errno_text(source))]
+    OpenNamed {
+        name: String,
+        /// ip exits 255 here for `exec`, 1 otherwise.
+        code: u8,
+        #[source]
+        source: io::Error,
+    },
+    /// A namespace could not be opened (`identify`, `pids`: ip names none).
+    #[error("Cannot open network namespace: {}", errno_text(source))]
+    Open {
+        #[source]
+        source: io::Error,
+    },
+    /// The run directory could not be read (`identify`).
+    #[error("Failed to open directory {}:{}", path.display(), errno_text(source))]
+    ReadRunDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The process could not be moved into the namespace (`exec`).
+    #[error(
+        "setting the network namespace \"{name}\" failed: {}",
+        errno_text(source)
+    )]
+    Enter {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The command could not be started (`exec`).
+    #[error("exec of \"{program}\" failed: {}", errno_text(source))]
+    Exec {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the command failed (`exec`).
+    #[error("waitpid: {}", errno_text(source))]
+    Wait {
+        #[source]
+        source: io::Error,
+    },
+    /// A netlink request was refused: the kernel's extended-ack message, or
+    /// its errno, as ip's `rtnl_talk` prints them.
+    #[error("{}", netlink_text(source))]
+    Netlink {
+        #[source]
+        source: netns::Error,
+    },
+    /// The file named is not a network namespace (a stale entry), as the
+    /// kernel words it when handed such an fd.
+    #[error("Error: Peer netns reference is invalid.")]
+    PeerInvalid { name: String },
+    /// A `list-id` dump failed: the kernel's words (as [`Error::Netlink`]
+    /// prints them), then ip's verdict.
+    #[error("{line}\nDump terminated")]
+    Dump { line: String },
+    /// No netlink socket could be opened in nsctl's own namespace.
+    #[error("Cannot open rtnetlink: {source}")]
+    Rtnetlink {
+        #[source]
+        source: netns::Error,
+    },
+    /// The run directory could not be watched (`monitor`).
+    #[error("inotify_add_watch failed: {}", errno_text(source))]
+    Watch {
+        #[source]
+        source: io::Error,
+    },
+    /// Watching the run directory failed after it started (`monitor`).
+    #[error("read failed: {}", errno_text(source))]
+    WatchRead {
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The status ip exits with for the same failure.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidName { .. }
+            | Error::UnknownCommand { .. }
+            | Error::Argument { .. }
+            | Error::Duplicate { .. }
+            | Error::Incomplete
+            | Error::Usage
+            | Error::Enter { .. } => 255,
+            Error::OpenNamed { code, .. } => *code,
+            Error::Netlink { .. } | Error::PeerInvalid { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The errno behind the failure, if the kernel gave one. (The binary
+    /// prints and exits; the tests query it.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::PrepareRunDir { source, .. }
+            | Error::CreateEntry { source, .. }
+            | Error::Create { source, .. }
+            | Error::Attach { source, .. }
+            | Error::Remove { source, .. }
+            | Error::OpenNamed { source, .. }
+            | Error::Open { source }
+            | Error::ReadRunDir { source, .. }
+            | Error::Enter { source, .. }
+            | Error::Exec { source, .. }
+            | Error::Wait { source }
+            | Error::Watch { source }
+            | Error::WatchRead { source } => source.raw_os_error(),
+            Error::Netlink { source } | Error::Rtnetlink { source } => source.raw_os_error(),
+            Error::PeerInvalid { .. } => Some(libc::EINVAL),
+            _ => None,
+        }
+    }
+}
+
+/// C's `strerror` for an io error's errno, or the error's own words.
+pub(crate) fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// ip's `Error: <message>.` / `RTNETLINK answers: <errno>`.
+fn netlink_text(e: &netns::Error) -> String {
+    if let Some(msg) = e.kernel_message() {
+        format!("Error: {}", with_dot(&msg))
+    } else if let Some(code) = e.raw_os_error() {
+        format!(
+            "RTNETLINK answers: {}",
+            nix::errno::Errno::from_raw(code).desc()
+        )
+    } else {
+        format!("RTNETLINK answers: {e}")
+    }
+}
+
+/// The first line of a failed dump: the kernel's message, else its errno.
+pub(crate) fn dump_line(message: &str, errno: i32) -> String {
+    if message.is_empty() {
+        format!(
+            "RTNETLINK answers: {}",
+            nix::errno::Errno::from_raw(errno).desc()
+        )
+    } else {
+        format!("Error: {}", with_dot(message))
+    }
+}
+
+/// ip ends kernel messages with a full stop.
+fn with_dot(msg: &str) -> String {
+    if msg.ends_with('.') {
+        msg.to_owned()
+    } else {
+        format!("{msg}.")
+    }
+}
+
+/// The result type of nsctl's subcommands: `Ok` holds the exit code.
+pub(crate) type Result<T = u8, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_codes_are_ips() {
+        let e = Error::InvalidName { name: "a/b".into() };
+        assert_eq!(e.to_string(), "Invalid netns name \"a/b\"");
+        assert_eq!(e.exit_code(), 255);
+        let e = Error::Remove {
+            path: "/run/netns/x".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Cannot remove namespace file \"/run/netns/x\": No such file or directory"
+        );
+        assert_eq!((e.exit_code(), e.raw_os_error()), (1, Some(libc::ENOENT)));
+        let e = Error::Dump {
+            line: dump_line("Invalid target network namespace id", 22),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Error: Invalid target network namespace id.\nDump terminated"
+        );
+        assert_eq!(Error::PeerInvalid { name: "s".into() }.exit_code(), 2);
+    }
+}
