@@ -324,6 +324,63 @@ fn frame_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((a, b))
 }
 
+/// How long [`Agent::start`] waits for the agent's answer to `Hello`. An agent
+/// is ready in about 1.5 ms; one that does not answer at all (a binary whose
+/// `main` ran instead of the agent and neither exits nor reads its stdin)
+/// must not hang the caller.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `Hello` (encoded in `hello`, with its `fds`) and reads the answer
+/// into `rbuf`, giving up after `within`.
+pub(crate) async fn handshake(
+    ctl: &AsyncFd<OwnedFd>,
+    pid: i32,
+    hello: &[u8],
+    fds: &[BorrowedFd<'_>],
+    rbuf: &mut [u8],
+    within: Duration,
+) -> Result<()> {
+    let exchange = async {
+        ctl.async_io(Interest::WRITABLE, |fd| {
+            sys::send_frame(fd.as_fd(), hello, fds, true)
+        })
+        .await?;
+        recv_one(ctl, rbuf).await
+    };
+    let got = match tokio::time::timeout(within, exchange).await {
+        Ok(Ok(got)) => got,
+        Ok(Err(_)) => return Err(Error::AgentGone { pid }),
+        Err(_) => {
+            return Err(Error::Start {
+                step: "handshake",
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("agent {pid} did not answer within {within:?}"),
+                ),
+            });
+        }
+    };
+    match decode(&got, rbuf)? {
+        Some((
+            1,
+            Reply::Ready {
+                version: proto::VERSION,
+                ..
+            },
+        )) => Ok(()),
+        Some((
+            _,
+            Reply::Failed {
+                step,
+                errno,
+                detail,
+            },
+        )) => Err(remote(step, errno, &detail)),
+        Some((_, other)) => Err(unexpected("Ready", &other)),
+        None => Err(Error::AgentGone { pid }),
+    }
+}
+
 /// Spawns the agent process; runs on a namespace thread that outlives it.
 pub(crate) fn spawn_agent(sock: OwnedFd, ppid: u32) -> io::Result<(i32, OwnedFd)> {
     let mut cmd = Command::new("/proc/self/exe");
@@ -425,11 +482,13 @@ impl Agent {
     /// [`Error::Remote`] if it could not enter a namespace or set up the
     /// mounts (the step says which), [`Error::AgentGone`] if it died during
     /// the handshake (for example, the init hook was not linked into this
-    /// executable), [`Error::Protocol`] on a bad answer.
+    /// executable), [`Error::Protocol`] on a bad answer, [`Error::Start`]
+    /// with step `"handshake"` and kind `TimedOut` if it has not answered
+    /// within 10 seconds (it is then killed and reaped).
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with IO enabled.
+    /// Outside a tokio runtime with IO and time enabled.
     ///
     /// # Examples
     ///
@@ -472,36 +531,9 @@ impl Agent {
         if let Some(userns) = &opts.user_ns {
             fds.push(userns.as_fd());
         }
-        let gone = |_| Error::AgentGone { pid };
-        ctl.async_io(Interest::WRITABLE, |fd| {
-            sys::send_frame(fd.as_fd(), &buf, &fds, true)
-        })
-        .await
-        .map_err(gone)?;
         let mut rbuf = vec![0; MAX_FRAME + 1];
-        let got = recv_one(&ctl, &mut rbuf).await.map_err(gone)?;
-        let answer = decode(&got, &rbuf);
-        let failure = match answer {
-            Ok(Some((
-                1,
-                Reply::Ready {
-                    version: proto::VERSION,
-                    ..
-                },
-            ))) => None,
-            Ok(Some((
-                _,
-                Reply::Failed {
-                    step,
-                    errno,
-                    detail,
-                },
-            ))) => Some(remote(step, errno, &detail)),
-            Ok(Some((_, other))) => Some(unexpected("Ready", &other)),
-            Ok(None) => Some(Error::AgentGone { pid }),
-            Err(e) => Some(e),
-        };
-        if let Some(err) = failure {
+        let shook = handshake(&ctl, pid, &buf, &fds, &mut rbuf, HANDSHAKE_TIMEOUT).await;
+        if let Err(err) = shook {
             sys::shutdown(ctl.get_ref().as_fd());
             drop(ctl);
             reaper.reap().await;

@@ -268,3 +268,44 @@ impl Raw {
         .unwrap();
     }
 }
+
+/// Regression: `Agent::start` waited for the handshake's answer forever; a
+/// process that takes the Hello and never answers now fails the start with a
+/// timeout instead of hanging it.
+#[tokio::test]
+async fn a_silent_agent_times_out_the_handshake() {
+    let (ours, silent) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .unwrap();
+    let ctl = sys::async_fd(ours).unwrap();
+    let mut hello = Vec::new();
+    let req = Request::Hello {
+        version: proto::VERSION,
+        user_ns: false,
+        exec_name: None,
+    };
+    proto::encode_request(1, &req, &mut hello).unwrap();
+    let ns = nsfs::NetNs::current_thread().unwrap();
+    let mut rbuf = vec![0; MAX_FRAME + 1];
+    let within = std::time::Duration::from_millis(50);
+    let shook = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        crate::client::handshake(&ctl, 1234, &hello, &[ns.as_fd()], &mut rbuf, within),
+    )
+    .await
+    .expect("hang guard: the handshake never gave up");
+    match shook {
+        Err(crate::Error::Start { step, source }) => {
+            assert_eq!(step, "handshake");
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        }
+        other => panic!("expected a handshake timeout, got {other:?}"),
+    }
+    // The Hello did go out, with its fd.
+    let got = sys::recv_frame(silent.as_fd(), &mut rbuf, true).unwrap();
+    assert_eq!((got.len, got.fds.len()), (hello.len(), 1));
+}
