@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nsfs::{EntryState, NetNs, NsName, RunDir};
+use nsfs::{NetNs, NsName, RunDir};
 
 use crate::{Error, Result};
 
@@ -68,32 +68,20 @@ impl Namespace {
 
     /// The name the namespace has in `dir`, for the `/etc/netns/NAME` binds
     /// of the `ip netns exec` path: the name itself; for a path or handle, the
-    /// entry of `dir` it was opened from, or else the entry of `dir` holding the
-    /// same namespace (by nsfs identity).
+    /// names `dir` has for the same namespace ([`RunDir::identify`], like
+    /// `ip netns identify`), preferring the entry it was opened from.
     pub(crate) fn name_in(&self, dir: &RunDir, resolved: &NetNs) -> Option<NsName> {
-        let path = match self {
+        let opened_from = match self {
             Namespace::Name(name) => return NsName::new(name.as_str()).ok(),
             Namespace::Path(path) => Some(path.as_path()),
             Namespace::NetNs(ns) => ns.path(),
         };
-        if let Some(name) = path.and_then(|p| entry_name(dir, p)) {
-            return Some(name);
-        }
-        // Identify it, like `ip netns identify`.
-        let entries = dir.list().ok()?;
-        entries
-            .into_iter()
-            .filter(|e| e.state == EntryState::Mounted)
-            .find(|e| dir.open(&e.name).is_ok_and(|ns| ns.id() == resolved.id()))
-            .map(|e| e.name)
+        let names = dir.identify(resolved).ok()?;
+        opened_from
+            .and_then(|path| names.iter().find(|n| dir.entry(n) == path))
+            .or(names.first())
+            .cloned()
     }
-}
-
-fn entry_name(dir: &RunDir, path: &Path) -> Option<NsName> {
-    if path.parent()? != dir.path() {
-        return None;
-    }
-    NsName::from_os_str(path.file_name()?).ok()
 }
 
 impl fmt::Display for Namespace {
