@@ -40,11 +40,17 @@ fn entry_path(name: &str) -> PathBuf {
 /// The run directory's entries in directory order, as ip's `readdir` loop
 /// sees them (names that are not UTF-8 are skipped).
 fn entries() -> Vec<String> {
-    let Ok(read) = fs::read_dir(run_dir_path()) else {
-        return Vec::new();
-    };
-    read.filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect()
+    read_entries().unwrap_or_default()
+}
+
+/// [`entries`], or `None` if the directory cannot be opened (ip's `list`
+/// then prints nothing at all, not even an empty JSON array).
+fn read_entries() -> Option<Vec<String>> {
+    let read = fs::read_dir(run_dir_path()).ok()?;
+    Some(
+        read.filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+    )
 }
 
 fn flush() {
@@ -156,8 +162,11 @@ async fn list(style: Style) -> Result {
         // more), then lists.
         nsid_map(h).await;
     }
+    let Some(names) = read_entries() else {
+        return Ok(0);
+    };
     let mut out = Vec::new();
-    for name in entries() {
+    for name in names {
         let id = match &handle {
             Some(h) => nsid_of_name(h, &name).await,
             None => None,

@@ -286,3 +286,12 @@ fn monitor_like_ip() {
          x delete m2; sleep 0.2; x delete pre; sleep 1; { kill $M; wait $M; } 2>/dev/null; cat $W/mon",
     );
 }
+
+#[test]
+fn missing_run_dir() {
+    differential(
+        "mount -t tmpfs none /run; ls -A /run; x; x -j list; x -j -p list; x identify; x pids a; x delete a\n\
+         x -all delete; x -all exec true; x set a 1; x exec a true; x list-id; ls -A /run\n\
+         x add a; x list; stat -c %a /run/netns; x delete a; x list",
+    );
+}
