@@ -209,7 +209,8 @@ impl Executor {
     ///
     /// # Errors
     ///
-    /// [`Error::Thread`] if the home namespace cannot be opened (no `/proc`).
+    /// [`Error::Thread`] if the home namespace cannot be opened (no `/proc`,
+    /// no fd left); the next call tries again.
     ///
     /// # Examples
     ///
@@ -219,16 +220,16 @@ impl Executor {
     /// # Ok::<(), nsfs::Error>(())
     /// ```
     pub fn global() -> Result<&'static Executor> {
-        static GLOBAL: OnceLock<std::result::Result<Executor, i32>> = OnceLock::new();
-        let size = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-        match GLOBAL
-            .get_or_init(|| Executor::new(size).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)))
-        {
-            Ok(exec) => Ok(exec),
-            Err(errno) => Err(Error::Thread {
-                source: io::Error::from_raw_os_error(*errno),
-            }),
+        static GLOBAL: OnceLock<Executor> = OnceLock::new();
+        if let Some(exec) = GLOBAL.get() {
+            return Ok(exec);
         }
+        // A failure is not remembered (it may be passing: `EMFILE`), so the
+        // next call tries again. Two first callers racing may both make an
+        // executor; the loser's, which has no thread yet, is dropped.
+        let size = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let exec = Executor::new(size).map_err(|e| Error::Thread { source: e.into() })?;
+        Ok(GLOBAL.get_or_init(|| exec))
     }
 
     /// A new pool of at most `threads` namespace threads (at least one), whose

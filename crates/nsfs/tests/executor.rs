@@ -1,6 +1,7 @@
 //! The namespace threads: a closure run in a namespace sees that namespace
 //! while every runtime thread stays in its own; panics reach the caller and
 //! the pool keeps working; anonymous namespaces; the home namespace.
+#![allow(unsafe_code)]
 mod common;
 
 use std::time::Duration;
@@ -184,4 +185,59 @@ async fn dropped_futures_still_run_their_closure() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     drop(exec.run_home(move || tx.send(()).unwrap()));
     assert!(rx.recv().is_err());
+}
+
+/// Regression: a failed first use of `Executor::global` (here: no fd left to
+/// open the home namespace) was remembered for the life of the process, so
+/// every later `NetNs::run` failed too. Now a later call tries again. Runs in
+/// a process of its own (this binary, `--ignored --exact`), since the global
+/// executor and the fd limit are process-wide.
+#[test]
+fn global_executor_survives_a_failed_first_use() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "role_global_executor_after_a_failed_first_use",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("GLOBAL-OK"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "the process of global_executor_survives_a_failed_first_use (which runs it)"]
+fn role_global_executor_after_a_failed_first_use() {
+    let set_soft_limit = |soft: libc::rlim_t, hard: libc::rlim_t| {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads a valid, initialised rlimit.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    };
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a valid rlimit.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    set_soft_limit(0, old.rlim_max);
+    let first = Executor::global().map(|_| ());
+    set_soft_limit(old.rlim_cur, old.rlim_max);
+    assert!(first.is_err(), "no fd could be opened, yet: {first:?}");
+    let exec = Executor::global().expect("the global executor once fds are available again");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(exec.run_home(|| 7)).unwrap(), 7);
+    println!("GLOBAL-OK");
 }
