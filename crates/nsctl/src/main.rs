@@ -66,6 +66,8 @@
 //!   `-h`, `--help` or `--fast`-like (`nsctl add -- -h`); names that are not
 //!   valid UTF-8 are refused by the argument parser, and run-directory entries
 //!   that are not valid UTF-8 are skipped.
+//! - JSON strings are escaped as JSON requires: a control character in a
+//!   name is written `\u0001` (ip writes the raw byte, which is not JSON).
 //! - With `-all`, ip skips its name check for every subcommand and then
 //!   fails on the file system (`ip -all netns add a/b`: "Cannot create
 //!   namespace file"); nsctl still refuses such a name ("Invalid netns

@@ -295,3 +295,12 @@ fn missing_run_dir() {
          x add a; x list; stat -c %a /run/netns; x delete a; x list",
     );
 }
+
+#[test]
+fn names_with_quotes_tabs_and_unicode() {
+    differential(
+        "x add \"q'uo\\\"te\"; x add 'ünï<>&'; x add \"$(printf 'tab\\tx')\"; x add ' lead'\n\
+         x list; x -j list; x -j -p list; x set 'ünï<>&' 3; x list-id; x -j list-id\n\
+         x exec \"q'uo\\\"te\" ip netns identify; x delete \"$(printf 'tab\\tx')\"; x list",
+    );
+}
