@@ -34,10 +34,32 @@
 //! How it works: names, creation, removal, attach, identify and pids come
 //! from `nsfs`; namespace ids and links from the `netns` facade (and its
 //! rtnetlink handle for the `list-id` filters the facade does not offer);
-//! `exec` from `nsproc` (`ExecMode::IpNetnsExec`, through the nsproxy agent:
-//! private mount namespace, `/sys` remounted, `/etc/netns/NAME/*` bound over
-//! `/etc`), `--fast` from `nsproc`'s posix_spawn path. The application never
-//! forks and never switches a runtime thread's namespace.
+//! `exec` from `nsproc` (an `ExecAgent`: the nsproxy agent, started by exec,
+//! gives the command a private mount namespace, `/sys` remounted and
+//! `/etc/netns/NAME/*` bound over `/etc`; nsctl waits until the agent is
+//! reaped before it exits), `--fast` from `nsproc`'s posix_spawn path. nsctl
+//! never forks and never switches a runtime thread's namespace.
+//!
+//! Errors are one enum (`error.rs`) whose `Display` is ip's message and
+//! which knows ip's exit code: 255 for bad names, unknown subcommands and
+//! bad values, 2 for refused netlink requests, 1 otherwise; `exec` exits
+//! with the command's status.
+//!
+//! # Examples
+//!
+//! ```text
+//! $ nsctl add blue && nsctl set blue auto && nsctl
+//! blue (id: 0)
+//! $ nsctl -j -p list
+//! [ {
+//!         "name": "blue",
+//!         "id": 0
+//!     } ]
+//! $ nsctl exec blue ip -br link
+//! lo               DOWN           00:00:00:00:00:00 <LOOPBACK>
+//! $ nsctl add a/b
+//! Invalid netns name "a/b"
+//! ```
 //!
 //! # Differences from `ip netns` (iproute2 6.1)
 //!
@@ -62,9 +84,11 @@
 //!   exits 0 (ip prints its usage on standard error and exits 255). Error
 //!   messages that tell the user to run ip (`try "ip netns help"`) name
 //!   nsctl instead.
-//! - A namespace name that starts with `-` needs `--` before it when it is
-//!   `-h`, `--help` or `--fast`-like (`nsctl add -- -h`); names that are not
-//!   valid UTF-8 are refused by the argument parser, and run-directory entries
+//! - Names may start with `-`, as in ip, but a name that is also one of
+//!   nsctl's options (`-h`, `-j`, `-p`, `-a`, `--help`, `--fast`, ...)
+//!   needs `--` before it (`nsctl add -- -j`). nsctl's global options may
+//!   also follow the subcommand (`nsctl list -j`). Names that are not valid
+//!   UTF-8 are refused by the argument parser, and run-directory entries
 //!   that are not valid UTF-8 are skipped.
 //! - JSON strings are escaped as JSON requires: a control character in a
 //!   name is written `\u0001` (ip writes the raw byte, which is not JSON).
