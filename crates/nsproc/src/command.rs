@@ -10,7 +10,11 @@ use std::process::{ExitStatus, Output};
 use nsfs::RunDir;
 
 use crate::stdio::{Prepared, Stream};
-use crate::{Child, Error, ExecAgent, Namespace, Result, Stdio, fast};
+use tokio::net::unix::pipe;
+
+use crate::{
+    Child, ChildStderr, ChildStdin, ChildStdout, Error, ExecAgent, Namespace, Result, Stdio, fast,
+};
 
 /// How a [`Command`] is launched in its namespace.
 ///
@@ -628,4 +632,28 @@ pub(crate) struct Plan {
     pub(crate) stdin: Prepared,
     pub(crate) stdout: Prepared,
     pub(crate) stderr: Prepared,
+}
+
+/// Our ends of the piped streams, as the tokio pipe ends of a [`Child`].
+pub(crate) type ParentPipes = (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>);
+
+impl Plan {
+    /// Takes our ends of the piped streams and registers them with the
+    /// runtime (both launch paths hand them to the [`Child`] as they are).
+    pub(crate) fn parent_pipes(&mut self, program: &OsStr) -> Result<ParentPipes> {
+        let io_err = |op| {
+            move |source| Error::Io {
+                op,
+                program: program.to_owned(),
+                source,
+            }
+        };
+        let stdin = self.stdin.parent.take().map(pipe::Sender::from_owned_fd);
+        let stdin = stdin.transpose().map_err(io_err("register stdin pipe"))?;
+        let stdout = self.stdout.parent.take().map(pipe::Receiver::from_owned_fd);
+        let stdout = stdout.transpose().map_err(io_err("register stdout pipe"))?;
+        let stderr = self.stderr.parent.take().map(pipe::Receiver::from_owned_fd);
+        let stderr = stderr.transpose().map_err(io_err("register stderr pipe"))?;
+        Ok((stdin, stdout, stderr))
+    }
 }

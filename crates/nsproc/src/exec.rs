@@ -272,7 +272,11 @@ impl AgentChild {
     }
 }
 
-pub(crate) async fn spawn(cmd: &Command, plan: Plan, reuse: Option<&ExecAgent>) -> Result<Child> {
+pub(crate) async fn spawn(
+    cmd: &Command,
+    mut plan: Plan,
+    reuse: Option<&ExecAgent>,
+) -> Result<Child> {
     let agent = match reuse {
         Some(agent) => agent.clone(),
         None => {
@@ -306,6 +310,7 @@ pub(crate) async fn spawn(cmd: &Command, plan: Plan, reuse: Option<&ExecAgent>) 
             source,
         }
     };
+    let (parent_in, parent_out, parent_err) = plan.parent_pipes(&cmd.program)?;
     let agent_stdio = |side: ChildSide, which: Stream| -> io::Result<AgentStdio> {
         Ok(match side {
             ChildSide::Null => AgentStdio::Null,
@@ -317,25 +322,6 @@ pub(crate) async fn spawn(cmd: &Command, plan: Plan, reuse: Option<&ExecAgent>) 
         agent_stdio(plan.stdout.child, Stream::Stdout).map_err(io_err("prepare stdout"))?;
     let stderr =
         agent_stdio(plan.stderr.child, Stream::Stderr).map_err(io_err("prepare stderr"))?;
-    let parent_in = plan
-        .stdin
-        .parent
-        .map(tokio::net::unix::pipe::Sender::from_owned_fd)
-        .transpose();
-    let parent_in = parent_in.map_err(io_err("register stdin pipe"))?;
-    let parent_out = plan
-        .stdout
-        .parent
-        .map(tokio::net::unix::pipe::Receiver::from_owned_fd)
-        .transpose();
-    let parent_out = parent_out.map_err(io_err("register stdout pipe"))?;
-    let parent_err = plan
-        .stderr
-        .parent
-        .map(tokio::net::unix::pipe::Receiver::from_owned_fd)
-        .transpose();
-    let parent_err = parent_err.map_err(io_err("register stderr pipe"))?;
-
     let mut req = SpawnRequest::new(&plan.program)
         .arg0(cmd.arg0.as_ref().unwrap_or(&cmd.program))
         .args(&cmd.args)

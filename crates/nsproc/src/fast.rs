@@ -12,43 +12,16 @@
 //! ones are not offered here; the last is resolved before the spawn
 //! (`Command::resolve_program`).
 
-use tokio::net::unix::pipe;
-
 use crate::child::{Child, Launched};
 use crate::command::Plan;
 use crate::{Command, Error, Result};
 
-pub(crate) async fn spawn(cmd: &Command, plan: Plan) -> Result<Child> {
+pub(crate) async fn spawn(cmd: &Command, mut plan: Plan) -> Result<Child> {
     let resolved = match &cmd.netns {
         Some(ns) => Some(ns.open(&cmd.run_dir)?),
         None => None,
     };
-    let io_err = |op| {
-        let program = cmd.program.clone();
-        move |source| Error::Io {
-            op,
-            program,
-            source,
-        }
-    };
-    let stdin = plan
-        .stdin
-        .parent
-        .map(pipe::Sender::from_owned_fd)
-        .transpose();
-    let stdin = stdin.map_err(io_err("register stdin pipe"))?;
-    let stdout = plan
-        .stdout
-        .parent
-        .map(pipe::Receiver::from_owned_fd)
-        .transpose();
-    let stdout = stdout.map_err(io_err("register stdout pipe"))?;
-    let stderr = plan
-        .stderr
-        .parent
-        .map(pipe::Receiver::from_owned_fd)
-        .transpose();
-    let stderr = stderr.map_err(io_err("register stderr pipe"))?;
+    let (stdin, stdout, stderr) = plan.parent_pipes(&cmd.program)?;
 
     let mut tc = tokio::process::Command::new(&plan.program);
     tc.arg0(cmd.arg0.as_ref().unwrap_or(&cmd.program))
