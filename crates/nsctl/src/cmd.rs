@@ -970,3 +970,36 @@ async fn links(style: Style, name: Option<String>) -> Result {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ext_ack_text;
+
+    fn tlv(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 4 + payload.len();
+        let mut v = Vec::new();
+        v.extend_from_slice(&(len as u16).to_ne_bytes());
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(payload);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    #[test]
+    fn extended_ack_message_is_found_after_other_attributes() {
+        // NLMSGERR_ATTR_OFFS (2) first, then NLMSGERR_ATTR_MSG (1), as the
+        // kernel sent it for an invalid target-nsid.
+        let mut bytes = tlv(2, &20u32.to_ne_bytes());
+        bytes.extend(tlv(1, b"Invalid target network namespace id\0"));
+        assert_eq!(
+            ext_ack_text(&bytes).as_deref(),
+            Some("Invalid target network namespace id")
+        );
+        assert_eq!(ext_ack_text(&tlv(2, &[0; 4])), None);
+        assert_eq!(ext_ack_text(&[]), None);
+        // A length running past the end is not trusted.
+        assert_eq!(ext_ack_text(&[200, 0, 1, 0, b'x']), None);
+    }
+}
