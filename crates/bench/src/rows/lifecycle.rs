@@ -6,7 +6,7 @@ use std::time::Instant;
 use nsfs::{NsName, OpenMode, RunDir};
 
 use super::RowSpec;
-use crate::harness::{BResult, Config, Measurement, Target, pair};
+use crate::harness::{BResult, Config, Measurement, Target, pair, triple};
 use crate::scratch::{Scratch, register, run_quiet, unique_name, unregister};
 
 pub(super) fn rows() -> Vec<RowSpec> {
@@ -57,6 +57,7 @@ async fn create_remove(cfg: &Config) -> BResult<Measurement> {
 async fn closure(cfg: &Config) -> BResult<Measurement> {
     let scratch = Scratch::new("cl").await?;
     let ns = &scratch.ns;
+    let exec = nsfs::Executor::global()?;
     let mut ours = async || {
         let start = Instant::now();
         black_box(ns.run(|| black_box(42u64)).await?);
@@ -67,8 +68,16 @@ async fn closure(cfg: &Config) -> BResult<Measurement> {
         black_box(tokio::task::spawn_blocking(|| black_box(42u64)).await?);
         Ok(vec![start.elapsed()])
     };
-    let res = pair(cfg.plan(5000, 1000), &mut ours, &mut reference).await;
+    // The same threads and handoff as NetNs::run, without the two setns: it
+    // splits ours into handoff and namespace switch.
+    let mut home = async || {
+        let start = Instant::now();
+        black_box(exec.run_home(|| black_box(42u64)).await?);
+        Ok(vec![start.elapsed()])
+    };
+    let res = triple(cfg.plan(5000, 1000), &mut ours, &mut reference, &mut home).await;
     scratch.remove().await?;
-    let [o, r] = res?;
-    Measurement::versus("NetNs::run", &o, "spawn_blocking", &r)
+    let [o, r, h] = res?;
+    Measurement::versus("NetNs::run", &o, "spawn_blocking", &r)?
+        .with_floor("Executor::run_home: same threads, no namespace switch", &h)
 }
