@@ -1,6 +1,6 @@
 //! The client side: starting an agent and talking to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
@@ -94,6 +94,9 @@ struct State {
     exits: HashMap<u32, oneshot::Sender<Result<i32>>>,
     /// Why the connection ended, once it has.
     ended: Option<Ended>,
+    /// Spawn requests with `kill_on_drop` whose caller went away before the
+    /// answer: when their `Spawned` comes, the child is killed at once.
+    abandoned: HashSet<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -162,6 +165,7 @@ impl Conn {
         req: &Request,
         fds: &[BorrowedFd<'_>],
         on_exit: Option<oneshot::Sender<Result<i32>>>,
+        kill_on_drop: bool,
     ) -> Result<(u32, Reply, Vec<OwnedFd>)> {
         let id = self.next_id();
         let mut buf = Vec::new();
@@ -177,10 +181,18 @@ impl Conn {
                 st.exits.insert(id, exit);
             }
         }
-        let guard = PendingGuard { conn: self, id };
+        let mut guard = PendingGuard {
+            conn: self,
+            id,
+            rx,
+            sent: false,
+            kill_on_drop,
+            answered: false,
+        };
         self.send(&buf, fds).await?;
-        let answer = rx.await;
-        std::mem::forget(guard);
+        guard.sent = true;
+        let answer = (&mut guard.rx).await;
+        guard.answered = true;
         match answer {
             Ok(Ok((reply, fds))) => Ok((id, reply, fds)),
             Ok(Err(e)) => Err(e),
@@ -189,17 +201,47 @@ impl Conn {
     }
 }
 
-/// Forgets a request that was dropped before its answer came.
+/// Forgets a request that was dropped before its answer came. A dropped
+/// spawn with `kill_on_drop` kills its child as a dropped [`AgentChild`]
+/// would: now if the answer is already here, else when it comes.
 struct PendingGuard<'a> {
     conn: &'a Conn,
     id: u32,
+    rx: oneshot::Receiver<ReplyResult>,
+    /// The request went out: an answer will come.
+    sent: bool,
+    kill_on_drop: bool,
+    /// The caller got the answer: nothing to forget.
+    answered: bool,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        // Under the lock, which the reader holds while it hands an answer
+        // over: either the answer is in `rx` or the reader will see
+        // `abandoned`.
         let mut st = self.conn.state();
-        st.pending.remove(&self.id);
+        let waiting = st.pending.remove(&self.id).is_some();
         st.exits.remove(&self.id);
+        if !(self.kill_on_drop && self.sent) {
+            return;
+        }
+        if waiting {
+            st.abandoned.insert(self.id);
+        } else if let Ok(Ok((reply, fds))) = self.rx.try_recv() {
+            kill_abandoned(&reply, &fds);
+        }
+    }
+}
+
+/// Kills the child of a `Spawned` answer nobody waits for (through its pidfd,
+/// the answer's first fd); the agent reaps it.
+fn kill_abandoned(reply: &Reply, fds: &[OwnedFd]) {
+    if let (Reply::Spawned { .. }, Some(pidfd)) = (reply, fds.first()) {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
     }
 }
 
@@ -608,7 +650,7 @@ impl Agent {
             ty,
             protocol,
         };
-        match self.conn.request(&req, &[], None).await? {
+        match self.conn.request(&req, &[], None, false).await? {
             (_, Reply::Socket, mut fds) => Ok(fds.remove(0)),
             (
                 _,
@@ -656,7 +698,10 @@ impl Agent {
         let req = Request::OpenRelay {
             protocol: protocol as i32,
         };
-        let (_, reply, mut fds) = self.conn.request(&req, &[theirs.as_fd()], None).await?;
+        let (_, reply, mut fds) = self
+            .conn
+            .request(&req, &[theirs.as_fd()], None, false)
+            .await?;
         drop(theirs);
         match reply {
             Reply::Relay => {
@@ -684,8 +729,9 @@ impl Agent {
     /// # Cancel safety
     ///
     /// If the future is dropped after the request was sent, the program may
-    /// run; it is killed if `kill_on_drop` was set (by the agent when it
-    /// exits), and reaped by the agent either way.
+    /// run; if `kill_on_drop` was set it is killed as soon as the agent's
+    /// answer arrives (as a dropped [`AgentChild`] would be), and it is reaped
+    /// by the agent either way.
     ///
     /// # Errors
     ///
@@ -716,7 +762,7 @@ impl Agent {
         let (exit_tx, exit_rx) = oneshot::channel();
         let (id, reply, fds) = self
             .conn
-            .request(&Request::Spawn(spec), &fds, Some(exit_tx))
+            .request(&Request::Spawn(spec), &fds, Some(exit_tx), kill_on_drop)
             .await?;
         drop(req.fds);
         match reply {
@@ -825,9 +871,13 @@ async fn reader(
                 };
             }
             reply => {
-                let tx = conn.state().pending.remove(&id);
-                if let Some(tx) = tx {
+                // Handed over under the lock: see `PendingGuard`.
+                let mut st = conn.state();
+                if let Some(tx) = st.pending.remove(&id) {
                     let _ = tx.send(Ok((reply, got.fds)));
+                } else if st.abandoned.remove(&id) {
+                    drop(st);
+                    kill_abandoned(&reply, &got.fds);
                 }
             }
         }

@@ -767,3 +767,50 @@ async fn a_frame_near_max_frame_goes_through() {
     drop(child);
     assert_eq!(guard(agent.close()).await.unwrap(), 0);
 }
+
+/// The pids of `pid`'s children.
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Regression: a `kill_on_drop` spawn dropped before its answer came left the
+/// program running until the agent exited (for ever, with an agent kept for
+/// reuse). It is now killed when the answer comes, or at once if the answer
+/// is already there, as a dropped `AgentChild` would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_kill_on_drop_spawn_kills_its_program() {
+    let ns = anon_ns().await;
+    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    // Dropped before the answer comes, and after it came but was not read.
+    for settle in [Duration::ZERO, Duration::from_millis(300)] {
+        let req = SpawnRequest::new("/bin/sleep")
+            .arg("1000")
+            .kill_on_drop(true);
+        let mut spawn = Box::pin(agent.spawn(req));
+        // One poll sends the request; starting a program takes longer than
+        // that, so no answer yet.
+        assert!(futures::poll!(spawn.as_mut()).is_pending());
+        tokio::time::sleep(settle).await;
+        drop(spawn);
+        // The agent answers in order: once this answer is here, the spawn's
+        // has been handled too.
+        let sock = guard(agent.open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
+            .await
+            .unwrap();
+        drop(sock);
+        let start = Instant::now();
+        while !children_of(agent.pid()).is_empty() {
+            assert!(
+                start.elapsed() < GUARD,
+                "the program of a dropped kill_on_drop spawn (settle {settle:?}) still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(agent.is_alive());
+    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+}
