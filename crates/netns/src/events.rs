@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use futures::Stream;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -10,7 +10,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use rtnetlink::MulticastGroup;
 
-use crate::handle::{Messages, Task};
+use crate::socket::NetlinkSocket;
 use crate::{Error, Handle, Result};
 
 /// One item of an [`Events`] stream.
@@ -45,10 +45,16 @@ pub enum Event {
 /// [`Handle::events`].
 ///
 /// It has its own netlink socket, subscribed to the requested groups inside
-/// the namespace, driven by a task on the runtime that made it. Several
-/// streams from several namespaces can be `tokio::select!`ed or merged
-/// (`futures::stream::select_all`). The stream never ends on its own while the
-/// socket works; it ends if the socket fails.
+/// the namespace, and reads it only when polled: events the consumer has not
+/// taken yet wait in the kernel's receive buffer (see
+/// [`Builder::receive_buffer`](crate::Builder::receive_buffer)), never in a
+/// queue of this process, so a slow consumer costs no memory here; when that
+/// buffer overflows the stream yields [`Event::Overrun`]. At most one kernel
+/// datagram is held between polls. Several streams from several namespaces
+/// can be `tokio::select!`ed or merged (`futures::stream::select_all`);
+/// polling is cancel safe. The stream never ends on its own while the socket
+/// works; it ends if the socket fails. A message the kernel sent that
+/// `netlink-packet-route` cannot parse is skipped, as `rtnetlink` does.
 ///
 /// The stream is independent of the [`Handle`] that made it: it keeps its
 /// namespace (and, on the relay transport, the agent) alive and goes on after
@@ -56,7 +62,7 @@ pub enum Event {
 ///
 /// # Drop
 ///
-/// Dropping it ends its task and closes its socket.
+/// Dropping it closes its socket.
 ///
 /// # Examples
 ///
@@ -74,10 +80,41 @@ pub enum Event {
 /// ```
 #[derive(Debug)]
 pub struct Events {
-    messages: Messages,
-    // Declared after `messages` so the receiver is dropped first.
-    _task: Task,
+    socket: NetlinkSocket,
+    /// The last datagram received, and where its next message starts.
+    datagram: Vec<u8>,
+    next: usize,
     ns: PathBuf,
+}
+
+/// Room offered to each receive: the largest datagram the kernel builds for
+/// events and dumps is 32 KiB (a larger one is still read whole).
+const DATAGRAM: usize = 64 * 1024;
+const NLMSG_HDRLEN: usize = 16;
+
+impl Events {
+    /// The next message of the datagram held, if any is left (a malformed
+    /// header drops the rest of the datagram).
+    fn next_message(&mut self) -> Option<NetlinkMessage<RouteNetlinkMessage>> {
+        while let Some(rest) = self.datagram.get(self.next..) {
+            let len = match rest.get(..4) {
+                Some(b) if rest.len() >= NLMSG_HDRLEN => {
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
+                }
+                _ => break,
+            };
+            if len < NLMSG_HDRLEN || len > rest.len() {
+                break;
+            }
+            self.next += (len + 3) & !3;
+            if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len]) {
+                return Some(msg);
+            }
+        }
+        self.datagram.clear();
+        self.next = 0;
+        None
+    }
 }
 
 impl Events {
@@ -100,13 +137,25 @@ impl Events {
 impl Stream for Events {
     type Item = Event;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        Pin::new(&mut self.messages).poll_next(cx).map(|item| {
-            item.map(|(msg, _): (_, SocketAddr)| match msg.payload {
-                NetlinkPayload::Overrun(_) => Event::Overrun,
-                _ => Event::Message(msg),
-            })
-        })
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let this = self.get_mut();
+        loop {
+            while let Some(msg) = this.next_message() {
+                match msg.payload {
+                    NetlinkPayload::Overrun(_) => return Poll::Ready(Some(Event::Overrun)),
+                    NetlinkPayload::Noop | NetlinkPayload::Done(_) => {}
+                    _ => return Poll::Ready(Some(Event::Message(msg))),
+                }
+            }
+            this.datagram.reserve(DATAGRAM);
+            match ready!(this.socket.poll_recv_from(cx, &mut this.datagram)) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Poll::Ready(Some(Event::Overrun));
+                }
+                Err(_) => return Poll::Ready(None),
+            }
+        }
     }
 }
 
@@ -127,7 +176,7 @@ impl Handle {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime (the stream's task is spawned on it).
+    /// Outside a tokio runtime (the socket is registered with its reactor).
     ///
     /// # Examples
     ///
@@ -155,11 +204,10 @@ impl Handle {
             ns: ns.clone(),
             source,
         })?;
-        let (connection, _rtnl, messages) = rtnetlink::from_socket(socket);
-        let task = Task(tokio::spawn(connection));
         Ok(Events {
-            messages,
-            _task: task,
+            socket,
+            datagram: Vec::new(),
+            next: 0,
             ns,
         })
     }

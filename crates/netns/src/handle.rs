@@ -211,16 +211,6 @@ impl Builder {
     }
 }
 
-/// Aborts the connection task when dropped.
-#[derive(Debug)]
-pub(crate) struct Task(pub(crate) JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A connection driven by a task, whose requests in flight are answered
 /// with `ECANCELED` when it closes.
 #[derive(Debug)]

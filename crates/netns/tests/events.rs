@@ -187,3 +187,40 @@ async fn overrun_is_reported(transport: netns::Transport) {
     h.add_veth("after0", "after1").execute().await.unwrap();
     expect_link(&mut events, "after").await;
 }
+
+// Regression: the stream used to be drained by a task into an unbounded
+// queue, so a consumer that stopped polling made this process's memory grow
+// without bound and never saw an overrun. Now events wait in the kernel's
+// buffer: on a multi-thread runtime that keeps running, a stream that is not
+// polled overflows that buffer and reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpolled_stream_overflows_the_kernel_buffer_not_our_memory() {
+    let ns = Ns::new("unpolled").await;
+    let listener = Handle::builder(ns.name())
+        .mode(OpenMode::OpenOnly)
+        .receive_buffer(1)
+        .open()
+        .await
+        .unwrap();
+    let mut events = listener.events(&[MulticastGroup::Link]).await.unwrap();
+    let h = common::open(ns.name(), netns::Transport::Direct).await;
+    for i in 0..40 {
+        h.add_veth(format!("u{i}a"), format!("u{i}b"))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let mut overruns = 0;
+    let mut messages = 0;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+        match event {
+            Event::Overrun => overruns += 1,
+            Event::Message(_) => messages += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        overruns >= 1,
+        "no overrun: {messages} messages were queued in this process"
+    );
+}
