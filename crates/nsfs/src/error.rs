@@ -225,4 +225,13 @@ impl From<Error> for io::Error {
 }
 
 /// The result type of this crate.
+///
+/// # Examples
+///
+/// ```
+/// fn check() -> nsfs::Result<()> {
+///     Ok(())
+/// }
+/// assert!(check().is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

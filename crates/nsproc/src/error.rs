@@ -145,4 +145,13 @@ impl From<Error> for io::Error {
 }
 
 /// The result type of this crate.
+///
+/// # Examples
+///
+/// ```
+/// fn check() -> nsproc::Result<()> {
+///     Ok(())
+/// }
+/// assert!(check().is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -32,24 +32,82 @@
 use std::fmt;
 
 /// The protocol version this build speaks. The handshake fails on any other.
+///
+/// # Examples
+///
+/// ```
+/// use nsproxy::proto::{self, Request};
+/// let hello = Request::Hello { version: proto::VERSION, user_ns: false, exec_name: None };
+/// let mut buf = Vec::new();
+/// proto::encode_request(1, &hello, &mut buf)?;
+/// # Ok::<(), proto::ProtoError>(())
+/// ```
 pub const VERSION: u32 = 1;
 
 /// The largest frame either side sends or accepts, header included.
+///
+/// # Examples
+///
+/// ```
+/// let mut buf = vec![0u8; nsproxy::proto::MAX_FRAME + 1]; // one more: see MSG_TRUNC
+/// # let _ = &mut buf;
+/// ```
 pub const MAX_FRAME: usize = 256 * 1024;
 
 /// The largest number of fds one frame may carry.
+///
+/// # Examples
+///
+/// ```
+/// use nsproxy::proto::{MAX_FDS, Reply};
+/// let spawned = Reply::Spawned { pid: 42, stdio: [true, true, true] };
+/// assert!(spawned.fd_count() <= MAX_FDS); // the pidfd and three pipes
+/// ```
 pub const MAX_FDS: usize = 4;
 
 /// Size of the control-channel header.
+///
+/// # Examples
+///
+/// ```
+/// use nsproxy::proto::{self, Request};
+/// let mut buf = Vec::new();
+/// proto::encode_request(1, &Request::OpenRelay { protocol: 0 }, &mut buf)?;
+/// assert_eq!(buf.len(), proto::HEADER_LEN + 4); // header, then the protocol
+/// # Ok::<(), proto::ProtoError>(())
+/// ```
 pub const HEADER_LEN: usize = 8;
 
 /// Size of the relay-channel header.
+///
+/// # Examples
+///
+/// ```
+/// let mut frame = Vec::new();
+/// nsproxy::proto::encode_relay_header(0, 0, &mut frame);
+/// assert_eq!(frame.len(), nsproxy::proto::RELAY_HEADER_LEN);
+/// ```
 pub const RELAY_HEADER_LEN: usize = 12;
 
 /// The largest netlink datagram a relay frame carries.
+///
+/// # Examples
+///
+/// ```
+/// use nsproxy::proto::{MAX_DATAGRAM, MAX_FRAME, RELAY_HEADER_LEN};
+/// assert_eq!(MAX_DATAGRAM + RELAY_HEADER_LEN, MAX_FRAME);
+/// ```
 pub const MAX_DATAGRAM: usize = MAX_FRAME - RELAY_HEADER_LEN;
 
 /// `Hello` flag: the frame carries a user namespace fd after the netns fd.
+///
+/// # Examples
+///
+/// ```
+/// use nsproxy::proto::Request;
+/// let hello = Request::Hello { version: 1, user_ns: true, exec_name: None };
+/// assert_eq!(hello.fd_count(), 2); // the netns fd and the user namespace fd
+/// ```
 pub const HELLO_USERNS: u32 = 1;
 
 const K_HELLO: u16 = 1;
