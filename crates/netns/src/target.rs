@@ -141,10 +141,18 @@ impl Target {
         match self {
             Target::Name(n) => {
                 let name = NsName::new(n.as_str())?;
-                let netns = if mode == OpenMode::OpenOnly {
-                    dir.open(&name)?
-                } else {
-                    dir.create(&name, mode).await?
+                let netns = match mode {
+                    OpenMode::OpenOnly => dir.open(&name)?,
+                    // An existing name is opened right here: a few syscalls,
+                    // where `create` would hop to a namespace thread and
+                    // re-share the run directory (a mount call) first.
+                    // Anything else (missing, a placeholder being mounted by
+                    // another creator) goes to `create`, which handles races.
+                    OpenMode::CreateOrOpen => match dir.open(&name) {
+                        Ok(netns) => netns,
+                        Err(_) => dir.create(&name, mode).await?,
+                    },
+                    _ => dir.create(&name, mode).await?,
                 };
                 Ok(Resolved {
                     netns,
