@@ -224,6 +224,15 @@ impl Target {
         }
     }
 
+    /// The goal in words, for `--list`.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Target::AbsAtMost(max) => format!("median <= {max} (us, or KiB for memory rows)"),
+            Target::None => "none stated (informative row)".into(),
+            other => other.text(Unit::Us),
+        }
+    }
+
     fn text(self, unit: Unit) -> String {
         let u = match unit {
             Unit::Us => "us",

@@ -16,6 +16,7 @@ mod rows;
 mod scratch;
 mod worker;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -94,11 +95,18 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> std::process::ExitCode {
     let all = rows::all();
     if args.list {
+        // A closed stdout (`nsbench --list | head`) just ends the listing.
+        let mut out = std::io::stdout().lock();
         for r in &all {
-            println!(
-                "{:<34} {}\n{:<34} goal: {:?}\n",
-                r.name, r.about, "", r.target
+            let line = format!(
+                "{}\n    {}\n    goal: {}\n",
+                r.name,
+                r.about,
+                r.target.describe()
             );
+            if writeln!(out, "{line}").is_err() {
+                break;
+            }
         }
         return std::process::ExitCode::SUCCESS;
     }
@@ -212,7 +220,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         eprintln!("nsbench: {sig}: stopped; removed {removed} namespaces; failures: {failed:?}");
     }
 
-    println!("\n{}", harness::table(&results));
+    let _ = writeln!(std::io::stdout(), "\n{}", harness::table(&results));
     let meta = serde_json::json!({
         "quick": cfg.quick,
         "ballast_mib": cfg.ballast_mib,
