@@ -65,14 +65,15 @@ pub(crate) async fn agent(ns: Namespace, resolved: Resolved, dir: &RunDir) -> Re
             _ => None,
         },
     };
-    let cell = {
+    // The entry of a dead agent is replaced; it is dropped after the lock is
+    // released (`_gone` outlives the block that holds the guard).
+    let (cell, _gone) = {
         let mut cache = cache();
         let stale = cache
             .entries
             .get(&key)
             .is_some_and(|e| e.agent.get().is_some_and(|a| !a.is_alive()));
-        // Dropped after the lock is released.
-        let _gone = if stale {
+        let gone = if stale {
             cache.entries.remove(&key)
         } else {
             None
@@ -86,7 +87,7 @@ pub(crate) async fn agent(ns: Namespace, resolved: Resolved, dir: &RunDir) -> Re
         if !cache.sweeping {
             cache.sweeping = start_sweeper();
         }
-        cell
+        (cell, gone)
     };
     // Concurrent spawns for one namespace share one start; a failed start
     // leaves the cell empty for the next try.
