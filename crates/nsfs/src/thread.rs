@@ -174,14 +174,19 @@ impl Worker<'_> {
         if ns.id() == self.home.id() {
             return Ok(());
         }
+        // A failed setns changes nothing: the thread is still home, and must
+        // not be sent "back" (which may fail the same way, e.g. EPERM, and
+        // would end the thread for nothing).
+        setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         self.away = true;
-        setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        Ok(())
     }
 
     /// Moves this thread into a new, empty network namespace.
     pub(crate) fn enter_new(&mut self) -> io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         self.away = true;
-        unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        Ok(())
     }
 
     /// Switches back home. `false` means the thread is stranded and must exit.
@@ -479,8 +484,14 @@ impl Executor {
 }
 
 fn worker_loop(queue: &Queue, home: &NetNs) {
-    // A thread is born in its creator's namespace: make sure it is home.
-    let mut worker = Worker { home, away: true };
+    // A thread is born in its creator's namespace: make sure it is home
+    // (with no `setns` if it is: that needs privileges the process may have
+    // dropped since the executor was made).
+    let born_home = NetNs::current_thread().is_ok_and(|ns| ns.id() == home.id());
+    let mut worker = Worker {
+        home,
+        away: !born_home,
+    };
     if !worker.restore() {
         return;
     }

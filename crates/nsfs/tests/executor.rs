@@ -241,3 +241,99 @@ fn role_global_executor_after_a_failed_first_use() {
     assert_eq!(rt.block_on(exec.run_home(|| 7)).unwrap(), 7);
     println!("GLOBAL-OK");
 }
+
+/// Regression: a job whose `setns` into its namespace failed (here: the
+/// thread lacks `CAP_SYS_ADMIN`, as after a service drops privileges) marked
+/// its thread as away; switching "back" failed the same way, so the thread
+/// exited after every such job, taking with it any agent it had started
+/// (`PR_SET_PDEATHSIG`), and a job queued meanwhile could wait for ever. A
+/// thread that never left stays. Runs in a process of its own (capabilities).
+#[test]
+fn a_failed_enter_keeps_its_thread() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "role_a_failed_enter_keeps_its_thread",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("SAME-THREAD-OK"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "the process of a_failed_enter_keeps_its_thread (which runs it)"]
+fn role_a_failed_enter_keeps_its_thread() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (other, ()) = rt
+        .block_on(Executor::global().unwrap().run_in_new(|| ()))
+        .unwrap();
+    drop_cap_sys_admin();
+    // Threads of this executor are started from this thread: without
+    // CAP_SYS_ADMIN, so every setns fails with EPERM.
+    let exec = Executor::new(1).unwrap();
+    let tid = || nix::unistd::gettid().as_raw();
+    let before = within_rt(&rt, exec.run_home(tid)).unwrap();
+    let failed = within_rt(&rt, exec.run_in(&other, || ()));
+    match failed {
+        Err(nsfs::Error::Enter { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::EPERM), "{source}")
+        }
+        other => panic!("expected Error::Enter (EPERM), got {other:?}"),
+    }
+    let after = within_rt(&rt, exec.run_home(tid)).unwrap();
+    assert_eq!(
+        before, after,
+        "the namespace thread exited after a failed enter"
+    );
+    println!("SAME-THREAD-OK");
+}
+
+/// Runs `f` on `rt`, failing after 20 s instead of hanging.
+fn within_rt<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), f).await })
+        .expect("hang guard: a job never ran")
+}
+
+/// Clears `CAP_SYS_ADMIN` from the calling thread's effective set.
+fn drop_cap_sys_admin() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget fills a version-3 header and two data structs, which
+    // both point at and outlive the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    assert_eq!(ret, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_SYS_ADMIN);
+    // SAFETY: as above; capset only reads them.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
+}
