@@ -273,7 +273,8 @@ impl NetNs {
     /// # Errors
     ///
     /// [`Error::Enter`] if the thread could not enter the namespace (`f` was
-    /// not called), [`Error::Thread`] if no namespace thread could be started.
+    /// not called), [`Error::Thread`] if no namespace thread could be started
+    /// (or the last one left the pool before running it).
     ///
     /// # Examples
     ///

@@ -155,6 +155,28 @@ impl Queue {
         }
     }
 
+    /// A thread leaves the pool. If it was the last, the jobs still queued
+    /// are dropped, so their callers get [`Error::Thread`] rather than wait
+    /// for ever (the next submission starts a thread again).
+    fn retire(&self, live: &AtomicUsize) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let orphans = std::mem::take(&mut state.jobs);
+            drop(state);
+            drop(orphans);
+        }
+    }
+
+    /// Drops the queued jobs if no thread is left to run them.
+    fn fail_all_if_no_thread(&self, live: &AtomicUsize) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if live.load(Ordering::Acquire) == 0 {
+            let orphans = std::mem::take(&mut state.jobs);
+            drop(state);
+            drop(orphans);
+        }
+    }
+
     fn close(&self) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         self.ready.notify_all();
@@ -300,7 +322,8 @@ impl Executor {
     /// # Errors
     ///
     /// [`Error::Enter`] if the thread could not enter `ns` (`f` was not
-    /// called); [`Error::Thread`] if no thread could be started.
+    /// called); [`Error::Thread`] if no thread could be started (or the last one left the
+    /// pool, unable to switch back home, before running it).
     ///
     /// # Panics
     ///
@@ -342,7 +365,8 @@ impl Executor {
     ///
     /// # Errors
     ///
-    /// [`Error::Thread`] if no thread could be started.
+    /// [`Error::Thread`] if no thread could be started (or the last one left the
+    /// pool, unable to switch back home, before running it).
     ///
     /// # Panics
     ///
@@ -378,7 +402,8 @@ impl Executor {
     /// # Errors
     ///
     /// [`Error::Create`] if the namespace could not be made (`f` was not
-    /// called); [`Error::Thread`] if no thread could be started.
+    /// called); [`Error::Thread`] if no thread could be started (or the last one left the
+    /// pool, unable to switch back home, before running it).
     ///
     /// # Panics
     ///
@@ -441,11 +466,22 @@ impl Executor {
         }
     }
 
+    /// Queues `job`, then makes sure a thread will run it. In that order: a
+    /// thread that exits (see [`Queue::retire`]) either fails the job, or has
+    /// left the pool before the job is queued, and a new one is started.
     fn send(&self, job: Job) -> Result<()> {
-        self.ensure_thread()?;
         self.shared.queue.push(job).map_err(|_| Error::Thread {
             source: io::Error::other("executor shut down"),
-        })
+        })?;
+        match self.ensure_thread() {
+            // The pool's other threads will run it.
+            Err(_) if self.shared.live.load(Ordering::Acquire) > 0 => Ok(()),
+            Err(err) => {
+                self.shared.queue.fail_all_if_no_thread(&self.shared.live);
+                Err(err)
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Starts a thread if the pool is below its size. Called on the
@@ -471,7 +507,7 @@ impl Executor {
             .name("netns-exec".into())
             .spawn(move || {
                 worker_loop(&queue, &home);
-                live.fetch_sub(1, Ordering::AcqRel);
+                queue.retire(&live);
             });
         match spawned {
             Ok(_) => Ok(()),

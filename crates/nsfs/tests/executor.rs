@@ -337,3 +337,56 @@ fn drop_cap_sys_admin() {
     let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
     assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
 }
+
+/// Regression: when the pool's last thread left it (here: born in a foreign
+/// namespace from a submitter without `CAP_SYS_ADMIN`, it cannot switch home),
+/// the job it was started for stayed queued for ever. It now fails with
+/// `Error::Thread`. Runs in a process of its own (capabilities).
+#[test]
+fn a_job_left_without_a_thread_fails_instead_of_hanging() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "role_a_job_left_without_a_thread_fails",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("NO-HANG-OK"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "the process of a_job_left_without_a_thread_fails_instead_of_hanging (which runs it)"]
+fn role_a_job_left_without_a_thread_fails() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (other, ()) = rt
+        .block_on(Executor::global().unwrap().run_in_new(|| ()))
+        .unwrap();
+    // Home is this thread's namespace; no thread is started yet.
+    let exec = Executor::new(1).unwrap();
+    let submitter = std::thread::spawn(move || {
+        nix::sched::setns(&other, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        drop_cap_sys_admin();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        within_rt(&rt, exec.run_home(|| ()))
+    });
+    match submitter.join().unwrap() {
+        Err(nsfs::Error::Thread { .. }) => println!("NO-HANG-OK"),
+        other => panic!("expected Error::Thread, got {other:?}"),
+    }
+}
