@@ -340,6 +340,73 @@ pub(crate) struct RowResult {
     pub(crate) foreign_cpu: Option<f64>,
 }
 
+/// Pools the passes of one row (`--runs`): every side's samples together,
+/// each pass's ratio in the notes; a pass that failed makes the row failed.
+/// `None` if the row never ran.
+pub(crate) fn pool(passes: Vec<RowResult>) -> Option<RowResult> {
+    if passes.len() <= 1 {
+        return passes.into_iter().next();
+    }
+    let n = passes.len();
+    let seconds = passes.iter().map(|p| p.seconds).sum();
+    let cpus: Vec<f64> = passes.iter().filter_map(|p| p.foreign_cpu).collect();
+    let foreign_cpu = (!cpus.is_empty()).then(|| cpus.iter().sum::<f64>() / cpus.len() as f64);
+    // Each pass's ratio, or its median where the row has no reference.
+    let per_pass: Vec<String> = passes
+        .iter()
+        .map(|p| match (&p.outcome, p.ratio()) {
+            (_, Some(r)) => format!("{r:.2}"),
+            (Outcome::Measured(m), None) => format!("{:.0}", m.ours.stats.median),
+            _ => "-".into(),
+        })
+        .collect();
+    let (name, target) = (passes[0].name, passes[0].target);
+    let row = |outcome| RowResult {
+        name,
+        target,
+        outcome,
+        seconds,
+        foreign_cpu,
+    };
+    let mut measured = Vec::new();
+    for p in passes {
+        match p.outcome {
+            Outcome::Measured(m) => measured.push(*m),
+            Outcome::Failed(e) => return Some(row(Outcome::Failed(e))),
+            Outcome::NotYet(e) => return Some(row(Outcome::NotYet(e))),
+        }
+    }
+    let merge = |sides: Vec<Option<Side>>| -> Option<Side> {
+        let sides: Vec<Side> = sides.into_iter().collect::<Option<_>>()?;
+        let samples: Vec<f64> = sides
+            .iter()
+            .flat_map(|s| s.samples.iter().copied())
+            .collect();
+        Side::new(sides[0].label.clone(), &samples).ok()
+    };
+    let unit = measured[0].unit;
+    let mut notes = measured[0].notes.clone();
+    let what = if measured[0].reference.is_some() {
+        "ratio"
+    } else {
+        "median"
+    };
+    notes.push(format!(
+        "{n} passes pooled; {what} of each pass: {}",
+        per_pass.join(", ")
+    ));
+    let ours = merge(measured.iter().map(|m| Some(m.ours.clone())).collect())?;
+    let reference = merge(measured.iter().map(|m| m.reference.clone()).collect());
+    let floor = merge(measured.iter().map(|m| m.floor.clone()).collect());
+    Some(row(Outcome::Measured(Box::new(Measurement {
+        unit,
+        ours,
+        reference,
+        floor,
+        notes,
+    }))))
+}
+
 /// The JSON form of a row (one element of the list in the JSON file).
 #[derive(Debug, Serialize)]
 struct JsonRow<'a> {
@@ -581,6 +648,36 @@ mod tests {
         let (lo, hi) = ratio_interval(&a, &b).unwrap();
         assert!(lo <= r && r <= hi, "{lo} {r} {hi}");
         assert!(ratio_interval(&a[..4], &b).is_none());
+    }
+
+    #[test]
+    fn pooling_passes_joins_samples_and_keeps_failures() {
+        let pass = |o: &[f64], r: &[f64]| RowResult {
+            name: "x",
+            target: Target::None,
+            outcome: Outcome::Measured(Box::new(Measurement::versus("o", o, "r", r).unwrap())),
+            seconds: 1.0,
+            foreign_cpu: Some(0.5),
+        };
+        let pooled = pool(vec![pass(&[1.0; 5], &[2.0; 5]), pass(&[3.0; 5], &[2.0; 5])]).unwrap();
+        let Outcome::Measured(m) = &pooled.outcome else {
+            panic!("not measured")
+        };
+        assert_eq!(m.ours.stats.n, 10);
+        assert_eq!(m.ours.stats.median, 2.0);
+        assert_eq!(pooled.seconds, 2.0);
+        assert!(
+            m.notes.last().unwrap().contains("0.50, 1.50"),
+            "{:?}",
+            m.notes
+        );
+        let failed = RowResult {
+            outcome: Outcome::Failed("boom".into()),
+            ..pass(&[1.0; 5], &[1.0; 5])
+        };
+        let pooled = pool(vec![pass(&[1.0; 5], &[2.0; 5]), failed]).unwrap();
+        assert!(matches!(pooled.outcome, Outcome::Failed(ref e) if e == "boom"));
+        assert!(pool(Vec::new()).is_none());
     }
 
     #[tokio::test]

@@ -63,6 +63,11 @@ struct Args {
     /// use less than 0.1 core for a second. 0: do not wait.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     wait_quiet: u64,
+    /// Run the selected rows this many times, one pass after another, and
+    /// report each row's samples of all passes pooled (the notes give each
+    /// pass's ratio). Shows whether a row is stable from run to run.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// A row that takes longer than this is stopped and reported as failed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     row_timeout: u64,
@@ -139,7 +144,6 @@ async fn run(args: Args) -> std::process::ExitCode {
     };
     let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = Instant::now();
-    let mut results: Vec<RowResult> = Vec::new();
     let mut cleanup_failures: Vec<String> = Vec::new();
 
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
@@ -152,8 +156,12 @@ async fn run(args: Args) -> std::process::ExitCode {
             _ => std::future::pending().await,
         }
     };
+    let mut passes: Vec<Vec<RowResult>> = selected.iter().map(|_| Vec::new()).collect();
     let measure = async {
-        for spec in &selected {
+        for (pass, spec) in
+            (0..args.runs).flat_map(|p| selected.iter().enumerate().map(move |s| (p, s)))
+        {
+            let (index, spec) = spec;
             if args.wait_quiet > 0 {
                 let got = load::wait_quiet(0.1, Duration::from_secs(args.wait_quiet)).await;
                 eprintln!(
@@ -162,7 +170,16 @@ async fn run(args: Args) -> std::process::ExitCode {
                     got.unwrap_or(f64::NAN)
                 );
             }
-            eprintln!("nsbench: {} ...", spec.name);
+            if args.runs > 1 {
+                eprintln!(
+                    "nsbench: pass {}/{}: {} ...",
+                    pass + 1,
+                    args.runs,
+                    spec.name
+                );
+            } else {
+                eprintln!("nsbench: {} ...", spec.name);
+            }
             let start = Instant::now();
             let mark = load::CpuMark::now();
             let limit = Duration::from_secs(args.row_timeout);
@@ -207,13 +224,14 @@ async fn run(args: Args) -> std::process::ExitCode {
                     .nth(2)
                     .unwrap_or("")
             );
-            results.push(row);
+            passes[index].push(row);
         }
     };
     let stopped_by = tokio::select! {
         () = measure => None,
         sig = interrupted => Some(sig),
     };
+    let results: Vec<RowResult> = passes.into_iter().filter_map(harness::pool).collect();
     let (removed, failed) = scratch::cleanup().await;
     cleanup_failures.extend(failed.iter().cloned());
     if let Some(sig) = stopped_by {
@@ -225,6 +243,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         "quick": cfg.quick,
         "ballast_mib": cfg.ballast_mib,
         "samples_scale": cfg.scale,
+        "runs": args.runs,
         "interrupted": stopped_by,
         "seconds": started.elapsed().as_secs_f64(),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
