@@ -187,18 +187,14 @@ async fn dropped_futures_still_run_their_closure() {
     assert!(rx.recv().is_err());
 }
 
-/// Regression: a failed first use of `Executor::global` (here: no fd left to
-/// open the home namespace) was remembered for the life of the process, so
-/// every later `NetNs::run` failed too. Now a later call tries again. Runs in
-/// a process of its own (this binary, `--ignored --exact`), since the global
-/// executor and the fd limit are process-wide.
-#[test]
-fn global_executor_survives_a_failed_first_use() {
+/// Runs the ignored test `role` in a process of its own (this binary run
+/// again) and checks that it passed and printed `marker`.
+fn run_role(role: &str, marker: &str) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
             "--exact",
-            "role_global_executor_after_a_failed_first_use",
+            role,
             "--nocapture",
             "--test-threads=1",
         ])
@@ -206,11 +202,21 @@ fn global_executor_survives_a_failed_first_use() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("GLOBAL-OK"),
-        "{}\n{stdout}\n{}",
+        out.status.success() && stdout.contains(marker),
+        "{role}: {}\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Regression: a failed first use of `Executor::global` (here: no fd left to
+/// open the home namespace) was remembered for the life of the process, so
+/// every later `NetNs::run` failed too. Now a later call tries again. Runs in
+/// a process of its own (this binary, `--ignored --exact`), since the global
+/// executor and the fd limit are process-wide.
+#[test]
+fn global_executor_survives_a_failed_first_use() {
+    run_role("role_global_executor_after_a_failed_first_use", "GLOBAL-OK");
 }
 
 #[test]
@@ -250,23 +256,7 @@ fn role_global_executor_after_a_failed_first_use() {
 /// thread that never left stays. Runs in a process of its own (capabilities).
 #[test]
 fn a_failed_enter_keeps_its_thread() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "role_a_failed_enter_keeps_its_thread",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("SAME-THREAD-OK"),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_role("role_a_failed_enter_keeps_its_thread", "SAME-THREAD-OK");
 }
 
 #[test]
@@ -344,23 +334,7 @@ fn drop_cap_sys_admin() {
 /// `Error::Thread`. Runs in a process of its own (capabilities).
 #[test]
 fn a_job_left_without_a_thread_fails_instead_of_hanging() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "role_a_job_left_without_a_thread_fails",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("NO-HANG-OK"),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_role("role_a_job_left_without_a_thread_fails", "NO-HANG-OK");
 }
 
 #[test]
