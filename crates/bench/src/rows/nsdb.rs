@@ -19,7 +19,13 @@ pub(super) fn rows() -> Vec<RowSpec> {
             name: "nsdb/ip-change-latency",
             about: "from the start of `ip -n NAME link set ifb0 mtu M` to the nsdb view showing the new mtu (ours) vs to that ip process exiting (reference); both timed from the same start, in the same sample",
             target: Target::None,
-            run: |c| Box::pin(change_latency(c)),
+            run: |c| Box::pin(change_latency(c, false)),
+        },
+        RowSpec {
+            name: "nsdb/rtnetlink-change-latency",
+            about: "from sending `set mtu` through rtnetlink (a direct netns::Handle) to the nsdb view showing the new mtu (ours) vs to the kernel's ack (reference); both from the same request",
+            target: Target::None,
+            run: |c| Box::pin(change_latency(c, true)),
         },
         RowSpec {
             name: "nsdb/view-memory",
@@ -82,13 +88,17 @@ async fn mem_msgs(name: &str) -> BResult<u64> {
     Ok(after.saturating_sub(before))
 }
 
-async fn change_latency(cfg: &Config) -> BResult<Measurement> {
+/// How soon the view shows a change made outside it: by an `ip` process, or
+/// (`by_rtnetlink`) by a request on a separate rtnetlink handle.
+async fn change_latency(cfg: &Config, by_rtnetlink: bool) -> BResult<Measurement> {
     let s = Scratch::new("db").await?;
     let res = async {
         s.ip(&["link", "add", "ifb0", "type", "ifb"]).await?;
         let ns = Namespace::named(&s.name)?;
         let view = View::builder().namespace(ns.clone()).build().await?;
-        let plan = cfg.plan(300, 60);
+        let h = netns::Handle::open(s.name.as_str(), netns::OpenMode::OpenOnly).await?;
+        let index = h.link_index("ifb0").await?;
+        let plan = cfg.plan(if by_rtnetlink { 2000 } else { 300 }, if by_rtnetlink { 400 } else { 60 });
         let (mut o, mut r) = (Vec::new(), Vec::new());
         let start = Instant::now();
         for i in 0..plan.warmup + plan.samples {
@@ -96,7 +106,12 @@ async fn change_latency(cfg: &Config) -> BResult<Measurement> {
             let mtu_s = mtu.to_string();
             let t0 = Instant::now();
             let by_ip = async {
-                run_quiet("ip", &["-n", &s.name, "link", "set", "ifb0", "mtu", &mtu_s]).await?;
+                if by_rtnetlink {
+                    let msg = rtnetlink::LinkUnspec::new_with_index(index).mtu(mtu).build();
+                    h.rtnetlink().link().set(msg).execute().await?;
+                } else {
+                    run_quiet("ip", &["-n", &s.name, "link", "set", "ifb0", "mtu", &mtu_s]).await?;
+                }
                 Ok::<_, BoxError>(t0.elapsed())
             };
             let in_view = async {
@@ -115,10 +130,13 @@ async fn change_latency(cfg: &Config) -> BResult<Measurement> {
                 break;
             }
         }
+        h.close().await;
         let lag: Vec<f64> = o.iter().zip(&r).map(|(v, i)| v - i).collect();
         let lag = crate::harness::Stats::of(&lag)?;
-        Ok(Measurement::versus("view shows the change", &o, "ip process exits", &r)?.note(format!(
-            "view minus ip exit, per sample: median {:.0} us, p90 {:.0} us (negative: the view saw it before ip had exited)",
+        let (reference, done) =
+            if by_rtnetlink { ("rtnetlink ack", "the ack") } else { ("ip process exits", "ip exited") };
+        Ok(Measurement::versus("view shows the change", &o, reference, &r)?.note(format!(
+            "view minus {reference}, per sample: median {:.0} us, p90 {:.0} us (negative: the view saw it before {done})",
             lag.median, lag.p90
         )))
     }
