@@ -227,9 +227,12 @@ async fn run(args: Args) -> std::process::ExitCode {
             passes[index].push(row);
         }
     };
+    // The signal first: Ctrl-C reaches the whole process group, so a worker
+    // or an `ip` child may die of it at the same moment and fail the row.
     let stopped_by = tokio::select! {
-        () = measure => None,
+        biased;
         sig = interrupted => Some(sig),
+        () = measure => None,
     };
     let results: Vec<RowResult> = passes.into_iter().filter_map(harness::pool).collect();
     let (removed, failed) = scratch::cleanup().await;
