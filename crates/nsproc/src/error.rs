@@ -61,6 +61,18 @@ pub enum Error {
         #[source]
         source: nsproxy::Error,
     },
+    /// Closing an [`ExecAgent`](crate::ExecAgent) could not confirm that its
+    /// agent was reaped (see [`ExecAgent::close`](crate::ExecAgent::close)).
+    #[error("cannot close the nsproxy agent {pid} of network namespace {ns}: {source}")]
+    Close {
+        /// The agent's pid.
+        pid: i32,
+        /// The namespace it lived in.
+        ns: String,
+        /// The underlying error.
+        #[source]
+        source: nsproxy::Error,
+    },
     /// Waiting for the child failed.
     #[error("cannot wait for process {pid}: {source}")]
     Wait {
@@ -106,7 +118,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Namespace { source, .. } => source.raw_os_error(),
-            Error::Agent { source, .. } => source.raw_os_error(),
+            Error::Agent { source, .. } | Error::Close { source, .. } => source.raw_os_error(),
             Error::Spawn { source, .. }
             | Error::Wait { source, .. }
             | Error::Signal { source, .. }
@@ -129,7 +141,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Namespace { source, .. } => source.kind(),
-            Error::Agent { source, .. } => source.kind(),
+            Error::Agent { source, .. } | Error::Close { source, .. } => source.kind(),
             Error::Spawn { source, .. }
             | Error::Wait { source, .. }
             | Error::Signal { source, .. }

@@ -202,6 +202,56 @@ impl ExecAgent {
     pub fn is_alive(&self) -> bool {
         self.agent.is_alive()
     }
+
+    /// Stops the agent now and waits until it has exited and been reaped:
+    /// when this returns, the agent's process is gone (no zombie, no entry
+    /// in `/proc`), so a caller about to exit leaves nothing for init to
+    /// reap.
+    ///
+    /// The agent is shared by every clone of this handle and by the
+    /// [`Child`]ren it started: closing it closes it for all of them. A child
+    /// started with [`kill_on_drop`](Command::kill_on_drop) is killed by the
+    /// agent as it exits; any other child keeps running, but its [`Child`]
+    /// can no longer wait for it or signal it (those calls fail with
+    /// [`Error::Wait`] / [`Error::Signal`], kind `ConnectionReset`). Wait for
+    /// the children first if their status matters.
+    ///
+    /// Returns the agent's exit status (success: a clean exit).
+    ///
+    /// # Cancel safety
+    ///
+    /// The agent is told to stop before the first `.await`: if the future is
+    /// dropped, the agent still exits and is reaped in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Close`] (kind `ConnectionReset`) if the runtime that started
+    /// the agent was shut down before the agent's status could be reported
+    /// (the agent is then killed and reaped on a background thread).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// use nsproc::{Command, ExecAgent};
+    ///
+    /// let agent = ExecAgent::start("blue").await?;
+    /// Command::new("true").exec_agent(&agent).status().await?;
+    /// let pid = agent.pid();
+    /// assert!(agent.close().await?.success());
+    /// assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) -> Result<ExitStatus> {
+        let pid = self.agent.pid();
+        let ns = self.described.clone();
+        let raw = self
+            .agent
+            .close()
+            .await
+            .map_err(|source| Error::Close { pid, ns, source })?;
+        Ok(ExitStatus::from_raw(raw))
+    }
 }
 
 impl fmt::Debug for ExecAgent {

@@ -154,3 +154,67 @@ async fn missing_namespace_for_exec_agent() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_returns_once_the_agent_is_reaped() {
+    let ns = TestNs::new("close").await;
+    for _ in 0..5 {
+        let agent = ExecAgent::start(&ns.name).await.unwrap();
+        // A command that ends at once, as `nsctl exec NAME true` runs it.
+        let status = Command::new("true")
+            .exec_agent(&agent)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let pid = agent.pid();
+        let clone = agent.clone();
+        let closed = agent.close().await.unwrap();
+        assert!(closed.success(), "the agent exits cleanly: {closed:?}");
+        // Reaped by the time close returns: no polling.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "agent {pid} still in /proc after close"
+        );
+        // Clones see the agent gone.
+        assert!(!clone.is_alive());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_with_children_running() {
+    let ns = TestNs::new("closekids").await;
+    let agent = ExecAgent::start(&ns.name).await.unwrap();
+    let mut killed = Command::new("sleep")
+        .arg("60")
+        .kill_on_drop(true)
+        .exec_agent(&agent)
+        .spawn()
+        .await
+        .unwrap();
+    let mut kept = Command::new("sleep")
+        .arg("60")
+        .exec_agent(&agent)
+        .spawn()
+        .await
+        .unwrap();
+    let (killed_pid, kept_pid) = (killed.id().unwrap(), kept.id().unwrap());
+    let agent_pid = agent.pid();
+    assert!(agent.close().await.unwrap().success());
+    assert!(!std::path::Path::new(&format!("/proc/{agent_pid}")).exists());
+    // The handles can no longer reach their processes through the agent.
+    let err = kept.wait().await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    let err = killed.wait().await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    common::eventually("the kill_on_drop child is killed", || {
+        !common::alive(killed_pid)
+    })
+    .await;
+    assert!(common::alive(kept_pid), "the other child keeps running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(kept_pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+}
