@@ -680,9 +680,9 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended> {
     };
     let ended = spawn_and_wait(name, argv, agent.as_ref()).await;
     if let Some(agent) = agent {
-        let pid = agent.pid();
-        drop(agent);
-        settle_agent(pid).await;
+        // Returns once the agent is reaped: nsctl never exits before it.
+        // (It can only fail if the runtime is gone, which it is not.)
+        let _ = agent.close().await;
     }
     ended
 }
@@ -734,19 +734,6 @@ async fn spawn_and_wait(
         (None, Some(sig)) => Ended::Signal(sig),
         _ => Ended::Code(1),
     })
-}
-
-/// Waits (a second at most) until the agent `pid` has exited and been
-/// reaped by nsproxy's reaper, a task on this runtime. Without this, nsctl
-/// would exit first and leave the agent to be reaped by init.
-async fn settle_agent(pid: i32) {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..1000 {
-        if !proc.exists() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
 }
 
 async fn exec(all: bool, fast: bool, name: Option<OsString>, command: Vec<OsString>) -> Result {
