@@ -189,8 +189,55 @@ impl Handle {
     /// ```
     #[doc(alias = "ip monitor")]
     pub async fn events(&self, groups: &[MulticastGroup]) -> Result<Events> {
-        let ns = self.describe();
-        let mut socket = self.open_socket().await?;
+        Events::with_socket(self.open_socket().await?, self.describe(), groups)
+    }
+}
+
+impl Events {
+    /// Subscribes to rtnetlink multicast `groups` inside `netns`, without a
+    /// [`Handle`]: a direct socket made on a namespace thread, with a
+    /// receive buffer of `receive_buffer` bytes (0 keeps the system default;
+    /// see [`Builder::receive_buffer`](crate::Builder::receive_buffer)).
+    /// Otherwise as [`Handle::events`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the socket made so far is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the socket could not be made or subscribed,
+    /// [`Error::Namespace`] if no namespace thread could enter `netns`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the socket is registered with its reactor).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// use futures::StreamExt;
+    /// let ns = netns::NetNs::open("/run/netns/blue")?;
+    /// let mut events =
+    ///     netns::Events::subscribe(&ns, &[netns::MulticastGroup::Link], 1 << 20).await?;
+    /// let first = events.next().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(
+        netns: &nsfs::NetNs,
+        groups: &[MulticastGroup],
+        receive_buffer: usize,
+    ) -> Result<Events> {
+        let socket = NetlinkSocket::open(netns, receive_buffer).await?;
+        Events::with_socket(socket, crate::handle::describe_netns(netns), groups)
+    }
+
+    fn with_socket(
+        mut socket: NetlinkSocket,
+        ns: PathBuf,
+        groups: &[MulticastGroup],
+    ) -> Result<Events> {
         let sock = socket.socket_mut();
         let mut subscribe = || -> std::io::Result<()> {
             sock.bind(&SocketAddr::new(0, 0))?;

@@ -575,17 +575,20 @@ pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle,
     ))
 }
 
+/// A description of `netns` for messages: its path, or its identity.
+pub(crate) fn describe_netns(netns: &NetNs) -> PathBuf {
+    netns
+        .path()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| netns.id().to_string().into())
+}
+
 pub(crate) async fn open_socket(
     netns: &NetNs,
     options: Options,
     agent: Option<&nsproxy::Agent>,
 ) -> Result<NetlinkSocket> {
-    let ns_path = || {
-        netns
-            .path()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| netns.id().to_string().into())
-    };
+    let ns_path = || describe_netns(netns);
     let rcvbuf = options.receive_buffer;
     if let Some(agent) = agent {
         let relay = agent

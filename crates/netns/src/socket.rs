@@ -157,6 +157,49 @@ pub(crate) fn set_receive_buffer(fd: BorrowedFd<'_>, size: usize) -> io::Result<
 }
 
 impl NetlinkSocket {
+    /// A new `NETLINK_ROUTE` socket inside `netns`, made on a namespace
+    /// thread with strict checking and extended acks, and a receive buffer of
+    /// `receive_buffer` bytes (0 keeps the system default), registered with
+    /// the current runtime. For callers who read and write netlink
+    /// themselves (with [`netlink_sys::AsyncSocketExt`]) instead of through
+    /// netlink-proto: reading as they consume keeps a dump's memory bounded
+    /// by the kernel's buffer, where a connection queues all of it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the socket made so far is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`](crate::Error::Socket) if the socket could not be
+    /// made, [`Error::Namespace`](crate::Error::Namespace) if no namespace
+    /// thread could enter `netns`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the socket is registered with its reactor).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use netlink_sys::{AsyncSocketExt, SocketAddr};
+    /// let ns = netns::NetNs::open("/run/netns/blue")?;
+    /// let mut socket = netns::NetlinkSocket::open(&ns, netns::DEFAULT_RECEIVE_BUFFER).await?;
+    /// # let request: Vec<u8> = Vec::new();
+    /// socket.send_to(&request, &SocketAddr::new(0, 0)).await?;
+    /// let mut reply = Vec::new();
+    /// socket.recv_from(&mut reply).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(netns: &nsfs::NetNs, receive_buffer: usize) -> crate::Result<NetlinkSocket> {
+        let options = crate::handle::Options {
+            transport: crate::Transport::Direct,
+            receive_buffer,
+        };
+        crate::handle::open_socket(netns, options, None).await
+    }
+
     /// Registers a configured socket with the current runtime's reactor.
     /// Must be called from within a tokio runtime.
     pub(crate) fn from_socket(socket: Socket) -> io::Result<NetlinkSocket> {

@@ -224,3 +224,14 @@ async fn an_unpolled_stream_overflows_the_kernel_buffer_not_our_memory() {
         "no overrun: {messages} messages were queued in this process"
     );
 }
+
+#[tokio::test]
+async fn events_without_a_handle() {
+    let ns = Ns::new("subscribe").await;
+    let mut events = Events::subscribe(&ns.netns, &[MulticastGroup::Link], 0)
+        .await
+        .unwrap();
+    let h = common::open(ns.name(), netns::Transport::Direct).await;
+    h.add_veth("sub0", "sub1").execute().await.unwrap();
+    expect_link(&mut events, "sub").await;
+}
