@@ -47,8 +47,9 @@ async fn connect(
         })
 }
 
-/// A request connection: capped acks, acks and `Done` forwarded (to see
-/// `NLM_F_DUMP_INTR` on it). Not for rtnetlink's verbs.
+/// A request connection: capped acks, acks forwarded (a request is done
+/// when its ack came). Not for rtnetlink's verbs. Dumps go through a
+/// [`DumpSocket`] instead.
 pub(crate) async fn request_connection(
     ns: &Namespace,
     netns: &nsfs::NetNs,
@@ -138,40 +139,182 @@ pub(crate) async fn request(
     }
 }
 
-/// A dump: every entry goes to `entry` as it arrives (no copy of the whole
-/// dump is kept); returns whether the kernel flagged it inconsistent.
-pub(crate) async fn dump(
-    handle: &mut rtnetlink::Handle,
-    msg: RouteNetlinkMessage,
-    mut entry: impl FnMut(&RouteNetlinkMessage),
-) -> Result<bool, NetlinkError> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-    req.finalize();
-    let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
-    let mut intr = false;
-    let mut done = false;
-    while let Some(reply) = replies.next().await {
-        intr |= reply.header.flags & NLM_F_DUMP_INTR != 0;
-        match &reply.payload {
-            NetlinkPayload::InnerMessage(m) => entry(m),
-            NetlinkPayload::Done(_) => done = true,
-            NetlinkPayload::Error(e) => {
-                if let Some(code) = e.code {
-                    return Err(NetlinkError {
-                        errno: -code.get(),
-                        message: ext_ack_message(reply.header.flags, &e.header),
-                    });
-                }
+/// A netlink socket for dumps, read directly (not through netlink-proto,
+/// whose connection task would read the whole dump into an unbounded queue
+/// as fast as the kernel makes it): the kernel builds the next part of a
+/// dump only when the previous one was read, so at most the socket's
+/// receive buffer and one datagram are held, however big the namespace.
+pub(crate) struct DumpSocket {
+    socket: netns::NetlinkSocket,
+    seq: u32,
+    /// The sequence number of a dump whose reader was dropped before its
+    /// end: the kernel refuses a new dump (`EBUSY`) until it was read out.
+    unfinished: Option<u32>,
+    datagram: Vec<u8>,
+}
+
+/// Serializes the dumps made on one namespace's dump socket.
+pub(crate) type DumpLock = std::sync::Arc<tokio::sync::Mutex<DumpSocket>>;
+
+/// A dump socket inside `netns`.
+pub(crate) async fn dump_socket(ns: &Namespace, netns: &nsfs::NetNs) -> Result<DumpLock, Error> {
+    let socket = netns::NetlinkSocket::open(netns, netns::DEFAULT_RECEIVE_BUFFER)
+        .await
+        .map_err(|source| Error::Connect {
+            ns: ns.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(std::sync::Arc::new(tokio::sync::Mutex::new(DumpSocket {
+        socket,
+        seq: 0,
+        unfinished: None,
+        datagram: Vec::new(),
+    })))
+}
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+fn io_error(e: std::io::Error) -> NetlinkError {
+    NetlinkError {
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+        message: None,
+    }
+}
+
+impl DumpSocket {
+    /// Receives one datagram and hands each of its messages of dump `seq`
+    /// to `each`; stops early (returning its value) when `each` says so.
+    async fn recv<T>(
+        &mut self,
+        seq: u32,
+        mut each: impl FnMut(u16, u16, &[u8]) -> Option<T>,
+    ) -> Result<Option<T>, NetlinkError> {
+        use netlink_proto::sys::AsyncSocketExt;
+        self.datagram.clear();
+        self.datagram.reserve(64 * 1024);
+        self.socket
+            .recv_from(&mut self.datagram)
+            .await
+            .map_err(io_error)?;
+        let mut rest = &self.datagram[..];
+        while rest.len() >= NLMSG_HDRLEN {
+            let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if len < NLMSG_HDRLEN || len > rest.len() {
+                break;
             }
-            _ => {}
+            let msg = &rest[..len];
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+            let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+            let flags = u16::from_ne_bytes([msg[6], msg[7]]);
+            // Parts of an earlier dump whose reader was dropped, or replies
+            // to nothing: not ours.
+            if u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]) != seq {
+                continue;
+            }
+            if let Some(out) = each(kind, flags, msg) {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads out the rest of a dump whose reader was dropped.
+    async fn finish(&mut self) -> Result<(), NetlinkError> {
+        while let Some(seq) = self.unfinished {
+            let end = self
+                .recv(seq, |kind, _, _| {
+                    matches!(kind, NLMSG_DONE | NLMSG_ERROR).then_some(())
+                })
+                .await?;
+            if end.is_some() {
+                self.unfinished = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// A dump: every entry goes to `entry` as it arrives (no copy of the
+    /// whole dump is kept); returns whether the kernel flagged it
+    /// inconsistent (`NLM_F_DUMP_INTR`). A message netlink-packet-route
+    /// cannot parse is skipped (and logged), as netlink-proto does.
+    ///
+    /// Cancel safe: a dump dropped part-way is read out before the next.
+    pub(crate) async fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        mut entry: impl FnMut(&RouteNetlinkMessage),
+    ) -> Result<bool, NetlinkError> {
+        let seq = self.start(msg).await?;
+        let mut intr = false;
+        loop {
+            let end = self
+                .recv(seq, |kind, flags, msg| {
+                    intr |= flags & NLM_F_DUMP_INTR != 0;
+                    let code = || {
+                        msg.get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(0)
+                    };
+                    match kind {
+                        NLMSG_DONE | NLMSG_ERROR if code() < 0 => {
+                            let after = msg.get(NLMSG_HDRLEN + 4..).unwrap_or(&[]);
+                            Some(Err(NetlinkError {
+                                errno: -code(),
+                                // A failed dump's DONE carries the TLVs right
+                                // after the code; an error echoes the request.
+                                message: if kind == NLMSG_DONE {
+                                    tlv_message(after)
+                                } else {
+                                    ext_ack_message(flags, after)
+                                },
+                            }))
+                        }
+                        NLMSG_DONE => Some(Ok(())),
+                        NLMSG_ERROR => None, // an ack: the dump goes on
+                        _ => {
+                            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
+                                Ok(m) => {
+                                    if let NetlinkPayload::InnerMessage(m) = &m.payload {
+                                        entry(m);
+                                    }
+                                }
+                                Err(e) => tracing::warn!("skipped a dump entry: {e}"),
+                            }
+                            None
+                        }
+                    }
+                })
+                .await?;
+            if let Some(end) = end {
+                self.unfinished = None;
+                return end.map(|()| intr);
+            }
         }
     }
-    if !done {
-        return Err(NetlinkError::closed());
+
+    /// Sends a dump request (after reading out any unfinished dump) and
+    /// returns its sequence number.
+    async fn start(&mut self, msg: RouteNetlinkMessage) -> Result<u32, NetlinkError> {
+        use netlink_proto::sys::{AsyncSocketExt, SocketAddr};
+        self.finish().await?;
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        let mut bytes = vec![0; req.buffer_len()];
+        req.serialize(&mut bytes);
+        self.socket
+            .send_to(&bytes, &SocketAddr::new(0, 0))
+            .await
+            .map_err(io_error)?;
+        self.unfinished = Some(seq);
+        Ok(seq)
     }
-    Ok(intr)
 }
 
 /// One link by index (`RTM_GETLINK`); `None` if there is no such link.
@@ -236,9 +379,6 @@ impl DumpPart {
     }
 }
 
-/// Serializes the dumps made on one request socket.
-pub(crate) type DumpLock = std::sync::Arc<tokio::sync::Mutex<()>>;
-
 /// How many times an interrupted dump is retried before giving up.
 const DUMP_RETRIES: usize = 10;
 
@@ -246,27 +386,27 @@ const DUMP_RETRIES: usize = 10;
 /// `NLM_F_DUMP_INTR`. Returns how many dumps were interrupted.
 pub(crate) async fn dump_into(
     ns: &Namespace,
-    handle: &mut rtnetlink::Handle,
     lock: &DumpLock,
     parts: &[DumpPart],
     state: &mut NsState,
 ) -> Result<usize, Error> {
     // One dump at a time per socket (the kernel answers EBUSY otherwise).
-    let _guard = lock.lock().await;
+    let mut socket = lock.lock().await;
     let mut interrupted = 0;
     for &part in parts {
         let mut attempt = 0;
         loop {
             let mut fresh = NsState::default();
-            let intr = dump(handle, part.request(), |m| {
-                fresh.apply(m, 0);
-            })
-            .await
-            .map_err(|source| Error::Dump {
-                ns: ns.clone(),
-                what: part.what(),
-                source,
-            })?;
+            let intr = socket
+                .dump(part.request(), |m| {
+                    fresh.apply(m, 0);
+                })
+                .await
+                .map_err(|source| Error::Dump {
+                    ns: ns.clone(),
+                    what: part.what(),
+                    source,
+                })?;
             if intr && attempt < DUMP_RETRIES {
                 interrupted += 1;
                 attempt += 1;
@@ -334,7 +474,11 @@ pub(crate) fn ext_ack_message(flags: u16, echoed: &[u8]) -> Option<String> {
         let len = u32::from_ne_bytes(echoed.get(0..4)?.try_into().ok()?) as usize;
         (len + 3) & !3
     };
-    let mut tlvs = echoed.get(start..)?;
+    tlv_message(echoed.get(start..)?)
+}
+
+/// `NLMSGERR_ATTR_MSG` from a run of extended-ack TLVs.
+fn tlv_message(mut tlvs: &[u8]) -> Option<String> {
     while tlvs.len() >= 4 {
         let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
         let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
@@ -354,6 +498,60 @@ pub(crate) fn ext_ack_message(flags: u16, echoed: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dump dropped part-way (its datagrams still queued, the kernel still
+    /// in the dump) does not break the next one: it is read out first
+    /// instead of the kernel answering `EBUSY`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dump_dropped_part_way_does_not_break_the_next() {
+        use std::io::Write;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (network namespaces)"
+        );
+        let dir = nsfs::RunDir::default();
+        let name = nsfs::NsName::new("nsdb-unit-dump-cancel").unwrap();
+        let netns = dir
+            .create(&name, nsfs::OpenMode::CreateExclusive)
+            .await
+            .unwrap();
+        // Enough links for a dump of several datagrams.
+        let mut ip = std::process::Command::new("ip")
+            .args(["-n", name.as_str(), "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            let mut stdin = ip.stdin.take().unwrap();
+            for i in 0..100 {
+                writeln!(stdin, "link add dc{i}a type veth peer name dc{i}b").unwrap();
+            }
+        }
+        assert!(ip.wait().unwrap().success());
+        let ns = Namespace::Named(name.clone());
+        let lock = dump_socket(&ns, &netns).await.unwrap();
+        let mut socket = lock.lock().await;
+        // A dump whose reader went away after its first datagram (as a
+        // dropped `dump` future leaves it): the rest is still queued and the
+        // kernel is still in the dump.
+        let seq = socket.start(DumpPart::Links.request()).await.unwrap();
+        let end = socket
+            .recv(seq, |kind, _, _| (kind == NLMSG_DONE).then_some(()))
+            .await
+            .unwrap();
+        assert!(end.is_none(), "the dump fit in one datagram");
+        assert!(socket.unfinished.is_some());
+        let mut links = 0;
+        let intr = socket
+            .dump(DumpPart::Links.request(), |_| links += 1)
+            .await
+            .unwrap();
+        assert!(!intr);
+        assert_eq!(links, 201);
+        drop(socket);
+        drop(lock);
+        dir.remove(&name).await.unwrap();
+    }
 
     fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
         let len = 4 + value.len();

@@ -837,12 +837,11 @@ impl View {
         let (events, conn_task) =
             nl::event_connection(&ns, &netns, self.inner.options.receive_buffer).await?;
         let abort_conn = AbortOnDrop(Some(conn_task));
-        let mut handle = nl::request_connection(&ns, &netns).await?;
-        let dump_lock = DumpLock::default();
+        let handle = nl::request_connection(&ns, &netns).await?;
+        let dump_lock = nl::dump_socket(&ns, &netns).await?;
         let mut state = NsState::default();
         let interrupted = nl::dump_into(
             &ns,
-            &mut handle,
             &dump_lock,
             &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
             &mut state,
@@ -1050,7 +1049,8 @@ impl View {
     /// # Ok(()) }
     /// ```
     pub async fn dump(&self, ns: &Namespace) -> Result<NsState> {
-        let mut handle = self.request_handle(ns)?;
+        // Refuses a stale or removed namespace, as edits do.
+        self.request_handle(ns)?;
         let dump_lock = lock(&self.inner.shared)
             .namespaces
             .get(ns)
@@ -1059,7 +1059,6 @@ impl View {
         let mut state = NsState::default();
         nl::dump_into(
             ns,
-            &mut handle,
             &dump_lock,
             &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
             &mut state,
@@ -1293,7 +1292,7 @@ async fn follow(
             // Events were lost. Everything received so far is older than the
             // dump about to be made: drop it, dump, carry on with the queue.
             tracing::debug!(%ns, "netlink overrun: resync");
-            resync(&inner, &ns, &mut handle, &dump_lock, ResyncReason::Overrun).await;
+            resync(&inner, &ns, &dump_lock, ResyncReason::Overrun).await;
             continue;
         }
         let mut routes_dirty = false;
@@ -1357,15 +1356,7 @@ async fn follow(
         }
         if routes_dirty {
             let mut fresh = NsState::default();
-            match nl::dump_into(
-                &ns,
-                &mut handle,
-                &dump_lock,
-                &[DumpPart::Routes],
-                &mut fresh,
-            )
-            .await
-            {
+            match nl::dump_into(&ns, &dump_lock, &[DumpPart::Routes], &mut fresh).await {
                 Ok(interrupted) => {
                     if let Some(entry) = lock(&inner.shared).namespaces.get_mut(&ns) {
                         let state = Arc::make_mut(&mut entry.view.state);
@@ -1403,18 +1394,11 @@ async fn follow(
 }
 
 /// A full dump of `ns`, replacing its state; the differences are published.
-async fn resync(
-    inner: &Inner,
-    ns: &Namespace,
-    handle: &mut rtnetlink::Handle,
-    dump_lock: &DumpLock,
-    reason: ResyncReason,
-) {
+async fn resync(inner: &Inner, ns: &Namespace, dump_lock: &DumpLock, reason: ResyncReason) {
     inner.set_status(ns, NsStatus::Resyncing);
     let mut fresh = NsState::default();
     match nl::dump_into(
         ns,
-        handle,
         dump_lock,
         &[DumpPart::Links, DumpPart::Addresses, DumpPart::Routes],
         &mut fresh,
