@@ -9,6 +9,7 @@
 //! (`scripts/sandbox`) gives it. See docs/performance.md for what each row
 //! measures and the table of a real run.
 
+mod compare;
 mod harness;
 mod load;
 mod rawnl;
@@ -50,6 +51,10 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long, value_name = "PATH", default_value = "target/nsbench.json")]
     json: PathBuf,
+    /// Compare two JSON files of earlier runs (OLD NEW) and exit: each row's
+    /// median of ours in both, its change, and both runs' ratios.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    compare: Option<Vec<PathBuf>>,
     /// List the rows (name, goal, what it measures) and exit.
     #[arg(long)]
     list: bool,
@@ -98,6 +103,18 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> std::process::ExitCode {
+    if let Some(files) = &args.compare {
+        return match compare::compare(&files[0], &files[1]) {
+            Ok(table) => {
+                let _ = writeln!(std::io::stdout(), "{table}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nsbench: --compare: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let all = rows::all();
     if args.list {
         // A closed stdout (`nsbench --list | head`) just ends the listing.

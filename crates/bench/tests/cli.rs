@@ -249,3 +249,37 @@ fn sigint_stops_the_run_and_leaves_nothing_behind() {
         }
     }
 }
+
+#[test]
+fn compare_matches_rows_of_two_runs_by_name() {
+    let (old, new) = (scratch_json("cmp-old"), scratch_json("cmp-new"));
+    let row = |name: &str, ours: f64, ratio: f64| serde_json::json!({ "name": name, "unit": "us", "ours_value": ours, "ratio": ratio });
+    let doc =
+        |rows: Vec<serde_json::Value>| serde_json::json!({ "meta": {}, "rows": rows }).to_string();
+    std::fs::write(
+        &old,
+        doc(vec![row("a/x", 10.0, 1.0), row("a/gone", 5.0, 0.5)]),
+    )
+    .unwrap();
+    std::fs::write(
+        &new,
+        doc(vec![row("a/x", 20.0, 1.5), row("a/new", 7.0, 0.7)]),
+    )
+    .unwrap();
+    let out = run(&["--compare", old.to_str().unwrap(), new.to_str().unwrap()]);
+    let _ = (std::fs::remove_file(&old), std::fs::remove_file(&new));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| a/x | us | 10.00 | 20.00 | 2.00 | 1.00 | 1.50 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| a/gone | us | 5.00 | - | - | 0.50 | - |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| a/new | us | - | 7.00 | - | - | 0.70 |"),
+        "{text}"
+    );
+}
