@@ -225,4 +225,12 @@ impl Error {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// # Examples
+///
+/// ```no_run
+/// async fn host_links(view: &nsdb::View) -> nsdb::Result<usize> {
+///     Ok(view.dump(&nsdb::Namespace::Host).await?.links.len())
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,6 +16,14 @@ use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 
 /// `IFF_UP`: the administrative up flag of a link.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(link: &nsdb::Link) {
+/// let up = link.flags & nsdb::IFF_UP != 0;
+/// # }
+/// ```
 pub const IFF_UP: u32 = libc_iff::UP;
 /// `AF_BRIDGE`.
 const AF_BRIDGE: u8 = 7;

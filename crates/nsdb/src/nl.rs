@@ -20,17 +20,14 @@ use crate::model::NsState;
 
 /// The multicast groups the event socket joins: links, IPv4/IPv6 addresses
 /// and routes, namespace ids.
-const GROUPS: &[u32] = &[
-    1,  // RTNLGRP_LINK
-    5,  // RTNLGRP_IPV4_IFADDR
-    7,  // RTNLGRP_IPV4_ROUTE
-    9,  // RTNLGRP_IPV6_IFADDR
-    11, // RTNLGRP_IPV6_ROUTE
-    28, // RTNLGRP_NSID
+const GROUPS: &[netns::MulticastGroup] = &[
+    netns::MulticastGroup::Link,
+    netns::MulticastGroup::Ipv4Ifaddr,
+    netns::MulticastGroup::Ipv4Route,
+    netns::MulticastGroup::Ipv6Ifaddr,
+    netns::MulticastGroup::Ipv6Route,
+    netns::MulticastGroup::Nsid,
 ];
-
-/// Received messages (events, or the synthetic overrun).
-pub(crate) type Messages = netns::Messages;
 
 /// A new netlink connection inside `netns`, through the facade
 /// (`netns::connection`: a socket made on a namespace thread, strict
@@ -38,7 +35,7 @@ pub(crate) type Messages = netns::Messages;
 async fn connect(
     ns: &Namespace,
     netns: &nsfs::NetNs,
-) -> Result<(netns::Connection, rtnetlink::Handle, Messages), Error> {
+) -> Result<(netns::Connection, rtnetlink::Handle, netns::Messages), Error> {
     netns::connection(netns)
         .await
         .map_err(|source| Error::Connect {
@@ -80,30 +77,22 @@ pub(crate) async fn plain_connection(
     Ok(handle)
 }
 
-/// An event connection: joined to the multicast groups, with the given
-/// receive buffer size (bytes) if any (else the facade's, 4 MiB).
-pub(crate) async fn event_connection(
+/// The event stream of `netns`: joined to the multicast groups, with the
+/// given receive buffer size (bytes) if any (else the facade's, 4 MiB). It
+/// is read only as the view applies it: events not applied yet wait in the
+/// kernel's buffer (bounded), and an overflow is an `Event::Overrun`.
+pub(crate) async fn events(
     ns: &Namespace,
     netns: &nsfs::NetNs,
     receive_buffer: Option<usize>,
-) -> Result<(Messages, tokio::task::JoinHandle<()>), Error> {
-    let (mut conn, _handle, messages) = connect(ns, netns).await?;
-    let io = |e: std::io::Error| Error::Socket {
-        ns: ns.clone(),
-        source: e,
-    };
-    let socket = conn.socket_mut().socket_mut();
-    // Bind (which also gives the socket its port: an unbound socket has port
-    // 0, the kernel's, and gets no multicast) with the groups' mask.
-    let mask = GROUPS.iter().fold(0u32, |m, g| m | (1 << (g - 1)));
-    socket
-        .bind(&netlink_proto::sys::SocketAddr::new(0, mask))
-        .map_err(io)?;
-    if let Some(size) = receive_buffer {
-        socket.set_rx_buf_sz(size).map_err(io)?;
-    }
-    let task = tokio::spawn(conn);
-    Ok((messages, task))
+) -> Result<netns::Events, Error> {
+    let size = receive_buffer.unwrap_or(netns::DEFAULT_RECEIVE_BUFFER);
+    netns::Events::subscribe(netns, GROUPS, size)
+        .await
+        .map_err(|source| Error::Connect {
+            ns: ns.clone(),
+            source: Box::new(source),
+        })
 }
 
 /// Sends one request with `NLM_F_ACK` and waits for the ack; a NACK becomes

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::model::{Address, Delta, Link, NsState, Object, Route};
-use crate::nl::{self, DumpLock, DumpPart, Messages};
+use crate::nl::{self, DumpLock, DumpPart};
 
 /// A namespace the view covers: the host's (the one this process started
 /// in) or one named in the run directory.
@@ -641,6 +641,9 @@ struct Entry {
     handle: rtnetlink::Handle,
     user_handle: Option<rtnetlink::Handle>,
     dump_lock: DumpLock,
+    /// Ends the event stream of the follow task.
+    #[cfg_attr(not(test), allow(dead_code))]
+    events_abort: futures::stream::AbortHandle,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -834,9 +837,10 @@ impl View {
         };
         // Subscribe first, then dump: events that happen during the dump wait
         // in the queue and are applied after it.
-        let (events, conn_task) =
-            nl::event_connection(&ns, &netns, self.inner.options.receive_buffer).await?;
-        let abort_conn = AbortOnDrop(Some(conn_task));
+        let events = nl::events(&ns, &netns, self.inner.options.receive_buffer).await?;
+        // Ending the stream (a test's way to kill the event socket) makes
+        // the namespace stale, as a failed socket does.
+        let (events, events_abort) = futures::stream::abortable(events);
         let handle = nl::request_connection(&ns, &netns).await?;
         let dump_lock = nl::dump_socket(&ns, &netns).await?;
         let mut state = NsState::default();
@@ -881,7 +885,6 @@ impl View {
                 dump_lock.clone(),
                 events,
             ));
-            let conn_task = abort_conn.take();
             shared.namespaces.insert(
                 ns.clone(),
                 Entry {
@@ -896,7 +899,8 @@ impl View {
                     handle,
                     user_handle: None,
                     dump_lock,
-                    tasks: vec![task, conn_task],
+                    events_abort,
+                    tasks: vec![task],
                 },
             );
         }
@@ -1157,23 +1161,6 @@ impl View {
     }
 }
 
-/// Aborts a task on drop unless taken.
-struct AbortOnDrop(Option<JoinHandle<()>>);
-
-impl AbortOnDrop {
-    fn take(mut self) -> JoinHandle<()> {
-        self.0.take().expect("taken once")
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            t.abort();
-        }
-    }
-}
-
 /// Maps the nsids of `ns` to the names of the namespaces in the view.
 async fn refresh_nsids(inner: &Inner, ns: &Namespace) {
     let (mut handle, others) = {
@@ -1261,7 +1248,7 @@ async fn follow(
     ns: Namespace,
     mut handle: rtnetlink::Handle,
     dump_lock: DumpLock,
-    mut events: Messages,
+    mut events: futures::stream::Abortable<netns::Events>,
 ) {
     let mut batch = Vec::new();
     loop {
@@ -1279,15 +1266,13 @@ async fn follow(
         batch.clear();
         batch.push(first);
         while batch.len() < 4096 {
-            match events.try_recv() {
-                Ok(m) => batch.push(m),
+            match futures::FutureExt::now_or_never(events.next()) {
+                Some(Some(event)) => batch.push(event),
                 _ => break,
             }
         }
         let Some(inner) = weak.upgrade() else { return };
-        let overrun = batch
-            .iter()
-            .any(|(m, _)| matches!(m.payload, NetlinkPayload::Overrun(_)));
+        let overrun = batch.iter().any(|e| matches!(e, netns::Event::Overrun));
         if overrun {
             // Events were lost. Everything received so far is older than the
             // dump about to be made: drop it, dump, carry on with the queue.
@@ -1304,7 +1289,10 @@ async fn follow(
                 return;
             };
             let state = Arc::make_mut(&mut entry.view.state);
-            for (m, _) in &batch {
+            for m in batch.iter().filter_map(|e| match e {
+                netns::Event::Message(m) => Some(m),
+                _ => None,
+            }) {
                 if let NetlinkPayload::InnerMessage(msg) = &m.payload {
                     routes_dirty |= may_flush_routes(msg, state);
                     silent_peer_changes(msg, state, &mut refetch);
@@ -1323,10 +1311,13 @@ async fn follow(
                 .links
                 .values()
                 .any(|l| l.link_netnsid.is_some_and(|id| !known.contains(&id)))
-                && batch.iter().any(|(m, _)| {
+                && batch.iter().any(|e| {
                     matches!(
-                        &m.payload,
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_))
+                        e,
+                        netns::Event::Message(m) if matches!(
+                            &m.payload,
+                            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_))
+                        )
                     )
                 });
         }
@@ -1531,7 +1522,9 @@ mod tests {
         let ns = Namespace::Named(name.clone());
         let view = View::builder().namespace(ns.clone()).build().await.unwrap();
         let mut changes = view.changes();
-        lock(&view.inner.shared).namespaces[&ns].tasks[1].abort();
+        lock(&view.inner.shared).namespaces[&ns]
+            .events_abort
+            .abort();
         let snap = view
             .wait_for("stale", Duration::from_secs(5), |s| {
                 matches!(s.namespace(&ns).unwrap().status(), NsStatus::Stale { .. })
