@@ -171,6 +171,14 @@ impl From<Error> for io::Error {
 }
 
 /// The result type of this crate.
+///
+/// # Examples
+///
+/// ```no_run
+/// async fn lo_index(h: &netns::Handle) -> netns::Result<u32> {
+///     h.link_index("lo").await
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The positive errno of a request the kernel rejected (`EEXIST`, `ENODEV`...),
