@@ -105,8 +105,10 @@ impl MoveLink<'_> {
     ///
     /// # Cancel safety
     ///
-    /// If dropped after the request was sent, the link may or may not have
-    /// moved.
+    /// If dropped after the request was queued, the link may or may not have
+    /// moved, but only ever into `to`: the destination's fd stays open until
+    /// the kernel answered (a task holds it), so its number cannot name
+    /// another file meanwhile.
     ///
     /// # Errors
     ///
@@ -149,7 +151,7 @@ impl MoveLink<'_> {
                 "move link",
                 RouteNetlinkMessage::SetLink(msg.build()),
                 0,
-                true,
+                Some(&dest),
             )
             .await;
         drop(dest);
@@ -202,7 +204,9 @@ impl AddVeth<'_> {
     ///
     /// # Cancel safety
     ///
-    /// If dropped after the request was sent, the pair may or may not exist.
+    /// If dropped after the request was queued, the pair may or may not
+    /// exist; the peer's namespace fd stays open until the kernel answered,
+    /// so a peer can only ever land in the namespace given.
     ///
     /// # Errors
     ///
@@ -227,7 +231,6 @@ impl AddVeth<'_> {
             Some(t) => Some(t.resolve(handle.run_dir(), OpenMode::OpenOnly).await?.netns),
             None => None,
         };
-        let has_fd = dest.is_some();
         let mut peer_msg = LinkUnspec::new_with_name(&peer);
         if let Some(ns) = &dest {
             peer_msg = peer_msg.setns_by_fd(ns.as_fd().as_raw_fd());
@@ -240,7 +243,7 @@ impl AddVeth<'_> {
                 "add veth",
                 RouteNetlinkMessage::NewLink(msg),
                 NLM_F_CREATE | NLM_F_EXCL,
-                has_fd,
+                dest.as_ref(),
             )
             .await;
         drop(dest);
@@ -346,23 +349,25 @@ impl Handle {
     /// Sends `msg` with `NLM_F_REQUEST | NLM_F_ACK | flags` and waits for the
     /// kernel's answer. A connection that ended before answering is an error.
     ///
-    /// `carries_fd`: the request holds an fd number of this process, which
-    /// only a direct socket's kernel side resolves.
+    /// `fd`: the namespace whose fd number the request carries (only a
+    /// direct socket's kernel side resolves it); it is held open until the
+    /// kernel answered, even if this future is dropped first.
     pub(crate) async fn ack(
         &self,
         op: &'static str,
         msg: RouteNetlinkMessage,
         flags: u16,
-        carries_fd: bool,
+        fd: Option<&NetNs>,
     ) -> Result<()> {
-        let conn = self.conn(carries_fd).await?;
+        let conn = self.conn(fd.is_some()).await?;
         let mut req = NetlinkMessage::from(msg);
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut replies = conn
+        let replies = conn
             .rtnl()
             .clone()
             .request(req)
             .map_err(|e| self.request_error(op, e))?;
+        let mut replies = Replies::new(replies, fd);
         while let Some(reply) = replies.next().await {
             if let NetlinkPayload::Error(err) = reply.payload {
                 if err.code.is_some() {
@@ -374,5 +379,60 @@ impl Handle {
             return Err(self.request_error(op, rtnetlink::Error::RequestFailed));
         }
         Ok(())
+    }
+}
+
+/// The replies to a request that carries an fd number of this process
+/// (`IFLA_NET_NS_FD`, `NETNSA_FD`), holding that fd open until the kernel
+/// answered. If the caller stops waiting first (its future dropped), a task
+/// keeps the fd until the answer comes: closed earlier, its number could be
+/// given to another file opened meanwhile, before the connection task sends
+/// the request, and the kernel would act on that file (a link moved into the
+/// wrong namespace).
+pub(crate) struct Replies<S>
+where
+    S: futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + Unpin + Send + 'static,
+{
+    /// `None` once it ended.
+    stream: Option<S>,
+    fd: Option<NetNs>,
+}
+
+impl<S> Replies<S>
+where
+    S: futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + Unpin + Send + 'static,
+{
+    pub(crate) fn new(stream: S, fd: Option<&NetNs>) -> Replies<S> {
+        Replies {
+            stream: Some(stream),
+            fd: fd.cloned(),
+        }
+    }
+
+    pub(crate) async fn next(&mut self) -> Option<NetlinkMessage<RouteNetlinkMessage>> {
+        let item = self.stream.as_mut()?.next().await;
+        if item.is_none() {
+            self.stream = None;
+            self.fd = None;
+        }
+        item
+    }
+}
+
+impl<S> Drop for Replies<S>
+where
+    S: futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + Unpin + Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(mut stream), Some(fd)) = (self.stream.take(), self.fd.take()) {
+            // The stream ends when the kernel answered, or with ECANCELED
+            // when the handle closes: the task never outlives the connection.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    while stream.next().await.is_some() {}
+                    drop(fd);
+                });
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-use nsfs::{EntryState, NsName, OpenMode};
+use nsfs::{EntryState, NetNs, NsName, OpenMode};
 
 use crate::{Handle, Result, Target};
 
@@ -89,21 +89,21 @@ impl Handle {
             .await?
             .netns;
         let msg = nsid_request(vec![NsidAttribute::Fd(target.as_fd().as_raw_fd() as u32)]);
-        let res = self.nsid_get(msg).await;
-        drop(target);
-        res
+        self.nsid_get(msg, &target).await
     }
 
-    async fn nsid_get(&self, msg: NsidMessage) -> Result<Option<i32>> {
+    /// `RTM_GETNSID` of the namespace `fd` (whose fd number `msg` carries).
+    async fn nsid_get(&self, msg: NsidMessage, fd: &NetNs) -> Result<Option<i32>> {
         let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
         req.header.flags = NLM_F_REQUEST;
         let op = "get nsid";
         let conn = self.conn(true).await?;
-        let mut replies = conn
+        let replies = conn
             .rtnl()
             .clone()
             .request(req)
             .map_err(|e| self.request_error(op, e))?;
+        let mut replies = crate::links::Replies::new(replies, Some(fd));
         let mut got = None;
         let mut answered = false;
         while let Some(reply) = replies.next().await {
@@ -131,7 +131,8 @@ impl Handle {
     ///
     /// # Cancel safety
     ///
-    /// If dropped after the request was sent, the id may have been set.
+    /// If dropped after the request was queued, the id may have been set,
+    /// and only for `target`: its fd stays open until the kernel answered.
     ///
     /// # Errors
     ///
@@ -166,12 +167,16 @@ impl Handle {
             Nsid::Id(n) => n,
         };
         let msg = nsid_request(vec![NsidAttribute::Fd(fd), NsidAttribute::Id(id_attr)]);
-        self.ack("set nsid", RouteNetlinkMessage::NewNsId(msg), 0, true)
-            .await?;
+        self.ack(
+            "set nsid",
+            RouteNetlinkMessage::NewNsId(msg),
+            0,
+            Some(&target),
+        )
+        .await?;
         let got = self
-            .nsid_get(nsid_request(vec![NsidAttribute::Fd(fd)]))
+            .nsid_get(nsid_request(vec![NsidAttribute::Fd(fd)]), &target)
             .await;
-        drop(target);
         match got? {
             Some(id) => Ok(id),
             None => Err(self.request_error("set nsid", rtnetlink::Error::RequestFailed)),
@@ -237,7 +242,7 @@ impl Handle {
                     continue;
                 };
                 let msg = nsid_request(vec![NsidAttribute::Fd(ns.as_fd().as_raw_fd() as u32)]);
-                if let Ok(Some(id)) = self.nsid_get(msg).await {
+                if let Ok(Some(id)) = self.nsid_get(msg, &ns).await {
                     if let Some(e) = entries
                         .iter_mut()
                         .find(|e| e.nsid == id && e.name.is_none())

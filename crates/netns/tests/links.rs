@@ -155,3 +155,37 @@ async fn rejected_move_carries_the_kernel_message(transport) {
 }
 
 }
+
+// Regression: a move whose future was dropped after its request was queued
+// closed the destination's fd at once, before the connection task sent the
+// request: a namespace opened meanwhile got the same fd number, and the
+// kernel moved the link into it. On a current-thread runtime the connection
+// task cannot run between the drop and the next open, so the reuse is
+// certain without the fix.
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_move_never_lands_in_a_namespace_opened_after_it() {
+    use futures::FutureExt;
+    let (a, b) = (Ns::new("ca").await, Ns::new("cb").await);
+    let decoy = Ns::new("cdecoy").await;
+    let ha = common::open(a.name(), netns::Transport::Direct).await;
+    ha.add_veth("c0", "c1").execute().await.unwrap();
+    let index = ha.link_index("c1").await.unwrap();
+    // By index: the first poll sends nothing but the move itself.
+    let pending = ha.move_link(index, b.name()).execute().now_or_never();
+    assert!(pending.is_none(), "the move was answered in one poll");
+    let opened = netns::RunDir::default()
+        .open(&decoy.name().parse().unwrap())
+        .unwrap();
+    // Let the connection send the request and the kernel answer it.
+    let hb = common::open(b.name(), netns::Transport::Direct).await;
+    let hd = common::open(opened.clone(), netns::Transport::Direct).await;
+    for _ in 0..100 {
+        if link_names(&hb).await.contains(&"c1".to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(link_names(&hd).await, ["lo"], "moved into the decoy");
+    assert_eq!(link_names(&hb).await, ["c1", "lo"]);
+    drop(opened);
+}
