@@ -1224,10 +1224,18 @@ fn silent_peer_changes(msg: &RouteNetlinkMessage, state: &NsState, out: &mut BTr
                     .map(|l| l.index),
             );
         }
-        RouteNetlinkMessage::NewLink(m) if !state.links.contains_key(&m.header.index) => {
+        RouteNetlinkMessage::NewLink(m) => {
             let new = Link::from_message(m);
             // The first end of a new veth pair is announced before its peer
-            // exists (`IFLA_LINK` 0) and never announced again.
+            // exists (`IFLA_LINK` 0) and never announced again; replayed
+            // after a dump that saw it tied, this old announcement would
+            // untie it in the view: read it again, known or not.
+            if new.link == Some(0) && new.kind.as_deref() == Some("veth") {
+                out.insert(new.index);
+            }
+            if state.links.contains_key(&m.header.index) {
+                return;
+            }
             if new.link == Some(0) {
                 out.insert(new.index);
             }
@@ -1242,6 +1250,65 @@ fn silent_peer_changes(msg: &RouteNetlinkMessage, state: &NsState, out: &mut BTr
     }
 }
 
+/// The veths of `state` whose peer was not tied yet when they were read
+/// (`IFLA_LINK` 0): a link dump runs without the rtnl lock and can catch a
+/// pair being made, after the first end was registered and announced
+/// (with `IFLA_LINK` 0, its only announcement) and before the two ends were
+/// tied. Such a link is read again.
+fn half_made_veths(state: &NsState) -> BTreeSet<u32> {
+    state
+        .links
+        .values()
+        .filter(|l| l.kind.as_deref() == Some("veth") && l.link == Some(0))
+        .map(|l| l.index)
+        .collect()
+}
+
+/// Reads `links` of `ns` again (`RTM_GETLINK`) and applies them; a veth
+/// still caught half made is read again after a millisecond, a few times.
+/// Returns false (and marks the namespace stale) if a query failed.
+async fn refetch_links(
+    inner: &Inner,
+    ns: &Namespace,
+    handle: &mut rtnetlink::Handle,
+    links: BTreeSet<u32>,
+) -> bool {
+    for index in links {
+        for attempt in 0..10 {
+            match nl::get_link(handle, index).await {
+                Ok(Some(msg)) => {
+                    let mut half_made = false;
+                    if let Some(entry) = lock(&inner.shared).namespaces.get_mut(ns) {
+                        let state = Arc::make_mut(&mut entry.view.state);
+                        let deltas = state.apply(&msg, 0);
+                        inner.publish(ns, deltas);
+                        half_made = half_made_veths(state).contains(&index);
+                    }
+                    inner.bump();
+                    if !half_made {
+                        break;
+                    }
+                    if attempt < 9 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                // Gone meanwhile: its RTM_DELLINK is on its way.
+                Ok(None) => break,
+                Err(e) => {
+                    inner.set_status(
+                        ns,
+                        NsStatus::Stale {
+                            reason: format!("link query failed: {e}"),
+                        },
+                    );
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
 /// The per-namespace task: applies events, resyncs after an overrun.
 async fn follow(
     weak: Weak<Inner>,
@@ -1251,6 +1318,17 @@ async fn follow(
     mut events: futures::stream::Abortable<netns::Events>,
 ) {
     let mut batch = Vec::new();
+    // The initial dump may have caught a veth pair being made.
+    let Some(inner) = weak.upgrade() else { return };
+    let half_made = lock(&inner.shared)
+        .namespaces
+        .get(&ns)
+        .map(|e| half_made_veths(&e.view.state))
+        .unwrap_or_default();
+    if !refetch_links(&inner, &ns, &mut handle, half_made).await {
+        return;
+    }
+    drop(inner);
     loop {
         let Some(first) = events.next().await else {
             if let Some(inner) = weak.upgrade() {
@@ -1278,6 +1356,14 @@ async fn follow(
             // dump about to be made: drop it, dump, carry on with the queue.
             tracing::debug!(%ns, "netlink overrun: resync");
             resync(&inner, &ns, &dump_lock, ResyncReason::Overrun).await;
+            let half_made = lock(&inner.shared)
+                .namespaces
+                .get(&ns)
+                .map(|e| half_made_veths(&e.view.state))
+                .unwrap_or_default();
+            if !refetch_links(&inner, &ns, &mut handle, half_made).await {
+                return;
+            }
             continue;
         }
         let mut routes_dirty = false;
@@ -1322,28 +1408,11 @@ async fn follow(
                 });
         }
         inner.bump();
-        for index in refetch {
-            match nl::get_link(&mut handle, index).await {
-                Ok(Some(msg)) => {
-                    if let Some(entry) = lock(&inner.shared).namespaces.get_mut(&ns) {
-                        let deltas = Arc::make_mut(&mut entry.view.state).apply(&msg, 0);
-                        inner.publish(&ns, deltas);
-                    }
-                    nsid_dirty = true;
-                    inner.bump();
-                }
-                // Gone meanwhile: its RTM_DELLINK is on its way.
-                Ok(None) => {}
-                Err(e) => {
-                    inner.set_status(
-                        &ns,
-                        NsStatus::Stale {
-                            reason: format!("link query failed: {e}"),
-                        },
-                    );
-                    return;
-                }
+        if !refetch.is_empty() {
+            if !refetch_links(&inner, &ns, &mut handle, refetch).await {
+                return;
             }
+            nsid_dirty = true;
         }
         if routes_dirty {
             let mut fresh = NsState::default();
@@ -1505,6 +1574,38 @@ async fn watch_run_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn veth_msg(index: u32, name: &str, peer: u32) -> RouteNetlinkMessage {
+        use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes.push(LinkAttribute::Link(peer));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Veth,
+            )]));
+        RouteNetlinkMessage::NewLink(m)
+    }
+
+    /// Regression (seen as a view that stayed different from a dump after
+    /// an overrun): a lockless link dump can catch a veth pair being made,
+    /// its first end untied (`IFLA_LINK` 0), and that end is never announced
+    /// again; nor may its one old announcement, replayed after a dump that
+    /// saw it tied, untie it. Both are read again.
+    #[test]
+    fn a_veth_caught_half_made_is_read_again() {
+        let mut state = NsState::default();
+        state.apply(&veth_msg(124, "ow61", 0), 0);
+        state.apply(&veth_msg(125, "ov61", 124), 0);
+        assert_eq!(half_made_veths(&state), BTreeSet::from([124]));
+        // Tied in the view; the old announcement comes by.
+        state.apply(&veth_msg(124, "ow61", 125), 0);
+        assert!(half_made_veths(&state).is_empty());
+        let mut refetch = BTreeSet::new();
+        silent_peer_changes(&veth_msg(124, "ow61", 0), &state, &mut refetch);
+        assert_eq!(refetch, BTreeSet::from([124]));
+    }
 
     /// The event connection dying (here: its task ends) marks the namespace
     /// stale, says so on the change stream, and refuses edits.
