@@ -128,6 +128,38 @@ pub(crate) async fn request(
     }
 }
 
+/// [`request`] for a message that carries the fd number of `fd`
+/// (`IFLA_NET_NS_FD`). If this future is dropped before the answer, the fd
+/// is still held until the kernel has processed the request: closed earlier,
+/// its number could name a file opened meanwhile (another namespace) by the
+/// time the connection sends the request. A task sends a barrier request on
+/// the same connection (answered in order, after the first) and lets the fd
+/// go when it is answered.
+pub(crate) async fn request_holding(
+    handle: &mut rtnetlink::Handle,
+    msg: RouteNetlinkMessage,
+    extra_flags: u16,
+    fd: &nsfs::NetNs,
+) -> Result<(), NetlinkError> {
+    struct Hold(Option<(nsfs::NetNs, rtnetlink::Handle)>);
+    impl Drop for Hold {
+        fn drop(&mut self) {
+            if let Some((fd, mut handle)) = self.0.take()
+                && let Ok(rt) = tokio::runtime::Handle::try_current()
+            {
+                rt.spawn(async move {
+                    let _ = get_link(&mut handle, 1).await;
+                    drop(fd);
+                });
+            }
+        }
+    }
+    let mut hold = Hold(Some((fd.clone(), handle.clone())));
+    let res = request(handle, msg, extra_flags).await;
+    hold.0 = None;
+    res
+}
+
 /// A netlink socket for dumps, read directly (not through netlink-proto,
 /// whose connection task would read the whole dump into an unbounded queue
 /// as fast as the kernel makes it): the kernel builds the next part of a

@@ -593,7 +593,9 @@ impl Transaction {
     /// # Cancel safety
     ///
     /// Not cancel safe: dropping the future leaves the steps sent so far
-    /// applied, without rollback.
+    /// applied, without rollback. A namespace move already queued lands, if
+    /// at all, only in its destination (its fd is held until the kernel
+    /// answered).
     ///
     /// # Errors
     ///
@@ -842,7 +844,8 @@ impl Transaction {
                 msg.header.index = l.index;
                 msg.attributes
                     .push(LinkAttribute::NetNsFd(target.as_fd().as_raw_fd()));
-                nl::request(&mut handle, RouteNetlinkMessage::NewLink(msg), 0).await?;
+                nl::request_holding(&mut handle, RouteNetlinkMessage::NewLink(msg), 0, &target)
+                    .await?;
                 drop(target);
                 // Undo, in reverse: give back addresses, set up, move back.
                 for a in nsv.addresses_of(l.index) {
