@@ -1607,7 +1607,7 @@ mod tests {
         assert_eq!(refetch, BTreeSet::from([124]));
     }
 
-    /// The event connection dying (here: its task ends) marks the namespace
+    /// The event connection dying (here: its stream is ended) marks the namespace
     /// stale, says so on the change stream, and refuses edits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_event_connection_marks_the_namespace_stale() {
