@@ -314,6 +314,14 @@ impl RunDir {
     pub async fn create(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
         let dir = self.clone();
         let path = self.entry(name);
+        // An existing, mounted name is opened right here (a few syscalls on
+        // nsfs): no hop to a namespace thread. Everything else (creating,
+        // waiting for another creator) runs on one.
+        if mode != OpenMode::CreateExclusive
+            && let Ok(ns) = NetNs::open(&path)
+        {
+            return Ok(ns);
+        }
         Executor::global()?
             .run_worker(move |w| dir.create_blocking(w, path, mode))
             .await
@@ -326,6 +334,12 @@ impl RunDir {
         mode: OpenMode,
     ) -> Result<NetNs> {
         if mode != OpenMode::OpenOnly {
+            // Most opens of a name find it mounted: no directory set-up then.
+            if mode == OpenMode::CreateOrOpen
+                && let Ok(ns) = NetNs::open(&path)
+            {
+                return Ok(ns);
+            }
             self.prepare()?;
         }
         let deadline = Instant::now() + SETTLE;
