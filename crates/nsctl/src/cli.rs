@@ -231,21 +231,39 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
         return Pre::Args(out);
     }
     let word = rest[i].to_string_lossy().into_owned();
+    let canon = resolve(&word);
+    let mut after = &rest[i + 1..];
+    // `exec --fast` (nsctl's own option) comes right after `exec`.
+    let fast = canon == Some("exec") && after.first().is_some_and(|a| a == "--fast");
+    if fast {
+        after = &after[1..];
+    }
     // ip checks the name before it looks at the subcommand.
-    let mut after = rest[i + 1..].iter().filter(|a| *a != "--fast");
     if !all {
-        if let Some(first) = after.next() {
+        if let Some(first) = after.first() {
             let first = first.to_string_lossy();
             if invalid_name(&first) {
                 return Pre::InvalidName(first.into_owned());
             }
         }
     }
-    match resolve(&word) {
-        Some(canon) => out.push(canon.into()),
-        None => return Pre::Unknown(word),
+    let Some(canon) = canon else {
+        return Pre::Unknown(word);
+    };
+    out.push(canon.into());
+    if canon == "exec" {
+        if fast {
+            out.push("--fast".into());
+        }
+        // Everything after `exec` is the name and the command, as for ip:
+        // `nsctl -all exec grep -h x` runs `grep -h x`, never nsctl's help.
+        // Alone, `exec --help` (or `-h`) is still nsctl's help.
+        let help = after.len() == 1 && (after[0] == "--help" || after[0] == "-h");
+        if !help {
+            out.push("--".into());
+        }
     }
-    out.extend(rest[i + 1..].iter().cloned());
+    out.extend(after.iter().cloned());
     Pre::Args(out)
 }
 
@@ -342,6 +360,27 @@ mod tests {
         assert!(matches!(
             preprocess(args(&["nsctl", "exec", "--fast", ".."])),
             Pre::InvalidName(_)
+        ));
+        // After `exec`, nothing is an nsctl option.
+        match preprocess(args(&["nsctl", "-all", "e", "grep", "-h", "-j"])) {
+            Pre::Args(a) => assert_eq!(
+                a,
+                args(&["nsctl", "--all", "exec", "--", "grep", "-h", "-j"])
+            ),
+            other => panic!("{other:?}"),
+        }
+        match preprocess(args(&["nsctl", "exec", "--fast", "-j", "ls", "-p"])) {
+            Pre::Args(a) => assert_eq!(
+                a,
+                args(&["nsctl", "exec", "--fast", "--", "-j", "ls", "-p"])
+            ),
+            other => panic!("{other:?}"),
+        }
+        // `--fast` is an option of exec only; elsewhere ip's name check
+        // sees it as the name it is.
+        assert!(matches!(
+            preprocess(args(&["nsctl", "add", "--fast", "a/b"])),
+            Pre::Args(_)
         ));
     }
 }
