@@ -53,6 +53,21 @@ fn read_entries() -> Option<Vec<String>> {
     )
 }
 
+/// The run directory's entries for `-all` (ip's `netns_foreach`): none if
+/// it does not exist, an error if it cannot be read otherwise.
+pub(crate) fn foreach_entries() -> Result<Vec<String>> {
+    match fs::read_dir(run_dir_path()) {
+        Ok(read) => Ok(read
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(Error::ForeachDir {
+            path: run_dir_path().into(),
+            source,
+        }),
+    }
+}
+
 fn flush() {
     let _ = io::stdout().flush();
 }
@@ -80,10 +95,12 @@ pub(crate) async fn run(cli: Cli) -> Result {
         Command::Identify { pid, extra } => identify(pid, &extra),
         Command::Pids { name, extra } => pids(name, &extra).await,
         Command::Exec {
-            fast,
+            fast: true,
             name,
             command,
-        } => exec(cli.all, fast, name, command).await,
+        } => exec_fast(cli.all, name, command).await,
+        // main runs it before starting the runtime.
+        Command::Exec { fast: false, .. } => unreachable!("ip-style exec runs in main"),
         Command::Monitor { .. } => monitor().await,
         Command::Attach { name, pid, .. } => attach(name, pid).await,
         Command::Links { name } => links(style, name).await,
@@ -518,7 +535,7 @@ async fn remove_one(name: &str) -> Result<()> {
 async fn delete(all: bool, name: Option<String>) -> Result {
     if all {
         // ip stops at the first failure, and exits 0 all the same.
-        for entry in entries() {
+        for entry in foreach_entries()? {
             if let Err(e) = remove_one(&entry).await {
                 eprintln!("{e}");
                 break;
@@ -647,9 +664,9 @@ enum Ended {
     Signal(i32),
 }
 
-/// Starts `argv` in namespace `name` and waits for it.
-async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended> {
-    match open_entry(name) {
+/// Starts `argv` in namespace `name` on the fast path and waits for it.
+async fn run_fast(name: &str, argv: &[OsString]) -> Result<Ended> {
+    let ns = match open_entry(name) {
         Err(source) => {
             return Err(Error::OpenNamed {
                 name: name.into(),
@@ -663,47 +680,22 @@ async fn run_in(name: &str, argv: &[OsString], fast: bool) -> Result<Ended> {
                 source: io::Error::from_raw_os_error(libc::EINVAL),
             });
         }
-        Ok(Some(_)) => {}
-    }
-    // The ip-style path runs through an nsproxy agent; nsctl starts it
-    // itself so that it can see it end before exiting.
-    let agent = if fast {
-        None
-    } else {
-        let agent = nsproc::ExecAgent::start(name)
-            .await
-            .map_err(|e| Error::Enter {
-                name: name.into(),
-                source: e.into(),
-            })?;
-        Some(agent)
+        Ok(Some(ns)) => ns,
     };
-    let ended = spawn_and_wait(name, argv, agent.as_ref()).await;
-    if let Some(agent) = agent {
-        // Returns once the agent is reaped: nsctl never exits before it.
-        // (It can only fail if the runtime is gone, which it is not.)
-        let _ = agent.close().await;
-    }
-    ended
+    spawn_and_wait(ns, argv).await
 }
 
-/// Spawns `argv` (through `agent`, or on the fast path) and waits for it,
-/// passing SIGTERM and SIGHUP on.
-async fn spawn_and_wait(
-    name: &str,
-    argv: &[OsString],
-    agent: Option<&nsproc::ExecAgent>,
-) -> Result<Ended> {
+/// Spawns `argv` in `ns` with posix_spawn from a namespace thread (the
+/// namespace opened once, here) and waits for it, passing SIGTERM and
+/// SIGHUP on.
+async fn spawn_and_wait(ns: NetNs, argv: &[OsString]) -> Result<Ended> {
     use std::os::unix::process::ExitStatusExt;
     use tokio::signal::unix::{SignalKind, signal};
 
     let program = argv[0].clone();
     flush();
     let mut command = nsproc::Command::new(&program);
-    command.args(&argv[1..]).netns(name);
-    if let Some(agent) = agent {
-        command.exec_agent(agent);
-    }
+    command.args(&argv[1..]).netns(ns);
     let mut child = command.spawn().await.map_err(|e| {
         let source = match e {
             nsproc::Error::Spawn { source, .. } => source,
@@ -736,7 +728,9 @@ async fn spawn_and_wait(
     })
 }
 
-async fn exec(all: bool, fast: bool, name: Option<OsString>, command: Vec<OsString>) -> Result {
+/// `exec --fast` (the ip-style `exec` runs before the runtime starts: see
+/// `direct.rs`).
+async fn exec_fast(all: bool, name: Option<OsString>, command: Vec<OsString>) -> Result {
     if all {
         let mut argv = command;
         if let Some(first) = name {
@@ -745,9 +739,9 @@ async fn exec(all: bool, fast: bool, name: Option<OsString>, command: Vec<OsStri
         if argv.is_empty() {
             return Err(Error::MissingCommand);
         }
-        for entry in entries() {
+        for entry in foreach_entries()? {
             println!("\nnetns: {entry}");
-            match run_in(&entry, &argv, fast).await {
+            match run_fast(&entry, &argv).await {
                 Ok(Ended::Code(_)) => {}
                 // ip's child reports, ip goes on.
                 Err(e) => eprintln!("{e}"),
@@ -762,7 +756,7 @@ async fn exec(all: bool, fast: bool, name: Option<OsString>, command: Vec<OsStri
         return Err(Error::MissingCommand);
     }
     let name = name.to_string_lossy().into_owned();
-    match run_in(&name, &command, fast).await? {
+    match run_fast(&name, &command).await? {
         Ended::Code(code) => Ok(code),
         Ended::Signal(sig) => Ok(crate::signal::die_of(sig)),
     }

@@ -123,6 +123,31 @@ pub(crate) enum Error {
         #[source]
         source: io::Error,
     },
+    /// `exec` could not make its own mount namespace.
+    #[error("unshare failed: {}", errno_text(source))]
+    Unshare {
+        #[source]
+        source: io::Error,
+    },
+    /// `exec` could not keep its mounts from propagating back.
+    #[error("\"mount --make-rslave /\" failed: {}", errno_text(source))]
+    MakeSlave {
+        #[source]
+        source: io::Error,
+    },
+    /// `exec` could not mount the namespace's sysfs on `/sys`.
+    #[error("mount of /sys failed: {}", errno_text(source))]
+    MountSys {
+        #[source]
+        source: io::Error,
+    },
+    /// The run directory could not be read for `-all` (ip's `netns_foreach`).
+    #[error("Failed to open directory {}: {}", path.display(), errno_text(source))]
+    ForeachDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The command could not be started (`exec`).
     #[error("exec of \"{program}\" failed: {}", errno_text(source))]
     Exec {
@@ -181,7 +206,10 @@ impl Error {
             | Error::Duplicate { .. }
             | Error::Incomplete
             | Error::Usage
-            | Error::Enter { .. } => 255,
+            | Error::Enter { .. }
+            | Error::Unshare { .. }
+            | Error::MakeSlave { .. }
+            | Error::MountSys { .. } => 255,
             Error::OpenNamed { code, .. } => *code,
             Error::Netlink { .. } | Error::PeerInvalid { .. } => 2,
             _ => 1,
@@ -202,6 +230,10 @@ impl Error {
             | Error::Open { source }
             | Error::ReadRunDir { source, .. }
             | Error::Enter { source, .. }
+            | Error::Unshare { source }
+            | Error::MakeSlave { source }
+            | Error::MountSys { source }
+            | Error::ForeachDir { source, .. }
             | Error::Exec { source, .. }
             | Error::Wait { source }
             | Error::Watch { source }

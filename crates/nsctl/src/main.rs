@@ -34,11 +34,14 @@
 //! How it works: names, creation, removal, attach, identify and pids come
 //! from `nsfs`; namespace ids and links from the `netns` facade (and its
 //! rtnetlink handle for the `list-id` filters the facade does not offer);
-//! `exec` from `nsproc` (an `ExecAgent`: the nsproxy agent, started by exec,
-//! gives the command a private mount namespace, `/sys` remounted and
-//! `/etc/netns/NAME/*` bound over `/etc`; nsctl waits until the agent is
-//! reaped before it exits), `--fast` from `nsproc`'s posix_spawn path. nsctl
-//! never forks and never switches a runtime thread's namespace.
+//! `exec --fast` from `nsproc`'s posix_spawn path. `exec` (without `--fast`)
+//! is done as ip does it, before any runtime or thread exists (`direct.rs`):
+//! nsctl opens `/run/netns/NAME`, `setns`, `unshare(CLONE_NEWNS)`, makes `/`
+//! a recursive slave, remounts `/sys`, binds `/etc/netns/NAME/*` over `/etc`
+//! and `execvp`s the command, which thus replaces nsctl. `-all exec` starts
+//! nsctl again (`posix_spawn` of `/proc/self/exe`) once per namespace to do
+//! that, and waits for each, where ip forks. nsctl itself never forks and
+//! never switches a runtime thread's namespace.
 //!
 //! Errors are one enum (`error.rs`) whose `Display` is ip's message and
 //! which knows ip's exit code: 255 for bad names, unknown subcommands and
@@ -63,19 +66,22 @@
 //!
 //! # Differences from `ip netns` (iproute2 6.1)
 //!
-//! - `exec` runs the command as a child and waits for it instead of
-//!   replacing itself: the exit status is the command's; a command killed by
-//!   a signal kills nsctl with the same signal (so the shell sees what it
-//!   would see with ip). SIGTERM and SIGHUP sent to nsctl are passed on to the
-//!   command; SIGINT and SIGQUIT are left to the command (the terminal sends
-//!   them to both).
-//! - The command gets stdin, stdout and stderr, the environment, the working
-//!   directory and the umask, but no other file descriptor: nsproc closes
-//!   every inherited fd above 2 (ip, which execs, passes on every fd not
-//!   marked close-on-exec).
+//! - `exec` is ip's: the command replaces nsctl (same pid, parent, fds,
+//!   signal dispositions and mask, environment, working directory, umask),
+//!   so its exit status or signal is what the shell sees. The one thing
+//!   reset is `SIGPIPE`, which Rust's start-up code ignores: the command
+//!   gets it at its default, as it gets it from ip when ip's caller left it
+//!   so. (Also from Rust's start-up: a closed stdin, stdout or stderr is
+//!   reopened on `/dev/null` before nsctl runs, so the command finds it
+//!   open.) ip's VRF reset (`vrf_reset`, cgroup-based VRF) is not done.
 //! - `-all exec` with a namespace that cannot be entered reports it and goes
 //!   on with the next namespace (ip's child would carry on the loop itself,
-//!   running the command again in later namespaces).
+//!   running the command again in later namespaces). The command's parent
+//!   is a second nsctl process (ip: a fork of ip), which the parent waits for.
+//! - `exec --fast` (not in ip) runs the command as a child of nsctl and waits
+//!   for it: the exit status is the command's; a command killed by a signal
+//!   kills nsctl with the same signal; SIGTERM and SIGHUP sent to nsctl are
+//!   passed on to it; it gets stdin, stdout and stderr but no other fd.
 //! - `monitor` reports a namespace as added once it is mounted, not when its
 //!   placeholder file appears, and ignores files that never become a
 //!   namespace (ip prints `add`/`delete` for any file made in `/run/netns`).
@@ -85,9 +91,12 @@
 //!   messages that tell the user to run ip (`try "ip netns help"`) name
 //!   nsctl instead.
 //! - Names may start with `-`, as in ip, but a name that is also one of
-//!   nsctl's options (`-h`, `-j`, `-p`, `-a`, `--help`, `--fast`, ...)
-//!   needs `--` before it (`nsctl add -- -j`). nsctl's global options may
-//!   also follow the subcommand (`nsctl list -j`). Names that are not valid
+//!   nsctl's options (`-h`, `-j`, `-p`, `-a`, `--help`, ...) needs `--`
+//!   before it (`nsctl add -- -j`), except after `exec`, where every word
+//!   is the name or the command, as in ip (`nsctl exec -j ls`; `--fast` is
+//!   nsctl's only when it follows `exec` at once; `exec --help` alone is
+//!   nsctl's help). nsctl's global options may also follow the subcommand
+//!   (`nsctl list -j`). Names that are not valid
 //!   UTF-8 are refused by the argument parser, and run-directory entries
 //!   that are not valid UTF-8 are skipped.
 //! - JSON strings are escaped as JSON requires: a control character in a
@@ -106,24 +115,43 @@
 //!
 //! # Cost
 //!
-//! Measured on the shared 2-vCPU build VM (medians of 41 runs, release
-//! build, noisy): `nsctl list` and `nsctl exec --fast NAME true` cost about
-//! what `ip netns list` and `ip netns exec NAME true` cost (2.3-3 ms);
-//! `nsctl exec NAME true` costs 6-12 ms against ip's 2.5-5 ms, the price of
-//! starting the nsproxy agent (an exec of the nsctl binary) that gives the
-//! command its private mount namespace without forking nsctl.
+//! Measured on the shared 2-vCPU build VM (release build, `true` run 61
+//! times per row, rows interleaved, quiet machine; medians):
+//!
+//! | command | median | vs ip |
+//! |---|---|---|
+//! | `ip netns exec b1 true` | 1.89 ms | 1 |
+//! | `nsctl exec b1 true` (direct, as ip) | 1.83 ms | 0.97x |
+//! | `nsctl exec b1 true` through an nsproxy agent (before) | 3.59 ms | 1.9x |
+//! | `nsctl exec --fast b1 true` | 2.07 ms | 1.1x |
+//! | `ip -all netns exec true` (2 namespaces) | 3.24 ms | 1 |
+//! | `nsctl -all exec true` (re-exec per namespace) | 4.54 ms | 1.4x |
+//! | `nsctl -all exec true` through agents (before) | 5.95 ms | 1.8x |
+//!
+//! Where the agent path's time went: process start 1.1-1.5 ms whatever
+//! nsctl does (`nsctl --version`), runtime and namespace thread ~0.25 ms
+//! (`--fast` minus direct), the agent ~1.5 ms (an exec of the 30 MB nsctl
+//! binary, its handshake and mount setup, the spawn request, the exit
+//! report and the reap). Under load (other builds on the two CPUs) every
+//! hand-off between threads and processes also waits for a CPU: the agent
+//! path then took 11-18 ms (median) where ip and the direct path stay
+//! near 2-3 ms, as they hand nothing off. The direct path does what ip does,
+//! so it costs what ip costs; `-all` pays one more exec of nsctl per
+//! namespace than ip's fork.
 
 mod cli;
 mod cmd;
+mod direct;
 mod error;
 mod json;
 mod signal;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Pre};
+use crate::cli::{Cli, Command, Pre};
 
 /// Prints `e` as ip would and gives ip's exit code.
 fn fail(e: error::Error) -> ExitCode {
@@ -131,14 +159,51 @@ fn fail(e: error::Error) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
+/// `nsctl [-all] exec NAME CMD...` without `--fast`: this process becomes
+/// the command (or, with `-all`, starts one child of itself per namespace).
+fn exec_like_ip(all: bool, name: Option<OsString>, mut command: Vec<OsString>) -> ExitCode {
+    if all {
+        if let Some(first) = name {
+            command.insert(0, first);
+        }
+        if command.is_empty() {
+            return fail(error::Error::MissingCommand);
+        }
+        return match direct::exec_all(&command) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => fail(e),
+        };
+    }
+    let Some(name) = name else {
+        return fail(error::Error::MissingName);
+    };
+    if command.is_empty() {
+        return fail(error::Error::MissingCommand);
+    }
+    fail(direct::exec(&name, &command))
+}
+
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == direct::CHILD_ARG) {
+        return direct::child_main(&args[2..]);
+    }
     let args = match cli::preprocess(args) {
         Pre::Args(args) => args,
         Pre::InvalidName(name) => return fail(error::Error::InvalidName { name }),
         Pre::Unknown(word) => return fail(error::Error::UnknownCommand { word }),
     };
-    let cli = Cli::parse_from(args);
+    let mut cli = Cli::parse_from(args);
+    // ip-style exec: set up and exec as ip does, before any runtime or
+    // thread exists (see direct.rs).
+    if let Some(Command::Exec {
+        fast: false,
+        name,
+        command,
+    }) = &mut cli.command
+    {
+        return exec_like_ip(cli.all, name.take(), std::mem::take(command));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -304,3 +304,43 @@ fn names_with_quotes_tabs_and_unicode() {
          x exec \"q'uo\\\"te\" ip netns identify; x delete \"$(printf 'tab\\tx')\"; x list",
     );
 }
+
+#[test]
+fn exec_becomes_the_command() {
+    // The command replaces the tool: same pid and parent (this shell), fds
+    // not marked close-on-exec passed on, ignored signals still ignored,
+    // SIGPIPE at its default (a writer into a closed pipe dies quietly).
+    differential(
+        "x add a; P=$$; x exec a sh -c 'test $PPID = '$P' && echo same-parent'\n\
+         exec 7</etc/hostname; x exec a readlink /proc/self/fd/7; exec 7<&-\n\
+         trap '' USR1; x exec a sh -c 'kill -USR1 $$; echo survived'; trap - USR1\n\
+         x exec a sh -c 'yes | head -n1; echo done'\n\
+         x exec a sh -c 'cat /proc/self/status | grep -E \"^(SigIgn|SigBlk|Threads)\"'\n\
+         x -all exec sh -c 'test $PPID != '$P' && echo child-of-tool'; P=NOPID\n\
+         x exec a -j; x exec a -h; x exec a --fast true; x -all exec -j; x -all exec ls -j /nonexistent",
+    );
+}
+
+#[test]
+fn exec_etc_binds_like_ip() {
+    // A file with no counterpart in /etc cannot be bound: ip says so and goes
+    // on. A name of 255 bytes gets no binds at all (ip's buffer limit).
+    let long = "n".repeat(255);
+    differential(&format!(
+        "x add a; x add {long}; mkdir -p /etc/netns/a /etc/netns/{long}\n\
+         echo 'nameserver 192.0.2.7' > /etc/netns/a/resolv.conf; touch /etc/netns/a/nsctl-no-such-file\n\
+         echo 'nameserver 192.0.2.8' > /etc/netns/{long}/resolv.conf\n\
+         x exec a cat /etc/resolv.conf; x exec {long} grep -c 192.0.2.8 /etc/resolv.conf\n\
+         x -all exec grep -h nameserver /etc/resolv.conf; ls /etc | grep -c nsctl-no-such-file\n\
+         x exec a sh -c 'mount | grep -c \" /sys \"'; x exec a findmnt -n -o PROPAGATION /"
+    ));
+}
+
+#[test]
+fn run_dir_not_a_directory() {
+    differential(
+        "mount -t tmpfs none /run; touch /run/netns\n\
+         x; x -j list; x -all delete; x -all exec true; x identify; x pids a; x delete a\n\
+         x set a 1; x exec a true; x -all exec --fast true; ls -A /run",
+    );
+}
