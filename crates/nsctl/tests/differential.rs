@@ -37,7 +37,12 @@ x() { c=$(echo "\$ $*" | norm); echo "$c"; echo "$c" >&2; t "$@" >$W/o 2>$W/e; r
 xi() { echo "\$ ip $*"; ip "$@"; echo "rc=$?"; }
 . "$2"
 rm -rf "$W"
+echo "$END_MARK"
 "#;
+
+/// Printed by the prelude once the whole script has run: a script that
+/// stopped half-way (in both runs alike) cannot pass unnoticed.
+const END_MARK: &str = "== end of script ==";
 
 fn require_root() {
     // SAFETY-free check through the environment of the process.
@@ -79,6 +84,7 @@ fn run(tool: &str, script: &str) -> (String, String) {
             tool,
         ])
         .arg(&path)
+        .env("END_MARK", END_MARK)
         .stdin(Stdio::null())
         .output()
         .expect("run unshare");
@@ -117,9 +123,18 @@ fn differential(script: &str) {
     require_root();
     let (ip_out, ip_err) = run("ip", script);
     let (ns_out, ns_err) = run(env!("CARGO_BIN_EXE_nsctl"), script);
+    // Neither run may be vacuous: each ran to its end, and ip succeeded at
+    // something (a harness that breaks every command alike, in both runs,
+    // would otherwise compare equal).
+    for (tool, out, err) in [("ip", &ip_out, &ip_err), ("nsctl", &ns_out, &ns_err)] {
+        assert!(
+            out.trim_end().ends_with(END_MARK),
+            "the script did not run to its end with {tool}:\n{out}\n{err}"
+        );
+    }
     assert!(
-        ip_out.contains("rc="),
-        "the script ran nothing: {ip_out}\n{ip_err}"
+        ip_out.lines().any(|l| l == "rc=0"),
+        "no command succeeded with ip: the harness is broken\n{ip_out}\n{ip_err}"
     );
     if ip_out != ns_out {
         panic!(
