@@ -476,10 +476,37 @@ fn valid_name(name: &str) -> Result<NsName> {
     NsName::new(name).map_err(|_| Error::InvalidName { name: name.into() })
 }
 
+/// ip's first steps of `add` and `attach`, for ip's words when they fail:
+/// make the run directory (an existing one is fine), then open it (ip locks
+/// it). nsfs then prepares it as ip does.
+fn prepare_run_dir() -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = run_dir_path();
+    match fs::DirBuilder::new().mode(0o755).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(Error::MakeRunDir {
+                path: dir.into(),
+                source: e,
+            });
+        }
+        _ => {}
+    }
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(|source| Error::OpenRunDir {
+            path: dir.into(),
+            source,
+        })?;
+    Ok(())
+}
+
 async fn add(name: Option<String>) -> Result {
     let name = name.ok_or(Error::MissingName)?;
     let ns_name = valid_name(&name)?;
     let path = entry_path(&name);
+    prepare_run_dir()?;
     match RunDir::default()
         .create(&ns_name, OpenMode::CreateExclusive)
         .await
@@ -499,6 +526,7 @@ async fn attach(name: Option<String>, pid: Option<String>) -> Result {
     };
     let ns_name = valid_name(&name)?;
     let path = entry_path(&name);
+    prepare_run_dir()?;
     // ip creates the entry before it looks at the process.
     if fs::symlink_metadata(&path).is_ok() {
         return Err(Error::CreateEntry {
@@ -516,7 +544,18 @@ async fn attach(name: Option<String>, pid: Option<String>) -> Result {
         Err(nsfs::Error::Attach { step, source, .. }) if step != "create entry" => {
             Err(Error::Attach { pid, path, source })
         }
-        Err(e) => Err(create_error(&name, &path, e)),
+        Err(
+            e @ (nsfs::Error::AlreadyExists { .. }
+            | nsfs::Error::PrepareRunDir { .. }
+            | nsfs::Error::Attach { .. }),
+        ) => Err(create_error(&name, &path, e)),
+        // Opening the process's namespace failed: ip finds out when it
+        // binds it.
+        Err(e) => Err(Error::Attach {
+            pid,
+            path,
+            source: io_of(e),
+        }),
     }
 }
 

@@ -52,6 +52,20 @@ pub(crate) enum Error {
     /// An unknown `list-id` keyword: ip's usage.
     #[error("{}", crate::cmd::USAGE)]
     Usage,
+    /// The run directory could not be made (`add`, `attach`).
+    #[error("mkdir {} failed: {}", path.display(), errno_text(source))]
+    MakeRunDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The run directory could not be opened (`add`, `attach`).
+    #[error("Cannot open netns runtime directory \"{}\": {}", path.display(), errno_text(source))]
+    OpenRunDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The run directory could not be prepared for `add` or `attach`.
     #[error("mount --make-shared {} failed: {}", path.display(), errno_text(source))]
     PrepareRunDir {
@@ -222,6 +236,8 @@ impl Error {
     pub(crate) fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::PrepareRunDir { source, .. }
+            | Error::MakeRunDir { source, .. }
+            | Error::OpenRunDir { source, .. }
             | Error::CreateEntry { source, .. }
             | Error::Create { source, .. }
             | Error::Attach { source, .. }

@@ -359,3 +359,22 @@ fn run_dir_not_a_directory() {
          x set a 1; x exec a true; x -all exec --fast true; ls -A /run",
     );
 }
+
+#[test]
+fn run_dir_cannot_be_made() {
+    // ip makes and opens the run directory before anything else: its words
+    // when that fails, and nothing made.
+    differential(
+        "P=$$; umount /run/netns; mount -t tmpfs -o ro none /run; x add a; x attach b $P; ls -A /run\n\
+         mount -o remount,rw /run; touch /run/netns; x add a; x attach b $P; ls -A /run; x; xi netns add c",
+    );
+}
+
+#[test]
+fn attach_to_a_namespace_that_cannot_be_bound() {
+    // pid 1's namespace cannot be bound here (EACCES) or can: either way,
+    // both tools must say the same, and leave no entry behind on failure.
+    differential(
+        "x attach init 1; x list; ls -A /run/netns; P=$$; x attach me $P; x list; x delete me",
+    );
+}
