@@ -190,15 +190,34 @@ pub(crate) enum Pre {
     InvalidName(String),
     /// No such subcommand (exit 255).
     Unknown(String),
+    /// No such global option (exit 255).
+    UnknownOption(String),
 }
 
+/// ip's reading of a global option (`main` in ip.c): `--x` is `-x`, and an
+/// option may be shortened to any prefix of its name; the first match in
+/// ip's order wins (none of ip's options before `-json`, `-pretty`, `-help`,
+/// `-all` starts with their first letter, except `-h`, which ip reads as
+/// `-human` and nsctl as `--help`). Returns clap's spelling, or `None` for an
+/// option nsctl does not know.
 fn is_global(arg: &str) -> Option<&'static str> {
-    match arg {
-        "-all" | "--all" | "-a" => Some("--all"),
-        "-j" | "-json" | "--json" => Some("--json"),
-        "-p" | "-pretty" | "--pretty" => Some("--pretty"),
-        _ => None,
+    let opt = arg
+        .strip_prefix('-')
+        .filter(|o| o.starts_with('-'))
+        .unwrap_or(arg);
+    if opt.len() < 2 || !opt.starts_with('-') {
+        return None;
     }
+    const FULL: &[(&str, &str)] = &[
+        ("-Version", "--version"),
+        ("-json", "--json"),
+        ("-pretty", "--pretty"),
+        ("-help", "--help"),
+        ("-all", "--all"),
+    ];
+    FULL.iter()
+        .find(|(full, _)| full.starts_with(opt))
+        .map(|(_, clap)| *clap)
 }
 
 /// Rewrites ip-style global options to clap's spelling, resolves the
@@ -220,9 +239,10 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
             out.push(global.into());
             i += 1;
         } else if arg.starts_with('-') {
-            // --help, --version, or an error for clap to report.
-            out.push(rest[i].clone());
-            i += 1;
+            // ip's words for an option it does not know (ip shows `--x` as
+            // `-x`).
+            let shown = arg.strip_prefix('-').filter(|o| o.starts_with('-'));
+            return Pre::UnknownOption(shown.unwrap_or(arg).to_owned());
         } else {
             break;
         }
@@ -353,6 +373,20 @@ mod tests {
             matches!(preprocess(args(&["nsctl", "foo", "a/b"])), Pre::InvalidName(n) if n == "a/b")
         );
         assert!(matches!(preprocess(args(&["nsctl", "foo"])), Pre::Unknown(w) if w == "foo"));
+        // ip's global options, shortened and with two dashes, as ip reads them.
+        match preprocess(args(&["nsctl", "-al", "--js", "-pre", "-Vers", "l"])) {
+            Pre::Args(a) => assert_eq!(
+                a,
+                args(&["nsctl", "--all", "--json", "--pretty", "--version", "list"])
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(preprocess(args(&["nsctl", "--bogus", "list"])), Pre::UnknownOption(o) if o == "-bogus")
+        );
+        assert!(
+            matches!(preprocess(args(&["nsctl", "-jsonx"])), Pre::UnknownOption(o) if o == "-jsonx")
+        );
         assert!(matches!(
             preprocess(args(&["nsctl", "-all", "add", "a/b"])),
             Pre::Args(_)

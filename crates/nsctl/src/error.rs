@@ -19,6 +19,9 @@ pub(crate) enum Error {
     /// No subcommand starts with this word.
     #[error("Command \"{word}\" is unknown, try \"nsctl help\".")]
     UnknownCommand { word: String },
+    /// A global option ip does not know either.
+    #[error("Option \"{option}\" is unknown, try \"nsctl -help\".")]
+    UnknownOption { option: String },
     /// A subcommand that needs a namespace name got none.
     #[error("No netns name specified")]
     MissingName,
@@ -216,6 +219,7 @@ impl Error {
         match self {
             Error::InvalidName { .. }
             | Error::UnknownCommand { .. }
+            | Error::UnknownOption { .. }
             | Error::Argument { .. }
             | Error::Duplicate { .. }
             | Error::Incomplete

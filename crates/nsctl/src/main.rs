@@ -16,8 +16,9 @@
 //! can be reproduced, the same error messages, so that scripts written for
 //! `ip netns` work unchanged. Subcommands may be abbreviated exactly as ip
 //! allows (`nsctl l`, `nsctl a blue`, `nsctl d blue`). ip's global options
-//! (`-all`, `-j`, `-p`, also spelled `-json`, `-pretty`, `--all`...) go before
-//! the subcommand, as in `ip -all netns delete`. Namespaces made by nsctl and
+//! (`-all`, `-json`, `-pretty`, shortened as ip allows: `-a`, `-j`, `-jso`,
+//! `-p`; `--x` is `-x`) go before the subcommand, as in `ip -all netns
+//! delete`; an option ip does not know either gets ip's words and exit 255. Namespaces made by nsctl and
 //! by `ip netns` are the same thing: each tool sees and uses the other's.
 //!
 //! Beyond ip:
@@ -192,6 +193,7 @@ fn main() -> ExitCode {
         Pre::Args(args) => args,
         Pre::InvalidName(name) => return fail(error::Error::InvalidName { name }),
         Pre::Unknown(word) => return fail(error::Error::UnknownCommand { word }),
+        Pre::UnknownOption(option) => return fail(error::Error::UnknownOption { option }),
     };
     let mut cli = Cli::parse_from(args);
     // ip-style exec: set up and exec as ip does, before any runtime or

@@ -24,7 +24,7 @@ mount -t tmpfs none /etc/netns || exit 91
 ip link set lo up
 TOOL="$1"
 if [ "$TOOL" = ip ]; then
-  t() { g=""; while [ $# -gt 0 ]; do case "$1" in -j|-p|-all|-json|-pretty) g="$g $1"; shift;; *) break;; esac; done; ip $g netns "$@"; }
+  t() { g=""; while [ $# -gt 0 ]; do case "$1" in -*) g="$g $1"; shift;; *) break;; esac; done; ip $g netns "$@"; }
   tb() { exec stdbuf -oL ip netns "$@"; }
 else
   t() { "$TOOL" "$@"; }
@@ -32,7 +32,7 @@ else
 fi
 W=$(mktemp -d)
 P=NOPID
-norm() { sed -e "s/\b$P\b/PID/g" -e 's/try "ip netns help"/try "nsctl help"/' -e 's/ip \[-all\] netns /nsctl [-all] /' -e 's/\bip netns /nsctl /' "$@"; }
+norm() { sed -e "s/\b$P\b/PID/g" -e 's/try "ip netns help"/try "nsctl help"/' -e 's/try "ip -help"/try "nsctl -help"/' -e 's/ip \[-all\] netns /nsctl [-all] /' -e 's/\bip netns /nsctl /' "$@"; }
 x() { c=$(echo "\$ $*" | norm); echo "$c"; echo "$c" >&2; t "$@" >$W/o 2>$W/e; rc=$?; norm $W/o; echo "rc=$rc"; norm $W/e >&2; }
 xi() { echo "\$ ip $*"; ip "$@"; echo "rc=$?"; }
 . "$2"
@@ -376,5 +376,13 @@ fn attach_to_a_namespace_that_cannot_be_bound() {
     // both tools must say the same, and leave no entry behind on failure.
     differential(
         "x attach init 1; x list; ls -A /run/netns; P=$$; x attach me $P; x list; x delete me",
+    );
+}
+
+#[test]
+fn global_options_as_ip_reads_them() {
+    differential(
+        "x add a; x set a 1; x -js list; x --json list; x -jso -pr list; x -al delete; x list\n\
+         x add b; x --al exec true; x -x list; x --bogus; x -jsonx list; x -j -bogus; x list",
     );
 }

@@ -154,11 +154,13 @@ fn exec_fast_switches_only_the_network_namespace() {
 #[test]
 fn exec_passes_sigterm_on_and_dies_of_it() {
     let (code, out, err) = sandbox(
-        "$N add a && { $N exec a sleep 30 & P=$!; } && sleep 0.5 && \
-         test -n \"$($N pids a)\" && kill -TERM $P; wait $P; echo rc=$?; sleep 0.2; $N pids a | wc -l",
+        "$N add a && for f in '' --fast; do { $N exec $f a sleep 30 & P=$!; } && sleep 0.5 && \
+         test -n \"$($N pids a)\" && kill -TERM $P; wait $P; echo rc=$?; sleep 0.2; $N pids a | wc -l; done",
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "rc=143\n0\n", "{err}");
+    // ip-style: the command is the process signalled; --fast: nsctl passes
+    // the signal on and dies of it.
+    assert_eq!(out, "rc=143\n0\nrc=143\n0\n", "{err}");
 }
 
 #[test]
@@ -170,8 +172,17 @@ fn help_and_parse_errors() {
     );
     assert_eq!(code, 0, "{err}");
     let l: Vec<&str> = out.lines().collect();
-    assert_eq!(&l[..6], ["1", "rc=0", "rc=0", "1", "rc=2", "rc=0"], "{out}");
+    assert_eq!(
+        &l[..6],
+        ["1", "rc=0", "rc=0", "1", "rc=255", "rc=0"],
+        "{out}"
+    );
     // `add a --bogus` is ip's `add a` with an ignored extra argument.
     assert_eq!(l[6], "1", "{out}");
     assert!(l[7].starts_with("nsctl "), "{out}");
+    // An unknown global option in ip's words.
+    assert!(
+        err.contains("Option \"-bogus\" is unknown, try \"nsctl -help\"."),
+        "{err}"
+    );
 }
