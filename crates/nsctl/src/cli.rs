@@ -55,7 +55,10 @@ pub(crate) enum Command {
         args: Vec<String>,
     },
     /// Print this help (ip prints its usage on stderr instead).
-    Help,
+    Help {
+        #[arg(hide = true, allow_hyphen_values = true, trailing_var_arg = true)]
+        extra: Vec<OsString>,
+    },
     /// Create a namespace (`ip netns add NAME`).
     Add {
         /// The new namespace's name.
@@ -137,6 +140,8 @@ pub(crate) enum Command {
         /// The namespace.
         #[arg(allow_hyphen_values = true)]
         name: Option<String>,
+        #[arg(hide = true, allow_hyphen_values = true, trailing_var_arg = true)]
+        extra: Vec<OsString>,
     },
 }
 
@@ -234,6 +239,11 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
     let mut i = 0;
     while i < rest.len() {
         let Some(arg) = rest[i].to_str() else { break };
+        if arg == "--" {
+            // ip: the end of the options.
+            i += 1;
+            break;
+        }
         if let Some(global) = is_global(arg) {
             all |= global == "--all";
             out.push(global.into());
@@ -271,17 +281,16 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
         return Pre::Unknown(word);
     };
     out.push(canon.into());
-    if canon == "exec" {
-        if fast {
-            out.push("--fast".into());
-        }
-        // Everything after `exec` is the name and the command, as for ip:
-        // `nsctl -all exec grep -h x` runs `grep -h x`, never nsctl's help.
-        // Alone, `exec --help` (or `-h`) is still nsctl's help.
-        let help = after.len() == 1 && (after[0] == "--help" || after[0] == "-h");
-        if !help {
-            out.push("--".into());
-        }
+    if fast {
+        out.push("--fast".into());
+    }
+    // Everything after the subcommand is its arguments, as for ip: `nsctl
+    // add -j` names a namespace `-j`, `nsctl list -j` lists as text (ip
+    // ignores the extra word), `nsctl -all exec grep -h x` runs `grep -h x`.
+    // Alone, `--help` is still nsctl's help for the subcommand.
+    let help = after.len() == 1 && after[0] == "--help";
+    if !help {
+        out.push("--".into());
     }
     out.extend(after.iter().cloned());
     Pre::Args(out)
@@ -366,7 +375,7 @@ mod tests {
     fn preprocess_rewrites_globals_and_abbreviations() {
         let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
         match preprocess(args(&["nsctl", "-all", "-j", "d"])) {
-            Pre::Args(a) => assert_eq!(a, args(&["nsctl", "--all", "--json", "delete"])),
+            Pre::Args(a) => assert_eq!(a, args(&["nsctl", "--all", "--json", "delete", "--"])),
             other => panic!("{other:?}"),
         }
         assert!(
@@ -377,7 +386,15 @@ mod tests {
         match preprocess(args(&["nsctl", "-al", "--js", "-pre", "-Vers", "l"])) {
             Pre::Args(a) => assert_eq!(
                 a,
-                args(&["nsctl", "--all", "--json", "--pretty", "--version", "list"])
+                args(&[
+                    "nsctl",
+                    "--all",
+                    "--json",
+                    "--pretty",
+                    "--version",
+                    "list",
+                    "--"
+                ])
             ),
             other => panic!("{other:?}"),
         }

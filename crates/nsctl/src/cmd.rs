@@ -85,7 +85,7 @@ pub(crate) async fn run(cli: Cli) -> Result {
     match command {
         Command::List { .. } => list(style).await,
         Command::ListId { args } => list_id(style, &args).await,
-        Command::Help => {
+        Command::Help { .. } => {
             let _ = Cli::command().print_long_help();
             Ok(0)
         }
@@ -103,7 +103,7 @@ pub(crate) async fn run(cli: Cli) -> Result {
         Command::Exec { fast: false, .. } => unreachable!("ip-style exec runs in main"),
         Command::Monitor { .. } => monitor().await,
         Command::Attach { name, pid, .. } => attach(name, pid).await,
-        Command::Links { name } => links(style, name).await,
+        Command::Links { name, .. } => links(style, name).await,
     }
 }
 

@@ -91,15 +91,13 @@
 //!   exits 0 (ip prints its usage on standard error and exits 255). Error
 //!   messages that tell the user to run ip (`try "ip netns help"`) name
 //!   nsctl instead.
-//! - Names may start with `-`, as in ip, but a name that is also one of
-//!   nsctl's options (`-h`, `-j`, `-p`, `-a`, `--help`, ...) needs `--`
-//!   before it (`nsctl add -- -j`), except after `exec`, where every word
-//!   is the name or the command, as in ip (`nsctl exec -j ls`; `--fast` is
-//!   nsctl's only when it follows `exec` at once; `exec --help` alone is
-//!   nsctl's help). nsctl's global options may also follow the subcommand
-//!   (`nsctl list -j`). Names that are not valid
-//!   UTF-8 are refused by the argument parser, and run-directory entries
-//!   that are not valid UTF-8 are skipped.
+//! - After the subcommand every word is an argument, as in ip: `nsctl add
+//!   -j` names a namespace `-j`, and `nsctl list -j` lists as text (ip
+//!   ignores the word). `--fast` is nsctl's only right after `exec`, and a
+//!   lone `--help` after a subcommand is nsctl's help for it (ip would take
+//!   it for a name). Names that are not valid UTF-8 are refused by the
+//!   argument parser, and run-directory entries that are not valid UTF-8
+//!   are skipped.
 //! - JSON strings are escaped as JSON requires: a control character in a
 //!   name is written `\u0001` (ip writes the raw byte, which is not JSON).
 //! - With `-all`, ip skips its name check for every subcommand and then

@@ -386,3 +386,14 @@ fn global_options_as_ip_reads_them() {
          x add b; x --al exec true; x -x list; x --bogus; x -jsonx list; x -j -bogus; x list",
     );
 }
+
+#[test]
+fn option_like_words_after_the_subcommand() {
+    // After the subcommand every word is an argument, as for ip: names may
+    // look like options, and nsctl's own options are not read there.
+    differential(
+        "x add -j; x add --; x add -h; x add --all; x list; x list -j; x -- list; x -j -- list\n\
+         x set -j 3; x list-id -j; x pids -h; x exec -j true; x identify -j\n\
+         x delete -j; x delete --; x d -h; x delete --all; x list; x -all delete -j; x list",
+    );
+}
