@@ -115,17 +115,19 @@
 //! # Cost
 //!
 //! Measured on the shared 2-vCPU build VM (release build, `true` run 61
-//! times per row, rows interleaved, quiet machine; medians):
+//! times per row, rows interleaved, quiet machine; medians of two runs):
 //!
 //! | command | median | vs ip |
 //! |---|---|---|
-//! | `ip netns exec b1 true` | 1.89 ms | 1 |
-//! | `nsctl exec b1 true` (direct, as ip) | 1.83 ms | 0.97x |
+//! | `ip netns exec b1 true` | 1.72-1.89 ms | 1 |
+//! | `nsctl exec b1 true` (direct, as ip) | 1.74-1.83 ms | 0.97-1.01x |
 //! | `nsctl exec b1 true` through an nsproxy agent (before) | 3.59 ms | 1.9x |
-//! | `nsctl exec --fast b1 true` | 2.07 ms | 1.1x |
-//! | `ip -all netns exec true` (2 namespaces) | 3.24 ms | 1 |
-//! | `nsctl -all exec true` (re-exec per namespace) | 4.54 ms | 1.4x |
+//! | `nsctl exec --fast b1 true` | 2.07-2.11 ms | 1.1-1.2x |
+//! | `ip -all netns exec true` (2 namespaces) | 2.99-3.24 ms | 1 |
+//! | `nsctl -all exec true` (re-exec per namespace) | 4.41-4.54 ms | 1.4-1.5x |
 //! | `nsctl -all exec true` through agents (before) | 5.95 ms | 1.8x |
+//! | `ip netns list` / `nsctl list` (2 namespaces) | 1.18 / 1.60 ms | 1.36x |
+//! | `ip netns identify` / `nsctl identify` | 1.13 / 1.28 ms | 1.13x |
 //!
 //! Where the agent path's time went: process start 1.1-1.5 ms whatever
 //! nsctl does (`nsctl --version`), runtime and namespace thread ~0.25 ms
@@ -133,10 +135,11 @@
 //! binary, its handshake and mount setup, the spawn request, the exit
 //! report and the reap). Under load (other builds on the two CPUs) every
 //! hand-off between threads and processes also waits for a CPU: the agent
-//! path then took 11-18 ms (median) where ip and the direct path stay
-//! near 2-3 ms, as they hand nothing off. The direct path does what ip does,
+//! path then took 11-18 ms (median) against ip's 2.3-3.4 ms in the same
+//! runs; the direct path, like ip, hands nothing off. It does what ip does,
 //! so it costs what ip costs; `-all` pays one more exec of nsctl per
-//! namespace than ip's fork.
+//! namespace than ip's fork. `list` pays the runtime and a namespace thread
+//! that opens its netlink socket (~0.4 ms over ip).
 
 mod cli;
 mod cmd;
