@@ -1,6 +1,6 @@
 //! The public types and futures can cross tasks and threads.
 
-use nsproc::{Child, Command, Error, Namespace, Stdio};
+use nsproc::{Child, Command, Error, ExecAgent, Namespace, Stdio};
 
 fn send<T: Send>(_: &T) {}
 fn send_sync<T: Send + Sync>() {}
@@ -13,12 +13,13 @@ fn types_are_send_and_sync() {
     send_sync::<Stdio>();
     send_sync::<Namespace>();
     send_sync::<Error>();
+    send_sync::<ExecAgent>();
     unpin::<Child>();
     unpin::<Command>();
 }
 
 #[allow(dead_code)]
-fn futures_are_send(mut cmd: Command, mut child: Child, child2: Child) {
+fn futures_are_send(mut cmd: Command, mut child: Child, child2: Child, agent: ExecAgent) {
     send(&cmd.spawn());
     send(&cmd.output());
     send(&cmd.status());
@@ -26,4 +27,6 @@ fn futures_are_send(mut cmd: Command, mut child: Child, child2: Child) {
     send(&child.kill());
     send(&child2.wait_with_output());
     send(&nsproc::spawn("blue", ["true"]));
+    send(&ExecAgent::start("blue"));
+    send(&agent.close());
 }
