@@ -246,7 +246,10 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
         }
         if let Some(global) = is_global(arg) {
             all |= global == "--all";
-            out.push(global.into());
+            // ip takes an option given twice; clap would refuse it.
+            if !out.iter().any(|o| o == global) {
+                out.push(global.into());
+            }
             i += 1;
         } else if arg.starts_with('-') {
             // ip's words for an option it does not know (ip shows `--x` as
@@ -401,6 +404,11 @@ mod tests {
         assert!(
             matches!(preprocess(args(&["nsctl", "--bogus", "list"])), Pre::UnknownOption(o) if o == "-bogus")
         );
+        // Given twice, as ip takes it.
+        match preprocess(args(&["nsctl", "-j", "-json", "-all", "-a", "l"])) {
+            Pre::Args(a) => assert_eq!(a, args(&["nsctl", "--json", "--all", "list", "--"])),
+            other => panic!("{other:?}"),
+        }
         assert!(
             matches!(preprocess(args(&["nsctl", "-jsonx"])), Pre::UnknownOption(o) if o == "-jsonx")
         );

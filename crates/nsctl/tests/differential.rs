@@ -383,7 +383,8 @@ fn attach_to_a_namespace_that_cannot_be_bound() {
 fn global_options_as_ip_reads_them() {
     differential(
         "x add a; x set a 1; x -js list; x --json list; x -jso -pr list; x -al delete; x list\n\
-         x add b; x --al exec true; x -x list; x --bogus; x -jsonx list; x -j -bogus; x list",
+         x add b; x --al exec true; x -x list; x --bogus; x -jsonx list; x -j -bogus; x list\n\
+         x -j -j list; x -j -p -json -pretty list; x -all -a exec true; x -a -all delete; x list",
     );
 }
 
