@@ -87,6 +87,11 @@
 //!   placeholder file appears, and ignores files that never become a
 //!   namespace (ip prints `add`/`delete` for any file made in `/run/netns`).
 //!   Its lines are flushed one by one (ip's are block-buffered on a pipe).
+//!   If `/run/netns` is a plain file, `monitor` fails ("inotify_add_watch
+//!   failed: Not a directory", exit 1) where ip watches the file for ever.
+//! - Of ip's global options only `-all`, `-json` and `-pretty` (and
+//!   `-Version`, `-help`) are taken; any other (`-n NAME`, `-details`,
+//!   `-4`, ...) gets ip's words for an unknown option and exit 255.
 //! - `help` (and `-h`, `--help`) prints nsctl's help on standard output and
 //!   exits 0 (ip prints its usage on standard error and exits 255). Error
 //!   messages that tell the user to run ip (`try "ip netns help"`) name
