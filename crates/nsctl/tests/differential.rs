@@ -11,6 +11,9 @@
 //! (namespaces made by one, used by the other); `tb ARGS &` runs the tool
 //! under test in the background with line-buffered output. `$P` names a pid that is
 //! replaced by `PID` in the output (pids differ between the two runs).
+//! `state` prints what a command could have changed (run-directory and
+//! `/etc/netns` entries, mounts there and on `/etc` and `/sys`, namespace
+//! ids, links), read with ip in both runs: bad input must change none of it.
 //! Normalised: only that pid, and the program name in "try ... help".
 
 use std::io::Write;
@@ -35,6 +38,7 @@ P=NOPID
 norm() { sed -e "s/\b$P\b/PID/g" -e 's/try "ip netns help"/try "nsctl help"/' -e 's/try "ip -help"/try "nsctl -help"/' -e 's/ip \[-all\] netns /nsctl [-all] /' -e 's/\bip netns /nsctl /' "$@"; }
 x() { c=$(echo "\$ $*" | norm); echo "$c"; echo "$c" >&2; t "$@" >$W/o 2>$W/e; rc=$?; norm $W/o; echo "rc=$rc"; norm $W/e >&2; }
 xi() { echo "\$ ip $*"; ip "$@"; echo "rc=$?"; }
+state() { echo "== state"; ls -A /run/netns /etc/netns; grep -cE ' /(run/netns|etc|sys)[/ ]' /proc/self/mountinfo; ip netns list-id; ip -o link | wc -l; }
 . "$2"
 rm -rf "$W"
 echo "$END_MARK"
@@ -192,17 +196,19 @@ fn invalid_names_change_nothing() {
     let long = "x".repeat(256);
     let ok = "y".repeat(255);
     differential(&format!(
-        "for c in add delete del d set pids exec attach identify list list-id monitor foo; do\n\
-           x $c ''; x $c .; x $c ..; x $c a/b; x $c {long}; x $c /etc; done\n\
-         x add {ok}; x list; x delete {ok}; ls -A /run/netns; x list"
+        "x add a; x set a 1; state\n\
+         for c in add delete del d set pids exec attach identify list list-id monitor foo; do\n\
+           x $c ''; x $c .; x $c ..; x $c a/b; x $c {long}; x $c /etc; x $c a/b 1; done\n\
+         state; x add {ok}; x list; x delete {ok}; ls -A /run/netns; x list"
     ));
 }
 
 #[test]
 fn missing_arguments_and_unknown_commands() {
     differential(
-        "x add; x attach; x attach a; x delete; x set; x set a; x pids; x exec; x add a; x exec a\n\
-         x foo; x '' ; x lists; x addd b; x list",
+        "state; x add; x attach; x attach a; x delete; x set; x set a; x pids; x exec; x add a; state; x exec a\n\
+         x foo; x '' ; x lists; x addd b; x foo b; x -all foo; x list; x set a 1; x set a; x set a -1; x set nope 1\n\
+         x attach a 1; x attach b; x attach b abc; x delete nope; x pids nope; x exec nope true; state",
     );
 }
 
