@@ -37,7 +37,9 @@ use crate::{Command, Error, Namespace, Result, cache};
 /// or a [`Child`] it started lives, and keeps the namespace alive meanwhile
 /// (it is a process inside it), even if its name is removed. When the last one
 /// is dropped the agent exits (children started with `kill_on_drop` are
-/// killed) and is reaped.
+/// killed) and is reaped, shortly after, by a task of its runtime;
+/// [`ExecAgent::close`] stops it at once and returns when it has been
+/// reaped.
 ///
 /// The agent's connection is driven by the runtime it was started on: use it
 /// from that runtime.
