@@ -1,5 +1,6 @@
-//! `nsctl exec` leaves no process behind: neither the command nor the
-//! nsproxy agent that ran it outlives nsctl. This test process becomes a
+//! `nsctl exec` leaves no process behind: neither the command, nor the
+//! nsctl child that `-all exec` starts per namespace, nor (`--fast`) the
+//! command started from a namespace thread outlives nsctl. This test process becomes a
 //! child subreaper, so anything orphaned below it is re-parented here, where
 //! it can be seen (and reaped). One test in this binary: no other test's
 //! children may be mistaken for leftovers.
@@ -43,7 +44,8 @@ fn exec_leaves_no_process() {
         mount -t tmpfs none /run/netns && mount -t tmpfs none /etc/netns || exit 90
         N="$1"
         $N add a && $N add b || exit 91
-        $N exec a true; $N -all exec true; $N exec --fast a true
+        $N exec a true; $N -all exec true; $N exec --fast a true; $N -all exec --fast true
+        $N -all exec sh -c 'kill -9 $$'; $N exec nope true; $N -all exec nonexistent-command
         $N exec a sh -c 'kill -9 $$'; $N exec a nonexistent-command
         $N exec a sleep 30 & P=$!; sleep 0.3; kill -TERM $P; wait $P
         exit 0
