@@ -17,7 +17,7 @@
 //! the parent prints ip's `netns: NAME` header before each and waits.
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString, c_char, c_int};
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -34,8 +35,38 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use crate::error::Error;
 
 /// The hidden first argument that makes nsctl the per-namespace child of
-/// `-all exec`: `nsctl --nsctl-all-exec-child NAME CMD...`.
+/// `-all exec`: `nsctl --nsctl-all-exec-child ign|dfl NAME CMD...`, where
+/// the second word is SIGPIPE's disposition as the parent found it (the
+/// spawn resets it to the default).
 pub(crate) const CHILD_ARG: &str = "--nsctl-all-exec-child";
+
+/// Whether SIGPIPE was ignored when nsctl started, before Rust's start-up
+/// code set it to ignored: read by [`record_sigpipe`], given back to the
+/// command by [`exec_program`], so the command gets it as ip would pass it.
+static SIGPIPE_IGNORED_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// Records SIGPIPE's disposition. Called from `.init_array`, before Rust's
+/// runtime start-up (which runs in `main`) changes it.
+extern "C" fn record_sigpipe(
+    _argc: c_int,
+    _argv: *const *const c_char,
+    _envp: *const *const c_char,
+) {
+    // SAFETY: sigaction with a null new action only reads the current
+    // disposition into `old`, a valid, writable, zeroed sigaction.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) } == 0 {
+        SIGPIPE_IGNORED_AT_START.store(old.sa_sigaction == libc::SIG_IGN, Ordering::Relaxed);
+    }
+}
+
+#[used]
+// SAFETY: `.init_array` holds `extern "C" fn(argc, argv, envp)` pointers; this
+// is one, it does not unwind and depends on nothing `main` sets up.
+#[unsafe(link_section = ".init_array")]
+static RECORD_SIGPIPE: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    record_sigpipe;
 
 /// iproute2's `NETNS_ETC_DIR`.
 const ETC_NETNS_DIR: &str = "/etc/netns";
@@ -143,12 +174,17 @@ fn exec_program(argv: &[OsString]) -> Error {
     else {
         return exec_error(io::Error::from_raw_os_error(libc::EINVAL));
     };
-    // Rust's start-up code ignores SIGPIPE; ip leaves it as it found it,
-    // which for the command is (nearly always) the default. Other signals
-    // are as nsctl inherited them: nsctl installed no handler.
-    // SAFETY: SIG_DFL installs no code of ours; nothing else runs in this
-    // single-threaded process, which is about to exec or exit.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // Rust's start-up code ignores SIGPIPE; ip leaves it as it found it:
+    // give it back as nsctl found it. Other signals are as nsctl inherited
+    // them: nsctl installed no handler.
+    let found = if SIGPIPE_IGNORED_AT_START.load(Ordering::Relaxed) {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::SigDfl
+    };
+    // SAFETY: SIG_DFL / SIG_IGN install no code of ours; nothing else runs
+    // in this single-threaded process, which is about to exec or exit.
+    let _ = unsafe { signal(Signal::SIGPIPE, found) };
     let err = match nix::unistd::execvp(&args[0], &args) {
         Err(e) => e,
         Ok(never) => match never {},
@@ -158,11 +194,14 @@ fn exec_program(argv: &[OsString]) -> Error {
     exec_error(err.into())
 }
 
-/// The `-all exec` child (`nsctl CHILD_ARG NAME CMD...`): runs `CMD` in
-/// `NAME` like `exec`.
+/// The `-all exec` child (`nsctl CHILD_ARG ign|dfl NAME CMD...`): runs
+/// `CMD` in `NAME` like `exec`.
 pub(crate) fn child_main(args: &[OsString]) -> ExitCode {
     match args {
-        [name, argv @ ..] if !argv.is_empty() => fail(exec(name, argv)),
+        [sigpipe, name, argv @ ..] if !argv.is_empty() => {
+            SIGPIPE_IGNORED_AT_START.store(sigpipe == "ign", Ordering::Relaxed);
+            fail(exec(name, argv))
+        }
         _ => fail(Error::MissingCommand),
     }
 }
@@ -185,6 +224,11 @@ pub(crate) fn exec_all(argv: &[OsString]) -> Result<u8, Error> {
         let status = std::process::Command::new("/proc/self/exe")
             .arg0(&argv0)
             .arg(CHILD_ARG)
+            .arg(if SIGPIPE_IGNORED_AT_START.load(Ordering::Relaxed) {
+                "ign"
+            } else {
+                "dfl"
+            })
             .arg(&name)
             .args(argv)
             .status();

@@ -69,10 +69,9 @@
 //!
 //! - `exec` is ip's: the command replaces nsctl (same pid, parent, fds,
 //!   signal dispositions and mask, environment, working directory, umask),
-//!   so its exit status or signal is what the shell sees. The one thing
-//!   reset is `SIGPIPE`, which Rust's start-up code ignores: the command
-//!   gets it at its default, as it gets it from ip when ip's caller left it
-//!   so. (Also from Rust's start-up: a closed stdin, stdout or stderr is
+//!   so its exit status or signal is what the shell sees (`SIGPIPE`, which
+//!   Rust's start-up code ignores, is given back as nsctl found it). (From
+//!   Rust's start-up too: a closed stdin, stdout or stderr is
 //!   reopened on `/dev/null` before nsctl runs, so the command finds it
 //!   open.) ip's VRF reset (`vrf_reset`, cgroup-based VRF) is not done.
 //! - `-all exec` with a namespace that cannot be entered reports it and goes

@@ -335,7 +335,8 @@ fn exec_becomes_the_command() {
         "x add a; P=$$; x exec a sh -c 'test $PPID = '$P' && echo same-parent'\n\
          exec 7</etc/hostname; x exec a readlink /proc/self/fd/7; exec 7<&-\n\
          trap '' USR1; x exec a sh -c 'kill -USR1 $$; echo survived'; trap - USR1\n\
-         x exec a sh -c 'yes | head -n1; echo done'\n\
+         x exec a sh -c 'yes | head -n1; echo done'; trap '' PIPE; x exec a sh -c 'yes | head -n1; echo done'\n\
+         x -all exec sh -c 'yes | head -n1'; trap - PIPE; x -all exec sh -c 'yes | head -n1'\n\
          x exec a sh -c 'cat /proc/self/status | grep -E \"^(SigIgn|SigBlk|Threads)\"'\n\
          x -all exec sh -c 'test $PPID != '$P' && echo child-of-tool'; P=NOPID\n\
          x exec a -j; x exec a -h; x exec a --fast true; x -all exec -j; x -all exec ls -j /nonexistent",
