@@ -22,22 +22,23 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use crate::error::Error;
 
 /// The hidden first argument that makes nsctl the per-namespace child of
-/// `-all exec`: `nsctl --nsctl-all-exec-child ign|dfl NAME CMD...`, where
-/// the second word is SIGPIPE's disposition as the parent found it (the
-/// spawn resets it to the default).
+/// `-all exec`: `nsctl --nsctl-all-exec-child NAME CMD...`.
 pub(crate) const CHILD_ARG: &str = "--nsctl-all-exec-child";
 
 /// Whether SIGPIPE was ignored when nsctl started, before Rust's start-up
@@ -194,14 +195,11 @@ fn exec_program(argv: &[OsString]) -> Error {
     exec_error(err.into())
 }
 
-/// The `-all exec` child (`nsctl CHILD_ARG ign|dfl NAME CMD...`): runs
-/// `CMD` in `NAME` like `exec`.
+/// The `-all exec` child (`nsctl CHILD_ARG NAME CMD...`): runs `CMD` in
+/// `NAME` like `exec`.
 pub(crate) fn child_main(args: &[OsString]) -> ExitCode {
     match args {
-        [sigpipe, name, argv @ ..] if !argv.is_empty() => {
-            SIGPIPE_IGNORED_AT_START.store(sigpipe == "ign", Ordering::Relaxed);
-            fail(exec(name, argv))
-        }
+        [name, argv @ ..] if !argv.is_empty() => fail(exec(name, argv)),
         _ => fail(Error::MissingCommand),
     }
 }
@@ -217,22 +215,10 @@ fn fail(e: Error) -> ExitCode {
 /// namespace that cannot be entered, does not stop the loop; a command
 /// killed by a signal does (exit 1), as in ip.
 pub(crate) fn exec_all(argv: &[OsString]) -> Result<u8, Error> {
-    let argv0 = std::env::args_os().next().unwrap_or_else(|| "nsctl".into());
     for name in crate::cmd::foreach_entries()? {
         println!("\nnetns: {name}");
         let _ = io::stdout().flush();
-        let status = std::process::Command::new("/proc/self/exe")
-            .arg0(&argv0)
-            .arg(CHILD_ARG)
-            .arg(if SIGPIPE_IGNORED_AT_START.load(Ordering::Relaxed) {
-                "ign"
-            } else {
-                "dfl"
-            })
-            .arg(&name)
-            .args(argv)
-            .status();
-        match status {
+        match spawn_child(&name, argv).and_then(wait_child) {
             Err(source) => {
                 eprintln!(
                     "{}",
@@ -243,9 +229,62 @@ pub(crate) fn exec_all(argv: &[OsString]) -> Result<u8, Error> {
                 );
                 return Ok(1);
             }
-            Ok(status) if status.signal().is_some() => return Ok(1),
-            Ok(_) => {}
+            Ok(WaitStatus::Exited(..)) => {}
+            // Killed: ip gives up.
+            Ok(_) => return Ok(1),
         }
     }
     Ok(0)
+}
+
+/// Starts `nsctl CHILD_ARG NAME CMD...` with posix_spawn, as ip's fork
+/// would leave the child: the same signal mask and ignored signals (so not
+/// `std::process::Command`, which clears the mask and resets SIGPIPE),
+/// SIGPIPE as nsctl found it, the same fds and environment.
+fn spawn_child(name: &str, argv: &[OsString]) -> io::Result<Pid> {
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let argv0 = std::env::args_os().next().unwrap_or_else(|| "nsctl".into());
+    let mut args = vec![
+        cstr(argv0.as_bytes())?,
+        cstr(CHILD_ARG.as_bytes())?,
+        cstr(name.as_bytes())?,
+    ];
+    for a in argv {
+        args.push(cstr(a.as_bytes())?);
+    }
+    let env = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstr(&kv)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut attr = PosixSpawnAttr::init()?;
+    if !SIGPIPE_IGNORED_AT_START.load(Ordering::Relaxed) {
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        attr.set_sigdefault(&pipe)?;
+        attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF)?;
+    }
+    let actions = PosixSpawnFileActions::init()?;
+    Ok(posix_spawn(
+        Path::new("/proc/self/exe"),
+        &actions,
+        &attr,
+        &args,
+        &env,
+    )?)
+}
+
+/// Waits for our child `pid` (that pid only, never any child).
+fn wait_child(pid: Pid) -> io::Result<WaitStatus> {
+    loop {
+        match waitpid(pid, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(status),
+            Ok(_) => continue,
+        }
+    }
 }

@@ -77,7 +77,11 @@
 //! - `-all exec` with a namespace that cannot be entered reports it and goes
 //!   on with the next namespace (ip's child would carry on the loop itself,
 //!   running the command again in later namespaces). The command's parent
-//!   is a second nsctl process (ip: a fork of ip), which the parent waits for.
+//!   is a second nsctl process (ip: a fork of ip), which the parent waits
+//!   for; it is started with `posix_spawn`, which keeps the signal mask and
+//!   ignored signals as a fork does, except that glibc leaves its two
+//!   internal signals (32 and 33) ignored in the child (glibc programs set
+//!   their own handlers for them when they use them).
 //! - `exec --fast` (not in ip) runs the command as a child of nsctl and waits
 //!   for it: the exit status is the command's; a command killed by a signal
 //!   kills nsctl with the same signal; SIGTERM and SIGHUP sent to nsctl are

@@ -338,6 +338,10 @@ fn exec_becomes_the_command() {
          x exec a sh -c 'yes | head -n1; echo done'; trap '' PIPE; x exec a sh -c 'yes | head -n1; echo done'\n\
          x -all exec sh -c 'yes | head -n1'; trap - PIPE; x -all exec sh -c 'yes | head -n1'\n\
          x exec a sh -c 'cat /proc/self/status | grep -E \"^(SigIgn|SigBlk|Threads)\"'\n\
+         blk() { perl -MPOSIX -e 'sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGUSR2)) or die; exec @ARGV or die' -- \"$@\"; }\n\
+         if [ \"$TOOL\" = ip ]; then g='ip -all netns'; else g=\"$TOOL -all\"; fi\n\
+         blk $g exec grep -E '^SigBlk' /proc/self/status; blk $g exec sh -c 'kill -USR2 $$; echo blocked'\n\
+         trap '' USR1; x -all exec sh -c 'kill -USR1 $$; echo survived'; trap - USR1\n\
          x -all exec sh -c 'test $PPID != '$P' && echo child-of-tool'; P=NOPID\n\
          x exec a -j; x exec a -h; x exec a --fast true; x -all exec -j; x -all exec ls -j /nonexistent",
     );
