@@ -13,16 +13,19 @@
 //!
 //! `-all exec` needs one process per namespace (ip forks one). nsctl starts
 //! itself again instead (`posix_spawn` of `/proc/self/exe` with
-//! [`CHILD_ARG`]), and each such child does the above for one namespace;
-//! the parent prints ip's `netns: NAME` header before each and waits.
+//! [`CHILD_ARG`], which keeps the signal mask and ignored signals as a fork
+//! does), and each such child does the above for one namespace; the parent
+//! prints ip's `netns: NAME` header before each and waits for that pid.
+//!
+//! SIGPIPE: Rust's start-up code ignores it before `main`; an `.init_array`
+//! function records how nsctl found it, and the command gets it back so.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr, OsString, c_char, c_int};
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,10 +56,11 @@ extern "C" fn record_sigpipe(
     _argv: *const *const c_char,
     _envp: *const *const c_char,
 ) {
-    // SAFETY: sigaction with a null new action only reads the current
-    // disposition into `old`, a valid, writable, zeroed sigaction.
+    // SAFETY: `sigaction` is plain data (integers, a mask, a pointer):
+    // all-zero bytes are a valid value.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    // SAFETY: with a null new action, sigaction only writes the current
+    // disposition into `old`, which is valid and writable.
     if unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) } == 0 {
         SIGPIPE_IGNORED_AT_START.store(old.sa_sigaction == libc::SIG_IGN, Ordering::Relaxed);
     }
