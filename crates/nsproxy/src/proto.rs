@@ -466,7 +466,20 @@ impl SpawnSpec {
     ///
     /// # Examples
     ///
-    /// See [`SpawnSpec`].
+    /// ```
+    /// use nsproxy::proto::{SpawnSpec, StdioSpec};
+    /// let spec = SpawnSpec {
+    ///     program: b"cat".to_vec(),
+    ///     arg0: None,
+    ///     args: vec![],
+    ///     env: vec![],
+    ///     cwd: None,
+    ///     pgroup: None,
+    ///     kill_on_drop: false,
+    ///     stdio: [StdioSpec::Fd, StdioSpec::Null, StdioSpec::Fd],
+    /// };
+    /// assert_eq!(spec.fd_count(), 2);
+    /// ```
     pub fn fd_count(&self) -> usize {
         self.stdio.iter().filter(|s| **s == StdioSpec::Fd).count()
     }
@@ -517,7 +530,12 @@ impl Request {
     ///
     /// # Examples
     ///
-    /// See [`Request`].
+    /// ```
+    /// use nsproxy::proto::Request;
+    /// let udp = Request::OpenSocket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 };
+    /// assert_eq!(udp.fd_count(), 0);
+    /// assert_eq!(Request::OpenRelay { protocol: libc::NETLINK_ROUTE }.fd_count(), 1);
+    /// ```
     pub fn fd_count(&self) -> usize {
         match self {
             Request::Hello { user_ns, .. } => 1 + usize::from(*user_ns),
@@ -599,7 +617,12 @@ impl Reply {
     ///
     /// # Examples
     ///
-    /// See [`Reply`].
+    /// ```
+    /// use nsproxy::proto::Reply;
+    /// assert_eq!(Reply::Socket.fd_count(), 1);
+    /// assert_eq!(Reply::Spawned { pid: 7, stdio: [true, false, true] }.fd_count(), 3);
+    /// assert_eq!(Reply::Exited { pid: 7, status: 0 }.fd_count(), 0);
+    /// ```
     pub fn fd_count(&self) -> usize {
         match self {
             Reply::Ready { .. } | Reply::Exited { .. } | Reply::Failed { .. } => 0,
@@ -1169,7 +1192,14 @@ pub fn encode_relay_header(port: u32, groups: u32, out: &mut Vec<u8>) {
 ///
 /// # Examples
 ///
-/// See [`RelayFrame`].
+/// ```
+/// use nsproxy::proto::{self, RelayFrame};
+/// let frame = RelayFrame::Datagram { port: 0, groups: 1, data: b"nl".to_vec() };
+/// let mut buf = Vec::new();
+/// proto::encode_relay(&frame, &mut buf);
+/// assert_eq!(proto::decode_relay(&buf, 0)?, frame);
+/// # Ok::<(), proto::ProtoError>(())
+/// ```
 pub fn encode_relay(frame: &RelayFrame, out: &mut Vec<u8>) {
     match frame {
         RelayFrame::Datagram { port, groups, data } => {
@@ -1222,7 +1252,14 @@ pub enum RelayView<'a> {
 ///
 /// # Examples
 ///
-/// See [`RelayView`].
+/// ```
+/// use nsproxy::proto::{self, RelayFrame, RelayView};
+/// let mut buf = Vec::new();
+/// proto::encode_relay(&RelayFrame::Errno(libc::ENOBUFS), &mut buf);
+/// assert_eq!(proto::view_relay(&buf, 0)?, RelayView::Errno(libc::ENOBUFS));
+/// assert!(proto::view_relay(&buf, 1).is_err(), "a relay frame carries no fd");
+/// # Ok::<(), proto::ProtoError>(())
+/// ```
 pub fn view_relay(frame: &[u8], fds: usize) -> Result<RelayView<'_>, ProtoError> {
     check_size(frame.len(), "relay frame")?;
     let mut r = Reader { buf: frame };
@@ -1278,7 +1315,15 @@ pub fn view_relay(frame: &[u8], fds: usize) -> Result<RelayView<'_>, ProtoError>
 ///
 /// # Examples
 ///
-/// See [`RelayFrame`].
+/// ```
+/// use nsproxy::proto::{self, RelayFrame};
+/// let mut buf = Vec::new();
+/// proto::encode_relay_header(0, 0, &mut buf);
+/// buf.extend_from_slice(b"datagram");
+/// let frame = proto::decode_relay(&buf, 0)?;
+/// assert_eq!(frame, RelayFrame::Datagram { port: 0, groups: 0, data: b"datagram".to_vec() });
+/// # Ok::<(), proto::ProtoError>(())
+/// ```
 pub fn decode_relay(frame: &[u8], fds: usize) -> Result<RelayFrame, ProtoError> {
     Ok(match view_relay(frame, fds)? {
         RelayView::Datagram { port, groups, data } => RelayFrame::Datagram {
