@@ -57,9 +57,10 @@ pub type Messages = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, Sock
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Transport {
-    /// A netlink socket created inside the namespace on a namespace thread and
-    /// used directly from the caller's runtime (the default: requests cost
-    /// what they cost in the root namespace).
+    /// A netlink socket created inside the namespace on a namespace thread
+    /// (or on the calling thread when it is already inside that namespace)
+    /// and used directly from the caller's runtime (the default: requests
+    /// cost what they cost in the root namespace).
     #[default]
     Direct,
     /// Netlink relayed through an nsproxy agent: a process started (not
@@ -324,7 +325,9 @@ impl Handle {
     /// [`Handle::builder`] for the others.
     ///
     /// Must be called inside a tokio runtime: the connection task is spawned
-    /// on it.
+    /// on it. With the direct transport, when the target is the namespace the
+    /// calling thread is in (same [`NsId`](crate::NsId)), the netlink socket
+    /// is made on the calling thread, without a hop to a namespace thread.
     ///
     /// # Cancel safety
     ///
@@ -543,9 +546,9 @@ pub(crate) fn describe(ns: &NetNs, name: Option<&NsName>, dir: &RunDir) -> PathB
 
 /// A new `NETLINK_ROUTE` connection inside `netns`.
 ///
-/// The socket is created on a namespace thread inside `netns`, with strict
-/// checking, extended acks and a 4 MiB receive buffer, then registered with
-/// the current runtime.
+/// The socket is created inside `netns` (on the calling thread if it is
+/// already there, else on a namespace thread), with strict checking, extended
+/// acks and a 4 MiB receive buffer, then registered with the current runtime.
 ///
 /// # Cancel safety
 ///
@@ -604,14 +607,22 @@ pub(crate) async fn open_socket(
             source,
         });
     }
-    let socket = netns
-        .run(move || new_route_socket(rcvbuf))
-        .await?
-        .map_err(|source| Error::Socket {
-            op: "create netlink socket",
-            ns: ns_path(),
-            source,
-        })?;
+    // socket() makes the socket in the calling thread's namespace and has no
+    // other namespace-sensitive effect, nor does it block: when the calling
+    // thread is already inside `netns`, make it here and skip the hop to a
+    // namespace thread. If the calling thread's namespace cannot be read
+    // (no /proc), hop as for any other namespace.
+    let here = nsfs::NetNs::current_thread().is_ok_and(|cur| cur.id() == netns.id());
+    let made = if here {
+        new_route_socket(rcvbuf)
+    } else {
+        netns.run(move || new_route_socket(rcvbuf)).await?
+    };
+    let socket = made.map_err(|source| Error::Socket {
+        op: "create netlink socket",
+        ns: ns_path(),
+        source,
+    })?;
     NetlinkSocket::from_socket(socket).map_err(|source| Error::Socket {
         op: "register netlink socket",
         ns: ns_path(),

@@ -158,7 +158,8 @@ pub(crate) fn set_receive_buffer(fd: BorrowedFd<'_>, size: usize) -> io::Result<
 
 impl NetlinkSocket {
     /// A new `NETLINK_ROUTE` socket inside `netns`, made on a namespace
-    /// thread with strict checking and extended acks, and a receive buffer of
+    /// thread (or on the calling thread, if it is already inside `netns`)
+    /// with strict checking and extended acks, and a receive buffer of
     /// `receive_buffer` bytes (0 keeps the system default), registered with
     /// the current runtime. For callers who read and write netlink
     /// themselves (with [`netlink_sys::AsyncSocketExt`]) instead of through

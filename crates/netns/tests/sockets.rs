@@ -119,3 +119,36 @@ async fn udp_raw_and_packet_sockets(transport) {
 }
 
 }
+
+/// A netlink socket for the namespace the calling thread is already in is
+/// made on that thread (no namespace-thread hop); either way it lives in the
+/// target namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netlink_socket_for_the_callers_namespace_is_made_in_it() {
+    use netlink_sys::AsyncSocket;
+    let here = netns::NetNs::current_thread().unwrap();
+    let ns = Ns::new("nlhere").await;
+
+    let same = netns::NetlinkSocket::open(&here, 0).await.unwrap();
+    assert_eq!(socket_netns(same.socket_ref()), here.id());
+    let other = netns::NetlinkSocket::open(&ns.netns, 0).await.unwrap();
+    assert_eq!(socket_netns(other.socket_ref()), ns.netns.id());
+
+    // Handle::open by pid (this process's namespace) and by name: the
+    // handle's sockets live in the target, and the handle answers.
+    for target in [
+        netns::Target::Pid(std::process::id() as i32),
+        netns::Target::from(ns.name()),
+    ] {
+        let h = common::open(target, netns::Transport::Direct).await;
+        let (mut connection, rtnl, _messages) = h.connection().await.unwrap();
+        assert_eq!(
+            socket_netns(connection.socket_mut().socket_ref()),
+            h.netns().id()
+        );
+        tokio::spawn(connection);
+        drop(rtnl);
+        assert!(common::link_names(&h).await.contains(&"lo".to_string()));
+        h.close().await;
+    }
+}
