@@ -208,6 +208,7 @@ impl Builder {
             conn: Conn::start(socket),
             agent,
             fd_conn: tokio::sync::OnceCell::new(),
+            dump_conn: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -223,8 +224,15 @@ pub(crate) struct Conn {
 
 impl Conn {
     fn start(socket: NetlinkSocket) -> Conn {
+        Conn::start_with(socket, false)
+    }
+
+    /// A connection whose request streams end with the NLMSG_DONE of a dump
+    /// (`forward_done`), where the kernel reports a dump's failure.
+    fn start_with(socket: NetlinkSocket, forward_done: bool) -> Conn {
         let (socket, tracker) = socket.tracked();
-        let (connection, rtnl, _messages) = rtnetlink::from_socket(socket);
+        let (mut connection, rtnl, _messages) = rtnetlink::from_socket(socket);
+        connection.set_forward_done(forward_done);
         Conn {
             rtnl,
             tracker,
@@ -315,6 +323,12 @@ pub struct Handle {
     /// With the relay transport, a direct connection for requests that carry
     /// an fd (the agent could not resolve our fd numbers).
     fd_conn: tokio::sync::OnceCell<Conn>,
+    /// A connection that hands out NLMSG_DONE, for the facade's own dumps
+    /// (made on first use): a dump that fails reports its error there, and
+    /// netlink-proto drops it otherwise. Not the handle's own connection,
+    /// whose `rtnetlink::Handle` requests would take a DONE for an
+    /// unexpected message.
+    dump_conn: tokio::sync::OnceCell<Conn>,
 }
 
 impl Handle {
@@ -502,6 +516,14 @@ impl Handle {
             .await
     }
 
+    /// The connection for the facade's own dumps: its streams end with the
+    /// dump's NLMSG_DONE (made on first use, on the handle's transport).
+    pub(crate) async fn dump_conn(&self) -> Result<&Conn> {
+        self.dump_conn
+            .get_or_try_init(|| async { Ok(Conn::start_with(self.open_socket().await?, true)) })
+            .await
+    }
+
     /// Ends the connection (requests in flight get `ECANCELED`) and waits
     /// until its task has closed the netlink socket, then closes the namespace
     /// fd. The namespace stays. Dropping the handle does the same without
@@ -524,6 +546,9 @@ impl Handle {
         self.conn.close().await;
         if let Some(mut fd_conn) = self.fd_conn.take() {
             fd_conn.close().await;
+        }
+        if let Some(mut dump_conn) = self.dump_conn.take() {
+            dump_conn.close().await;
         }
         // The agent exits once nothing it handed out (relayed sockets of
         // event streams or connections made from this handle) is left.

@@ -70,7 +70,7 @@ pub use error::{Error, Result, error_code, error_message};
 pub use events::{Event, Events};
 pub use handle::{Builder, Connection, Handle, Messages, Transport, connection};
 pub use links::{AddVeth, LinkRef, MoveLink};
-pub use nsid::{Nsid, NsidEntry};
+pub use nsid::{ListNsids, Nsid, NsidEntry};
 pub use socket::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket};
 pub use target::Target;
 

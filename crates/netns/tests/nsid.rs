@@ -77,4 +77,56 @@ async fn ids_match_iproute2(transport) {
     assert!(text.contains(peer.name()), "{text}");
 }
 
+
+async fn list_id_filters_and_dump_errors(transport) {
+    let home = Ns::new("idfhome").await;
+    let a = Ns::new("idfa").await;
+    let b = Ns::new("idfb").await;
+    let h = common::open(home.name(), transport).await;
+    let ha = common::open(a.name(), transport).await;
+    assert_eq!(h.set_nsid(a.name(), Nsid::Id(7)).await.unwrap(), 7);
+    assert_eq!(h.set_nsid(b.name(), Nsid::Id(8)).await.unwrap(), 8);
+    assert_eq!(ha.set_nsid(b.name(), Nsid::Id(3)).await.unwrap(), 3);
+
+    // Without a target there is no current-nsid.
+    let all = h.list_nsids().await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|e| e.current_nsid.is_none()), "{all:?}");
+
+    // As `a` (id 7 here) sees its peers: `b` is 3 there, 8 here, and is
+    // named by our id for it.
+    let seen = h.nsid_list().target_nsid(7).execute().await.unwrap();
+    let got: Vec<_> = seen
+        .iter()
+        .map(|e| (e.nsid, e.current_nsid, e.name.as_ref().map(|n| n.to_string())))
+        .collect();
+    assert_eq!(got, vec![(3, Some(8), Some(b.name().to_string()))]);
+
+    // One id, with or without names.
+    let one = h.nsid_list().nsid(7).execute().await.unwrap();
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!((one[0].nsid, one[0].name.as_ref().map(|n| n.as_str())), (7, Some(a.name())));
+    let bare = h.nsid_list().nsid(8).names(false).execute().await.unwrap();
+    assert_eq!((bare[0].nsid, bare[0].name.is_none()), (8, true), "{bare:?}");
+    let err = h.nsid_list().nsid(99).execute().await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+
+    // A dump that fails says so in its NLMSG_DONE: surfaced, with the
+    // kernel's message (it used to end empty).
+    let err = h.nsid_list().target_nsid(99).execute().await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+    assert_eq!(
+        err.kernel_message().as_deref(),
+        Some("Invalid target network namespace id"),
+        "{err}"
+    );
+    // The handle's own rtnetlink handle is not affected by that connection.
+    assert!(common::link_names(&h).await.contains(&"lo".to_string()));
+
+    // Negative filters are refused before anything is sent.
+    let err = h.nsid_list().target_nsid(-1).execute().await.unwrap_err();
+    assert!(matches!(err, netns::Error::InvalidNsid { nsid: -1 }), "{err}");
+    h.close().await;
+}
+
 }

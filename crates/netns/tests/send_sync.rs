@@ -24,6 +24,7 @@ async fn futures_are_send(h: &Handle, ns: &netns::NetNs, owned: Handle) {
     check(h.nsid("b"));
     check(h.set_nsid("b", netns::Nsid::Auto));
     check(h.list_nsids());
+    check(h.nsid_list().target_nsid(1).names(false).execute());
     check(h.tcp_listener("127.0.0.1:0".parse().unwrap()));
     check(h.tcp_connect("127.0.0.1:1".parse().unwrap()));
     check(h.udp_bind("127.0.0.1:0".parse().unwrap()));
