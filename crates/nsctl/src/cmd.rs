@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use futures::StreamExt;
-use netns::netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
-use netns::netlink_packet_route::RouteNetlinkMessage;
 use netns::netlink_packet_route::link::{LinkAttribute, LinkInfo};
-use netns::netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netns::{Handle, Nsid, Target};
 use nsfs::{DEFAULT_RUN_DIR, NetNs, NsName, OpenMode, RunDir};
 use serde::Serialize;
@@ -113,15 +110,6 @@ pub(crate) async fn run(cli: Cli) -> Result {
 async fn own_handle() -> netns::Result<Handle> {
     let me = NetNs::current_thread()?;
     Handle::open(Target::NetNs(me), OpenMode::OpenOnly).await
-}
-
-/// A raw rtnetlink request's failure, as the facade reports its own.
-fn request_error(source: rtnetlink::Error) -> netns::Error {
-    netns::Error::Request {
-        op: "get nsid",
-        ns: PathBuf::from("/proc/self/ns/net"),
-        source,
-    }
 }
 
 /// Opens a run-directory entry as ip's `netns_get_fd` does (any file), then
@@ -275,73 +263,34 @@ async fn list_id(style: Style, args: &[String]) -> Result {
         .map_err(|source| Error::Rtnetlink { source })?;
     let mut map = nsid_map(&handle).await;
 
-    let mut attributes = Vec::new();
+    let mut request = handle.nsid_list().names(false);
     if let Some(n) = nsid {
-        attributes.push(NsidAttribute::Id(n));
+        request = request.nsid(n);
     }
     if let Some(t) = target {
-        attributes.push(NsidAttribute::TargetNsid(t));
+        request = request.target_nsid(t);
     }
-    let mut msg = NsidMessage::default();
-    msg.attributes = attributes;
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
-    req.header.flags = if nsid.is_some() {
-        NLM_F_REQUEST
-    } else {
-        NLM_F_REQUEST | NLM_F_DUMP
-    };
     let dump = nsid.is_none();
-    let mut replies = handle
-        .rtnetlink()
-        .clone()
-        .request(req)
-        .map_err(|e| Error::Netlink {
-            source: request_error(e),
-        })?;
+    let entries = match request.execute().await {
+        Ok(entries) => entries,
+        // A dump that fails (a target id naming no namespace) reports it in
+        // its NLMSG_DONE, which the facade surfaces; ip prints what it had
+        // (nothing) and its verdict.
+        Err(source) if dump => {
+            if style.json {
+                print!("{}", json::render(&Vec::<NsidLine>::new(), style.pretty));
+            }
+            let message = source.kernel_message().unwrap_or_default();
+            let errno = source.raw_os_error().unwrap_or(libc::EIO);
+            return Err(Error::Dump {
+                line: dump_line(&message, errno),
+            });
+        }
+        Err(source) => return Err(Error::Netlink { source }),
+    };
     let mut lines = Vec::new();
-    while let Some(reply) = replies.next().await {
-        match reply.payload {
-            NetlinkPayload::Error(err) if err.code.is_some() => {
-                let source = request_error(rtnetlink::Error::NetlinkError(err));
-                if dump {
-                    let message = source.kernel_message().unwrap_or_default();
-                    let errno = source.raw_os_error().unwrap_or(libc::EIO);
-                    return Err(Error::Dump {
-                        line: dump_line(&message, errno),
-                    });
-                }
-                return Err(Error::Netlink { source });
-            }
-            // A dump that fails reports the error in its NLMSG_DONE.
-            NetlinkPayload::Done(done) if done.code != 0 => {
-                if style.json {
-                    print!("{}", json::render(&lines, style.pretty));
-                }
-                let message = ext_ack_text(&done.extended_ack).unwrap_or_default();
-                return Err(Error::Dump {
-                    line: dump_line(&message, done.code.abs()),
-                });
-            }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
-                lines.push(nsid_line(&handle, &mut map, &m).await);
-            }
-            _ => {}
-        }
-    }
-    if dump && lines.is_empty() {
-        if let Some(t) = target {
-            // A dump that fails at its start reports the error in its
-            // NLMSG_DONE, which the rtnetlink stream does not hand out: the
-            // one such error is a target id that names no namespace.
-            if !nsid_exists(&handle, t).await {
-                if style.json {
-                    print!("{}", json::render(&lines, style.pretty));
-                }
-                return Err(Error::Dump {
-                    line: dump_line("Invalid target network namespace id", libc::EINVAL),
-                });
-            }
-        }
+    for entry in &entries {
+        lines.push(nsid_line(&handle, &mut map, entry).await);
     }
     if style.json {
         print!("{}", json::render(&lines, style.pretty));
@@ -366,55 +315,14 @@ async fn list_id(style: Style, args: &[String]) -> Result {
     Ok(0)
 }
 
-/// Whether this namespace has a peer with id `nsid`.
-async fn nsid_exists(handle: &Handle, nsid: i32) -> bool {
-    let mut msg = NsidMessage::default();
-    msg.attributes = vec![NsidAttribute::Id(nsid)];
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
-    req.header.flags = NLM_F_REQUEST;
-    let Ok(mut replies) = handle.rtnetlink().clone().request(req) else {
-        return false;
-    };
-    while let Some(reply) = replies.next().await {
-        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(_)) = reply.payload {
-            return true;
-        }
-    }
-    false
-}
-
-/// The message (`NLMSGERR_ATTR_MSG`) of extended-ack attributes.
-fn ext_ack_text(mut tlvs: &[u8]) -> Option<String> {
-    const NLMSGERR_ATTR_MSG: u16 = 1;
-    while tlvs.len() >= 4 {
-        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]);
-        if len < 4 || len > tlvs.len() {
-            return None;
-        }
-        if kind == NLMSGERR_ATTR_MSG {
-            let text = &tlvs[4..len];
-            let text = text.split(|b| *b == 0).next().unwrap_or_default();
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-        let aligned = (len + 3) & !3;
-        tlvs = tlvs.get(aligned..).unwrap_or_default();
-    }
-    None
-}
-
 /// One `list-id` line, naming the namespace as ip's `print_nsid` does.
-async fn nsid_line(handle: &Handle, map: &mut Vec<(i32, String)>, m: &NsidMessage) -> NsidLine {
-    let mut id = None;
-    let mut current = None;
-    for attr in &m.attributes {
-        match attr {
-            NsidAttribute::Id(n) => id = Some(*n),
-            NsidAttribute::CurrentNsid(n) => current = Some(*n),
-            _ => {}
-        }
-    }
-    let nsid = id.unwrap_or(-1);
+async fn nsid_line(
+    handle: &Handle,
+    map: &mut Vec<(i32, String)>,
+    entry: &netns::NsidEntry,
+) -> NsidLine {
+    let nsid = entry.nsid;
+    let current = entry.current_nsid;
     let lookup = current.unwrap_or(nsid);
     let mut name = None;
     if lookup >= 0 {
@@ -436,7 +344,7 @@ async fn nsid_line(handle: &Handle, map: &mut Vec<(i32, String)>, m: &NsidMessag
     NsidLine {
         raw_nsid: nsid,
         raw_current: current,
-        nsid: id.filter(|n| *n >= 0),
+        nsid: (nsid >= 0).then_some(nsid),
         current: current.filter(|n| *n >= 0),
         name,
     }
@@ -989,37 +897,4 @@ async fn links(style: Style, name: Option<String>) -> Result {
         println!("{text}");
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ext_ack_text;
-
-    fn tlv(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let len = 4 + payload.len();
-        let mut v = Vec::new();
-        v.extend_from_slice(&(len as u16).to_ne_bytes());
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(payload);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
-
-    #[test]
-    fn extended_ack_message_is_found_after_other_attributes() {
-        // NLMSGERR_ATTR_OFFS (2) first, then NLMSGERR_ATTR_MSG (1), as the
-        // kernel sent it for an invalid target-nsid.
-        let mut bytes = tlv(2, &20u32.to_ne_bytes());
-        bytes.extend(tlv(1, b"Invalid target network namespace id\0"));
-        assert_eq!(
-            ext_ack_text(&bytes).as_deref(),
-            Some("Invalid target network namespace id")
-        );
-        assert_eq!(ext_ack_text(&tlv(2, &[0; 4])), None);
-        assert_eq!(ext_ack_text(&[]), None);
-        // A length running past the end is not trusted.
-        assert_eq!(ext_ack_text(&[200, 0, 1, 0, b'x']), None);
-    }
 }
