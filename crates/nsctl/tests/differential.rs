@@ -371,6 +371,28 @@ fn run_dir_not_a_directory() {
     );
 }
 
+/// The one documented difference on a run directory that is a plain file:
+/// ip's `monitor` puts its watch on the file and waits for ever (it can
+/// report nothing), nsctl's fails at once with inotify's error, exit 1
+/// (nsfs's `RunDir::monitor` refuses a path that is not a directory). Not a
+/// `differential` run: each tool's own outcome is asserted.
+#[test]
+fn monitor_on_a_run_dir_that_is_a_file_differs_as_documented() {
+    require_root();
+    let script = "mount -t tmpfs none /run; touch /run/netns\n\
+         tb monitor >$W/mon 2>&1 &\n\
+         M=$!; sleep 0.5\n\
+         if kill -0 $M 2>/dev/null; then echo still-watching; kill $M; wait $M 2>/dev/null; else wait $M; echo exited rc=$?; fi\n\
+         cat $W/mon; ls -A /run";
+    let (ip_out, _) = run("ip", script);
+    let (ns_out, _) = run(env!("CARGO_BIN_EXE_nsctl"), script);
+    let want_ip = format!("still-watching\nnetns\n{END_MARK}\n");
+    let want_ns =
+        format!("exited rc=1\ninotify_add_watch failed: Not a directory\nnetns\n{END_MARK}\n");
+    assert_eq!(ip_out, want_ip, "ip's behaviour changed: revisit nsctl's");
+    assert_eq!(ns_out, want_ns);
+}
+
 #[test]
 fn run_dir_cannot_be_made() {
     // ip makes and opens the run directory before anything else: its words

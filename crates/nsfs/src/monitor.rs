@@ -133,6 +133,13 @@ impl RunDir {
     /// [`Error::Monitor`] if the directory cannot be made or watched, or there
     /// is no Tokio runtime.
     ///
+    /// A path that exists but is not a directory (a plain file) is an error
+    /// at start, `ENOTDIR` ([`Error::raw_os_error`]): this differs from
+    /// `ip netns monitor`, which puts its inotify watch on the file and then
+    /// waits for ever, since a file never reports the directory events it
+    /// asked for. No namespace can be added under such a path (`ip netns add`
+    /// fails too), so a monitor there could only be silently empty.
+    ///
     /// # Examples
     ///
     /// ```no_run

@@ -275,5 +275,12 @@ async fn cannot_watch_a_plain_file() {
     fs::write(tmp.path(), b"").unwrap();
     let err = tmp.dir.monitor().unwrap_err();
     assert!(matches!(err, nsfs::Error::Monitor { .. }), "{err:?}");
+    // A typed error at start, where `ip netns monitor` watches the file for
+    // ever (documented on RunDir::monitor).
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err:?}");
+    assert!(
+        fs::metadata(tmp.path()).unwrap().is_file(),
+        "the file is left as it was"
+    );
     fs::remove_file(tmp.path()).unwrap();
 }
