@@ -38,6 +38,9 @@ pub enum Event {
     Message(NetlinkMessage<RouteNetlinkMessage>),
     /// The socket's receive buffer overflowed (`ENOBUFS`): some events were
     /// lost. State derived from events must be resynchronised (dump again).
+    /// Events still queued in the socket when the overrun was seen are
+    /// discarded (they predate the resync), so that a later overflow is
+    /// reported again.
     Overrun,
 }
 
@@ -151,11 +154,44 @@ impl Stream for Events {
             match ready!(this.socket.poll_recv_from(cx, &mut this.datagram)) {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    this.drain(cx);
                     return Poll::Ready(Some(Event::Overrun));
                 }
                 Err(_) => return Poll::Ready(None),
             }
         }
+    }
+}
+
+/// The most datagrams [`Events::drain`] discards after an overrun before it
+/// gives up on emptying the queue (a storm refilling it as fast as it is read).
+const MAX_DRAIN: usize = 1 << 16;
+
+impl Events {
+    /// After an overrun, discards everything the socket still holds.
+    ///
+    /// Those events are older than the resync the consumer makes on
+    /// [`Event::Overrun`], so nothing of value is lost. And it is what keeps
+    /// the *next* overrun visible: after reporting one `ENOBUFS`, the kernel
+    /// marks the socket congested and drops further events silently until a
+    /// read empties its queue (`NETLINK_S_CONGESTED`, cleared in
+    /// `netlink_rcv_wake`). A consumer that resynced while the queue stayed
+    /// full would lose the events dropped meanwhile without ever hearing of
+    /// it.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        for _ in 0..MAX_DRAIN {
+            self.datagram.clear();
+            self.datagram.reserve(DATAGRAM);
+            match self.socket.poll_recv_from(cx, &mut self.datagram) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                // Empty (the waker is registered), or failing: the next poll
+                // says which.
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
+        }
+        self.datagram.clear();
+        self.next = 0;
     }
 }
 
