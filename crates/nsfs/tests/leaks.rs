@@ -21,7 +21,10 @@ async fn a_thousand_cycles_leave_fds_and_mounts_as_they_were() {
         drop(ns);
         dir.remove(&name).await.unwrap();
     }
-    assert_eq!(fd_count(), fds, "fds leaked");
+    // A leak is an fd more than before; one fewer can happen when something
+    // transient at the baseline (a runtime-internal fd) has since closed.
+    let after = fd_count();
+    assert!(after <= fds, "fds leaked: {fds} before, {after} after");
     assert_eq!(mounts(), table, "mounts leaked");
     assert!(dir.list().unwrap().is_empty());
 
@@ -47,5 +50,9 @@ async fn a_thousand_cycles_leave_fds_and_mounts_as_they_were() {
         threads() == before_threads
     });
     assert!(gone, "a dropped executor's threads did not exit");
-    assert_eq!(fd_count(), before_fds, "a dropped executor left fds open");
+    let after = fd_count();
+    assert!(
+        after <= before_fds,
+        "a dropped executor left fds open: {before_fds} before, {after} after"
+    );
 }
