@@ -221,9 +221,12 @@ async fn services_compose_and_leave_nothing_behind() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let (fds, kids) = (open_fds(), children());
-        if (fds == fds_before && kids == children_before) || std::time::Instant::now() > deadline {
+        if (fds <= fds_before && kids == children_before) || std::time::Instant::now() > deadline {
             assert_eq!(kids, children_before, "child processes left behind");
-            assert_eq!(fds, fds_before, "fds left open");
+            assert!(
+                fds <= fds_before,
+                "fds left open: {fds_before} before, {fds} after"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
