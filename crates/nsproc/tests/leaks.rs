@@ -117,12 +117,18 @@ async fn check(mode: ExecMode) {
         .collect();
     assert_eq!(children(), kids, "{mode:?}: process table changed: {now:?}");
     for _ in 0..200 {
-        if fd_count() == fds {
+        if fd_count() <= fds {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(common::fd_list(), before, "{mode:?}: fds changed");
+    // A leak is an fd that was not there before (one transient at the
+    // baseline may have closed since: that is not a leak).
+    let new: Vec<_> = common::fd_list()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    assert!(new.is_empty(), "{mode:?}: fds left open: {new:?}");
 }
 
 /// The same through one reused agent.
