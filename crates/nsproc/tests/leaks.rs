@@ -175,7 +175,7 @@ async fn check_reused_agent() {
         kids,
         "reused agent: process table changed: {now:?}"
     );
-    eventually("the fd count is as it was", || fd_count() == fds).await;
+    eventually("no fd more than before", || fd_count() <= fds).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
