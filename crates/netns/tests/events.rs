@@ -146,25 +146,7 @@ async fn overrun_is_reported(transport: netns::Transport) {
         _ => 1500,
     };
     // Make events from another thread while this runtime is blocked.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let h = common::open_mode(name.as_str(), OpenMode::OpenOnly, netns::Transport::Direct)
-                .await
-                .unwrap();
-            for i in 0..pairs {
-                h.add_veth(format!("o{i}a"), format!("o{i}b"))
-                    .execute()
-                    .await
-                    .unwrap();
-            }
-        });
-    })
-    .join()
-    .unwrap();
+    burst(&name, "o", pairs);
     let mut overruns = 0;
     let mut messages = 0;
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
