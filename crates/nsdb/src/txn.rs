@@ -788,12 +788,7 @@ impl Transaction {
                         address: address.clone(),
                     },
                 });
-                let key = address.key();
-                self.confirm(step, move |s| {
-                    s.namespace(ns)
-                        .is_some_and(|v| v.state().addresses.contains_key(&key))
-                })
-                .await
+                self.confirm_address(step, ns, address.key(), true).await
             }
             Action::RestoreAddress { link, address } => {
                 let l = find(link)?;
@@ -802,12 +797,7 @@ impl Transaction {
                     ..address.clone()
                 };
                 self.add_address(&mut handle, &address).await?;
-                let key = address.key();
-                self.confirm(step, move |s| {
-                    s.namespace(ns)
-                        .is_some_and(|v| v.state().addresses.contains_key(&key))
-                })
-                .await
+                self.confirm_address(step, ns, address.key(), true).await
             }
             Action::RemoveAddress { link, address } => {
                 let l = find(link)?;
@@ -831,11 +821,7 @@ impl Transaction {
                         address: current,
                     },
                 });
-                self.confirm(step, move |s| {
-                    s.namespace(ns)
-                        .is_some_and(|v| !v.state().addresses.contains_key(&key))
-                })
-                .await
+                self.confirm_address(step, ns, key, false).await
             }
             Action::Move { link, to } => {
                 let l = find(link)?;
@@ -898,6 +884,22 @@ impl Transaction {
             RouteNetlinkMessage::NewAddress(address_message(a)),
             NLM_F_CREATE | NLM_F_EXCL,
         )
+        .await
+    }
+
+    /// Waits until the view of `ns` has (`present`) or no longer has the
+    /// address `key`.
+    async fn confirm_address(
+        &self,
+        step: &Step,
+        ns: &Namespace,
+        key: AddressKey,
+        present: bool,
+    ) -> Result<(), NetlinkError> {
+        self.confirm(step, move |s| {
+            s.namespace(ns)
+                .is_some_and(|v| v.state().addresses.contains_key(&key) == present)
+        })
         .await
     }
 
