@@ -81,6 +81,25 @@ async fn cancelled_spawns(mode: ExecMode, ns: &TestNs) {
     }
 }
 
+/// Waits (bounded) until our children are `kids` again, then asserts it,
+/// naming what is left and its command line.
+async fn assert_children_back(kids: &[(u32, char)], what: &str) {
+    for _ in 0..500 {
+        if children() == kids {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let now: Vec<_> = children()
+        .into_iter()
+        .map(|(pid, st)| {
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"));
+            (pid, st, cmdline.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(children(), kids, "{what}: process table changed: {now:?}");
+}
+
 async fn check(mode: ExecMode) {
     let ns = TestNs::new("leaks").await;
     // Warm up: namespace threads, tokio's pidfd and signal machinery, agents.
@@ -99,23 +118,7 @@ async fn check(mode: ExecMode) {
     .await;
     // Agents of the exec path are reaped by their reader tasks, just after
     // their last child handle is dropped: allow them that moment.
-    for _ in 0..500 {
-        if children() == kids {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let now: Vec<_> = children()
-        .into_iter()
-        .map(|(pid, st)| {
-            (
-                pid,
-                st,
-                std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
-            )
-        })
-        .collect();
-    assert_eq!(children(), kids, "{mode:?}: process table changed: {now:?}");
+    assert_children_back(&kids, &format!("{mode:?}")).await;
     for _ in 0..200 {
         if fd_count() <= fds {
             break;
@@ -154,27 +157,7 @@ async fn check_reused_agent() {
         !std::path::Path::new(&format!("/proc/{agent_pid}")).exists()
     })
     .await;
-    for _ in 0..500 {
-        if children() == kids {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let now: Vec<_> = children()
-        .into_iter()
-        .map(|(pid, st)| {
-            (
-                pid,
-                st,
-                std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        children(),
-        kids,
-        "reused agent: process table changed: {now:?}"
-    );
+    assert_children_back(&kids, "reused agent").await;
     eventually("no fd more than before", || fd_count() <= fds).await;
 }
 
