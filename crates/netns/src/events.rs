@@ -225,7 +225,9 @@ impl Handle {
     /// ```
     #[doc(alias = "ip monitor")]
     pub async fn events(&self, groups: &[MulticastGroup]) -> Result<Events> {
-        Events::with_socket(self.open_socket().await?, self.describe(), groups)
+        // Read only when polled: back-pressure stays in the kernel.
+        let socket = self.open_socket().await?.with_read_ahead(false);
+        Events::with_socket(socket, self.describe(), groups)
     }
 }
 

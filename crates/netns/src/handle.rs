@@ -100,6 +100,8 @@ pub struct Builder {
 pub(crate) struct Options {
     pub(crate) transport: Transport,
     pub(crate) receive_buffer: usize,
+    /// Large dumps are read ahead on another thread (direct transport).
+    pub(crate) read_ahead: bool,
 }
 
 impl Builder {
@@ -160,6 +162,31 @@ impl Builder {
     /// ```
     pub fn receive_buffer(mut self, bytes: usize) -> Builder {
         self.options.receive_buffer = bytes;
+        self
+    }
+
+    /// Whether large dumps are read ahead on another thread (default on;
+    /// direct transport only).
+    ///
+    /// The kernel builds a dump inside the reader's `recvmsg`, a datagram at
+    /// a time. With read-ahead, once a dump answer shows to be large (a
+    /// datagram of 8 KiB or more with more to come), a thread of tokio's
+    /// blocking pool receives the rest while the connection task parses, so
+    /// the kernel's work and the parsing overlap on two cores (a dump of
+    /// 2,000 links: about 1.5x faster). At most 1 MiB waits read ahead; small
+    /// answers (a `get`, an ack, a short dump) are read inline and never meet
+    /// a thread. Turn it off to keep every read on the connection task (on a
+    /// single core there is nothing to overlap).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").read_ahead(false).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_ahead(mut self, on: bool) -> Builder {
+        self.options.read_ahead = on;
         self
     }
 
@@ -393,6 +420,7 @@ impl Handle {
             options: Options {
                 transport: Transport::Direct,
                 receive_buffer: DEFAULT_RECEIVE_BUFFER,
+                read_ahead: true,
             },
         }
     }
@@ -597,6 +625,7 @@ pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle,
     let options = Options {
         transport: Transport::Direct,
         receive_buffer: DEFAULT_RECEIVE_BUFFER,
+        read_ahead: true,
     };
     Ok(rtnetlink::from_socket(
         open_socket(netns, options, None).await?,
@@ -648,9 +677,11 @@ pub(crate) async fn open_socket(
         ns: ns_path(),
         source,
     })?;
-    NetlinkSocket::from_socket(socket).map_err(|source| Error::Socket {
-        op: "register netlink socket",
-        ns: ns_path(),
-        source,
-    })
+    NetlinkSocket::from_socket(socket)
+        .map(|s| s.with_read_ahead(options.read_ahead))
+        .map_err(|source| Error::Socket {
+            op: "register netlink socket",
+            ns: ns_path(),
+            source,
+        })
 }

@@ -62,6 +62,7 @@ mod inflight;
 mod links;
 mod nsid;
 mod process;
+mod readahead;
 mod socket;
 mod sockets;
 mod target;

@@ -12,6 +12,8 @@ use std::task::{Context, Poll, ready};
 use futures::task::AtomicWaker;
 
 use netlink_sys::{AsyncSocket, Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::readahead::{Next, ReadAhead};
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::io::unix::AsyncFd;
 
@@ -64,6 +66,16 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 pub struct NetlinkSocket {
     inner: Inner,
     tracker: Option<Arc<Tracker>>,
+    /// Read-ahead of large dumps (direct sockets of rtnetlink connections).
+    ahead: Option<Arc<ReadAhead>>,
+}
+
+impl Drop for NetlinkSocket {
+    fn drop(&mut self) {
+        if let Some(ahead) = &self.ahead {
+            ahead.close();
+        }
+    }
 }
 
 /// Lets a [`Handle`](crate::Handle) close its connection so that every
@@ -194,9 +206,11 @@ impl NetlinkSocket {
     /// # Ok(()) }
     /// ```
     pub async fn open(netns: &nsfs::NetNs, receive_buffer: usize) -> crate::Result<NetlinkSocket> {
+        // Read only as its owner reads: back-pressure stays in the kernel.
         let options = crate::handle::Options {
             transport: crate::Transport::Direct,
             receive_buffer,
+            read_ahead: false,
         };
         crate::handle::open_socket(netns, options, None).await
     }
@@ -213,6 +227,7 @@ impl NetlinkSocket {
         Ok(NetlinkSocket {
             inner: Inner::Direct(fd),
             tracker: None,
+            ahead: None,
         })
     }
 
@@ -226,6 +241,7 @@ impl NetlinkSocket {
         Ok(NetlinkSocket {
             inner: Inner::Relay(relay),
             tracker: None,
+            ahead: None,
         })
     }
 
@@ -236,13 +252,55 @@ impl NetlinkSocket {
         (self, tracker)
     }
 
+    /// Turns read-ahead of large dumps on (see the `readahead` module) for a
+    /// direct socket; a relayed one already has it (the agent reads on its
+    /// own core).
+    pub(crate) fn with_read_ahead(mut self, on: bool) -> NetlinkSocket {
+        self.ahead = (on && matches!(self.inner, Inner::Direct(_))).then(Arc::default);
+        self
+    }
+
+    /// Whether this socket reads large dumps ahead on another thread.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let ns = netns::NetNs::open("/run/netns/blue")?;
+    /// let socket = netns::NetlinkSocket::open(&ns, netns::DEFAULT_RECEIVE_BUFFER).await?;
+    /// // A socket for one's own reading keeps back-pressure in the kernel.
+    /// assert!(!socket.reads_ahead());
+    /// # Ok(()) }
+    /// ```
+    pub fn reads_ahead(&self) -> bool {
+        self.ahead.is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn read_ahead_state(&self) -> Option<&Arc<ReadAhead>> {
+        self.ahead.as_ref()
+    }
+
     fn poll_recv_inner<B: bytes::BufMut>(
         &self,
         cx: &mut Context<'_>,
         buf: &mut B,
     ) -> Poll<io::Result<SocketAddr>> {
-        match &self.inner {
-            Inner::Direct(fd) => loop {
+        match (&self.inner, &self.ahead) {
+            (Inner::Direct(_), Some(ahead)) => {
+                let mut data = ahead.spare();
+                let res = ready!(self.poll_recv_vec(cx, &mut data));
+                let res = res.and_then(|addr| {
+                    if buf.remaining_mut() < data.len() {
+                        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+                    }
+                    buf.put_slice(&data);
+                    Ok(addr)
+                });
+                ahead.recycle(data);
+                Poll::Ready(res)
+            }
+            (Inner::Direct(fd), None) => loop {
                 let mut guard = ready!(fd.poll_read_ready(cx))?;
                 match guard.try_io(|fd| recv_datagram(fd.get_ref(), buf)) {
                     Ok(res) => return Poll::Ready(res),
@@ -250,14 +308,51 @@ impl NetlinkSocket {
                 }
             },
             // One frame is one kernel datagram.
-            Inner::Relay(r) => r.poll_recv_from(cx, buf),
+            (Inner::Relay(r), _) => r.poll_recv_from(cx, buf),
         }
+    }
+
+    /// Receives one datagram into `out` (empty on entry). With read-ahead,
+    /// takes it from the read-ahead queue while a thread reads the socket,
+    /// and starts that thread after an inline read of a large dump datagram.
+    fn poll_recv_vec(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        let (Inner::Direct(fd), Some(ahead)) = (&self.inner, &self.ahead) else {
+            return self.poll_recv_inner(cx, out);
+        };
+        match ahead.poll_next(cx) {
+            Next::Ready(Ok((data, addr))) => {
+                ahead.recycle(std::mem::replace(out, data));
+                return Poll::Ready(Ok(addr));
+            }
+            Next::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Next::Pending => return Poll::Pending,
+            Next::Inline => {}
+        }
+        out.reserve(64 * 1024);
+        let addr = loop {
+            let mut guard = ready!(fd.poll_read_ready(cx))?;
+            match guard.try_io(|fd| recv_datagram(fd.get_ref(), out)) {
+                Ok(res) => break res?,
+                Err(_would_block) => continue,
+            }
+        };
+        if ReadAhead::should_start(out) {
+            ahead.start(fd.get_ref());
+        }
+        Poll::Ready(Ok(addr))
     }
 }
 
 /// Receives one datagram whole: peek its size, then read it into `buf` if it
 /// fits, or into a buffer of its size otherwise.
-fn recv_datagram<B: bytes::BufMut>(socket: &Socket, buf: &mut B) -> io::Result<SocketAddr> {
+pub(crate) fn recv_datagram<B: bytes::BufMut>(
+    socket: &Socket,
+    buf: &mut B,
+) -> io::Result<SocketAddr> {
     let mut empty: &mut [u8] = &mut [];
     let (size, _) = socket.recv_from(
         &mut empty,
@@ -383,7 +478,7 @@ impl AsyncSocket for NetlinkSocket {
         let mut scratch = t.scratch.lock().unwrap_or_else(|e| e.into_inner());
         scratch.clear();
         scratch.reserve(64 * 1024);
-        let addr = ready!(self.poll_recv_inner(cx, &mut *scratch))?;
+        let addr = ready!(self.poll_recv_vec(cx, &mut scratch))?;
         t.inflight().received(&scratch);
         buf.put_slice(&scratch);
         Poll::Ready(Ok(addr))
