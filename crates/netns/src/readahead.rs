@@ -579,6 +579,49 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_socket_yields_after_a_few_datagrams_in_a_row() {
+        use futures::task::ArcWake;
+        use netlink_sys::{AsyncSocket, AsyncSocketExt};
+        use std::task::Poll;
+        struct Count(AtomicUsize);
+        impl ArcWake for Count {
+            fn wake_by_ref(arc: &Arc<Self>) {
+                arc.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let ns = Populated::new("yield", 1000).await;
+        // Without read-ahead, so that every datagram is there when asked for
+        // (the kernel builds the next one inside each read).
+        let socket = crate::NetlinkSocket::open(&ns.netns, crate::DEFAULT_RECEIVE_BUFFER)
+            .await
+            .unwrap();
+        socket.send(&dump_request(1)).await.unwrap();
+        let mut first = Vec::new();
+        socket.recv_from(&mut first).await.unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = futures::task::waker(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut ready = 1;
+        loop {
+            let mut d = Vec::new();
+            match socket.poll_recv_from(&mut cx, &mut d) {
+                Poll::Ready(r) => {
+                    r.unwrap();
+                    ready += 1;
+                }
+                Poll::Pending => break,
+            }
+            assert!(ready < 100, "never yielded");
+        }
+        assert_eq!(ready, crate::socket::YIELD_EVERY);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "a yield wakes its task");
+        // Polled again, it goes on with the dump.
+        let mut d = Vec::new();
+        assert!(socket.poll_recv_from(&mut cx, &mut d).is_ready());
+        assert!(continues_dump(&d));
+    }
+
     #[test]
     fn only_large_datagrams_start_a_thread() {
         let small = msg(RTM_NEWLINK, NLM_F_MULTI, 1000);

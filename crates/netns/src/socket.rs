@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
@@ -32,6 +32,10 @@ use tokio::io::unix::AsyncFd;
 /// ```
 pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 
+/// Datagrams a socket hands over in a row before it yields once (see
+/// `poll_recv_from`): about 100 links' worth of a dump.
+pub(crate) const YIELD_EVERY: usize = 4;
+
 /// A netlink socket living in one network namespace, as a
 /// [`netlink_sys::AsyncSocket`] for [`rtnetlink::from_socket`].
 ///
@@ -49,7 +53,14 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// - hands netlink-proto exactly one kernel datagram per receive, checking its
 ///   real size first (`MSG_PEEK | MSG_TRUNC`) so a datagram larger than the
 ///   offered buffer is read whole instead of being truncated;
-/// - never panics when registration fails: the error is returned.
+/// - never panics when registration fails: the error is returned;
+/// - on the sockets of rtnetlink connections (direct transport), reads large
+///   dumps ahead: once a datagram of 8 KiB or more shows a dump goes on, a
+///   thread of tokio's blocking pool receives the rest into a bounded queue
+///   (1 MiB) while the connection task parses, so the kernel, which builds
+///   a dump inside the reader's `recvmsg`, works on another core. Sockets
+///   from [`NetlinkSocket::open`] and event streams read only when polled
+///   ([`reads_ahead`](NetlinkSocket::reads_ahead) says which).
 ///
 /// Dropping it closes the socket.
 ///
@@ -65,6 +76,8 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 /// ```
 pub struct NetlinkSocket {
     inner: Inner,
+    /// Datagrams handed over since the last time a read found nothing.
+    streak: AtomicUsize,
     tracker: Option<Arc<Tracker>>,
     /// Read-ahead of large dumps (direct sockets of rtnetlink connections).
     ahead: Option<Arc<ReadAhead>>,
@@ -226,6 +239,7 @@ impl NetlinkSocket {
         let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
         Ok(NetlinkSocket {
             inner: Inner::Direct(fd),
+            streak: AtomicUsize::new(0),
             tracker: None,
             ahead: None,
         })
@@ -240,6 +254,7 @@ impl NetlinkSocket {
         configure(relay.socket_ref(), rcvbuf)?;
         Ok(NetlinkSocket {
             inner: Inner::Relay(relay),
+            streak: AtomicUsize::new(0),
             tracker: None,
             ahead: None,
         })
@@ -452,6 +467,48 @@ impl AsyncSocket for NetlinkSocket {
     where
         B: bytes::BufMut,
     {
+        // netlink-proto reads until the socket has nothing, and only then
+        // hands what it parsed to the requests' streams: a dump would be
+        // parsed whole (some 10 MiB of messages for 2,000 links) before its
+        // consumer saw the first. Yielding every few datagrams lets the
+        // connection forward what it has, so the consumer can use and free
+        // messages while the dump goes on: memory stays bounded, and the
+        // allocator reuses the same chunks instead of growing, trimming and
+        // faulting the heap in again on every dump.
+        if self.streak.load(Ordering::Relaxed) >= YIELD_EVERY {
+            self.streak.store(0, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let res = self.poll_recv_tracked(cx, buf);
+        match &res {
+            Poll::Ready(Ok(_)) => {
+                self.streak.fetch_add(1, Ordering::Relaxed);
+            }
+            Poll::Pending => self.streak.store(0, Ordering::Relaxed),
+            Poll::Ready(Err(_)) => {}
+        }
+        res
+    }
+
+    fn poll_recv_from_full(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Vec<u8>, SocketAddr)>> {
+        let mut data = Vec::new();
+        let addr = ready!(self.poll_recv_from(cx, &mut data))?;
+        Poll::Ready(Ok((data, addr)))
+    }
+}
+
+impl NetlinkSocket {
+    /// Receives one datagram; on a handle's connection, through the record
+    /// of requests in flight (answered with `ECANCELED` once closing).
+    fn poll_recv_tracked<B>(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut B,
+    ) -> Poll<io::Result<SocketAddr>>
+    where
+        B: bytes::BufMut,
+    {
         let Some(t) = &self.tracker else {
             return self.poll_recv_inner(cx, buf);
         };
@@ -482,12 +539,6 @@ impl AsyncSocket for NetlinkSocket {
         t.inflight().received(&scratch);
         buf.put_slice(&scratch);
         Poll::Ready(Ok(addr))
-    }
-
-    fn poll_recv_from_full(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Vec<u8>, SocketAddr)>> {
-        let mut data = Vec::new();
-        let addr = ready!(self.poll_recv_from(cx, &mut data))?;
-        Poll::Ready(Ok((data, addr)))
     }
 }
 

@@ -184,3 +184,24 @@ async fn a_handle_closed_mid_dump_ends_the_dump_and_keeps_no_fd() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_read_ahead_unless_told_not_to_or_relayed() {
+    let ns = Ns::new("raopt").await;
+    let reads_ahead = |b: netns::Builder| async move {
+        let h = b.open().await.unwrap();
+        let (mut connection, _, _) = h.connection().await.unwrap();
+        let on = connection.socket_mut().reads_ahead();
+        h.close().await;
+        on
+    };
+    assert!(reads_ahead(Handle::builder(ns.name())).await);
+    assert!(!reads_ahead(Handle::builder(ns.name()).read_ahead(false)).await);
+    // The agent already receives on its own core.
+    assert!(!reads_ahead(Handle::builder(ns.name()).transport(netns::Transport::Relay)).await);
+    // A socket for one's own reading reads only when polled.
+    let socket = netns::NetlinkSocket::open(&ns.netns, 0).await.unwrap();
+    assert!(!socket.reads_ahead());
+    let (mut connection, _, _) = netns::connection(&ns.netns).await.unwrap();
+    assert!(connection.socket_mut().reads_ahead());
+}
