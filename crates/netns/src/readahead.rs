@@ -426,6 +426,15 @@ mod tests {
         buf
     }
 
+    /// Waits (10 s at most) until `done`, else fails with `what`.
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Messages in a datagram.
     fn messages(mut d: &[u8]) -> usize {
         let mut n = 0;
@@ -484,14 +493,7 @@ mod tests {
             "the thread never ran"
         );
         // Once the dump has ended, the thread hands reading back.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while state.state().active {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the thread never stopped"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        eventually("the thread never stopped", || !state.state().active).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,14 +537,7 @@ mod tests {
         }
         // Nobody reads: the thread fills the queue up to the mark and stops.
         let state = ahead.read_ahead_state().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while state.state().active {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the thread never stopped"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        eventually("the thread never stopped", || !state.state().active).await;
         let queued = state.state().queued_bytes;
         assert!(queued >= HIGH_WATER, "stopped early at {queued} bytes");
         assert!(queued < HIGH_WATER + RECV_BUF, "{queued} bytes queued");
@@ -568,15 +563,11 @@ mod tests {
             ahead.recv_from(&mut d).await.unwrap();
         }
         drop(ahead);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         // The thread ends, and with it its session (and duplicate socket).
-        while state.state().active || Arc::strong_count(&state) > 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the thread never stopped"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        eventually("the thread never stopped", || {
+            !(state.state().active || Arc::strong_count(&state) > 1)
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
