@@ -147,18 +147,18 @@ impl ReadAhead {
     }
 
     /// Starts a thread reading `socket` (through a duplicate of its fd, so a
-    /// drop of the socket cannot leave it reading a reused fd number). Returns
-    /// false, and the task goes on inline, outside a tokio runtime or if the
-    /// fd cannot be duplicated.
-    pub(crate) fn start(self: &Arc<Self>, socket: &Socket) -> bool {
+    /// drop of the socket cannot leave it reading a reused fd number). Outside
+    /// a tokio runtime, or if the fd cannot be duplicated, nothing starts and
+    /// the task goes on reading inline.
+    pub(crate) fn start(self: &Arc<Self>, socket: &Socket) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return false;
+            return;
         };
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd the caller's `Socket` keeps
         // open returns a new fd that nothing else owns; `Socket` takes it.
         let dup = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         if dup < 0 {
-            return false;
+            return;
         }
         // SAFETY: `dup` is a fresh fd owned by nothing else (see above).
         let reader = unsafe { Socket::from_raw_fd(dup) };
@@ -179,7 +179,6 @@ impl ReadAhead {
         // If the runtime is shutting down the closure is dropped unrun, and
         // the session's drop hands reading back to the task all the same.
         drop(runtime.spawn_blocking(move || session.ahead.run(&session.reader)));
-        true
     }
 
     /// Reading goes back to the task: wakes it if it waits.
