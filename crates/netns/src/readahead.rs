@@ -211,7 +211,9 @@ impl ReadAhead {
                 Ok((size, addr)) => {
                     let mut data = self.spare();
                     if size > big.len() {
-                        truncated(&big, &mut data);
+                        // Larger than any dump datagram: answer its request
+                        // with EMSGSIZE rather than hand over part of it.
+                        nsproxy::proto::truncated_answer(&big, &mut data);
                     } else {
                         data.extend_from_slice(&big);
                     }
@@ -249,23 +251,6 @@ impl ReadAhead {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
-}
-
-/// Replaces a datagram the kernel truncated (larger than [`RECV_BUF`]) with
-/// an `EMSGSIZE` error answer to the request it was for, so that request
-/// fails with a clear error (and its dump ends) instead of the connection
-/// breaking or the data vanishing.
-fn truncated(head: &[u8], out: &mut Vec<u8>) {
-    let mut original = [0u8; NLMSG_HDRLEN];
-    original.copy_from_slice(&head[..NLMSG_HDRLEN]);
-    let len = (NLMSG_HDRLEN + 4 + NLMSG_HDRLEN) as u32;
-    out.clear();
-    out.extend_from_slice(&len.to_ne_bytes());
-    out.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-    out.extend_from_slice(&0u16.to_ne_bytes());
-    out.extend_from_slice(&original[8..16]); // sequence number and port
-    out.extend_from_slice(&(-libc::EMSGSIZE).to_ne_bytes());
-    out.extend_from_slice(&original);
 }
 
 /// Whether `datagram` is part of a dump that goes on after it: it holds a
@@ -344,7 +329,7 @@ mod tests {
         head[8..12].copy_from_slice(&77u32.to_ne_bytes());
         head[12..16].copy_from_slice(&4242u32.to_ne_bytes());
         let mut out = vec![1, 2, 3];
-        truncated(&head, &mut out);
+        nsproxy::proto::truncated_answer(&head, &mut out);
         use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::RouteNetlinkMessage;
         let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&out).unwrap();

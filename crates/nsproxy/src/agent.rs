@@ -363,8 +363,18 @@ impl Agent {
                 let len =
                     match sys::recv_netlink(r.nl.as_fd(), &mut nlbuf[proto::RELAY_HEADER_LEN..]) {
                         Ok((n, _, _)) if n > proto::MAX_DATAGRAM => {
-                            // Never relay a truncated datagram.
-                            encode_errno(nlbuf, libc::EMSGSIZE)
+                            // Never relay a truncated datagram: answer its
+                            // request with EMSGSIZE instead (from the kernel's
+                            // port), so that request fails and the
+                            // connection goes on.
+                            let mut answer = Vec::with_capacity(64);
+                            proto::truncated_answer(&nlbuf[proto::RELAY_HEADER_LEN..], &mut answer);
+                            let mut header = Vec::with_capacity(proto::RELAY_HEADER_LEN);
+                            proto::encode_relay_header(0, 0, &mut header);
+                            nlbuf[..proto::RELAY_HEADER_LEN].copy_from_slice(&header);
+                            let end = proto::RELAY_HEADER_LEN + answer.len();
+                            nlbuf[proto::RELAY_HEADER_LEN..end].copy_from_slice(&answer);
+                            end
                         }
                         Ok((n, port, groups)) => {
                             let mut header = Vec::with_capacity(proto::RELAY_HEADER_LEN);
