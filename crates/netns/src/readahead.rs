@@ -26,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
@@ -154,14 +154,13 @@ impl ReadAhead {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd the caller's `Socket` keeps
-        // open returns a new fd that nothing else owns; `Socket` takes it.
-        let dup = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if dup < 0 {
+        // A CLOEXEC duplicate, owned from the start.
+        let Ok(dup) = socket.as_fd().try_clone_to_owned() else {
             return;
-        }
-        // SAFETY: `dup` is a fresh fd owned by nothing else (see above).
-        let reader = unsafe { Socket::from_raw_fd(dup) };
+        };
+        // SAFETY: `into_raw_fd` gives up the OwnedFd's ownership of a fresh fd
+        // nothing else holds; the `Socket` takes it over and closes it.
+        let reader = unsafe { Socket::from_raw_fd(dup.into_raw_fd()) };
         self.state().active = true;
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::trace!(
