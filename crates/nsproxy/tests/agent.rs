@@ -42,6 +42,19 @@ async fn guard<F: std::future::Future>(f: F) -> F::Output {
         .expect("hang guard: the operation never finished")
 }
 
+/// `sleep 100` in the agent's namespace, killed when its `AgentChild` is dropped.
+async fn spawn_sleeper(agent: &Agent) -> nsproxy::AgentChild {
+    guard(
+        agent.spawn(
+            SpawnRequest::new("/bin/sleep")
+                .arg("100")
+                .kill_on_drop(true),
+        ),
+    )
+    .await
+    .unwrap()
+}
+
 fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     std::fs::File::from(fd).read_to_string(&mut s).unwrap();
@@ -305,15 +318,7 @@ async fn kill_through_pidfd_and_kill_on_drop() {
     );
     drop(child);
 
-    let child = guard(
-        agent.spawn(
-            SpawnRequest::new("/bin/sleep")
-                .arg("100")
-                .kill_on_drop(true),
-        ),
-    )
-    .await
-    .unwrap();
+    let child = spawn_sleeper(&agent).await;
     let pid = child.pid();
     drop(child);
     wait_dead(pid).await;
@@ -337,15 +342,7 @@ async fn kill_through_pidfd_and_kill_on_drop() {
 async fn closing_the_agent_kills_kill_on_drop_children() {
     let ns = anon_ns().await;
     let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
-    let mut child = guard(
-        agent.spawn(
-            SpawnRequest::new("/bin/sleep")
-                .arg("100")
-                .kill_on_drop(true),
-        ),
-    )
-    .await
-    .unwrap();
+    let mut child = spawn_sleeper(&agent).await;
     let pid = child.pid();
     guard(agent.close()).await.unwrap();
     wait_dead(pid).await;
@@ -531,15 +528,7 @@ async fn user_namespace_is_entered() {
 async fn agent_killed_mid_request_fails_pending_and_a_new_agent_works() {
     let ns = anon_ns().await;
     let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
-    let mut child = guard(
-        agent.spawn(
-            SpawnRequest::new("/bin/sleep")
-                .arg("100")
-                .kill_on_drop(true),
-        ),
-    )
-    .await
-    .unwrap();
+    let mut child = spawn_sleeper(&agent).await;
     let sleeper = child.pid();
     let waiter = tokio::spawn(async move { child.wait().await });
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -13,6 +13,29 @@ const GUARD: Duration = Duration::from_secs(300);
 /// The tests of this binary count the process's fds and children: one at a time.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Root checked, the other test of this binary kept out, an anonymous
+/// namespace, and what lives for the whole process (namespace threads,
+/// runtime) warmed up by three agent start/stop cycles, so that counts taken
+/// next are a baseline.
+async fn alone_and_warm() -> (tokio::sync::MutexGuard<'static, ()>, nsfs::NetNs) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: run it as root"
+    );
+    let alone = ALONE.lock().await;
+    let ns = nsfs::Executor::global()
+        .unwrap()
+        .run_in_new(|| ())
+        .await
+        .unwrap()
+        .0;
+    for _ in 0..3 {
+        let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
+        agent.close().await.unwrap();
+    }
+    (alone, ns)
+}
+
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -43,22 +66,7 @@ async fn settle(want_fds: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_start_stop_cycles_leave_nothing_behind() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: run it as root"
-    );
-    let _alone = ALONE.lock().await;
-    let ns = nsfs::Executor::global()
-        .unwrap()
-        .run_in_new(|| ())
-        .await
-        .unwrap()
-        .0;
-    // Warm up what lives for the whole process (namespace threads, runtime).
-    for _ in 0..3 {
-        let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
-        agent.close().await.unwrap();
-    }
+    let (_alone, ns) = alone_and_warm().await;
     let fds = fd_count();
     assert!(children().is_empty());
 
@@ -95,21 +103,7 @@ async fn thousand_start_stop_cycles_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_starts_and_requests_leave_nothing_behind() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: run it as root"
-    );
-    let _alone = ALONE.lock().await;
-    let ns = nsfs::Executor::global()
-        .unwrap()
-        .run_in_new(|| ())
-        .await
-        .unwrap()
-        .0;
-    for _ in 0..3 {
-        let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
-        agent.close().await.unwrap();
-    }
+    let (_alone, ns) = alone_and_warm().await;
     let fds = fd_count();
     let run = async {
         // Drop `start` at every stage: before the spawn, while the agent
