@@ -16,6 +16,8 @@
 //! ids, links), read with ip in both runs: bad input must change none of it.
 //! Normalised: only that pid, and the program name in "try ... help".
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -48,20 +50,9 @@ echo "$END_MARK"
 /// stopped half-way (in both runs alike) cannot pass unnoticed.
 const END_MARK: &str = "== end of script ==";
 
+/// Root, and iproute2 to compare with.
 fn require_root() {
-    // SAFETY-free check through the environment of the process.
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        uid, "0",
-        "these tests need root (mount and network namespaces); run them as root"
-    );
+    common::require_root();
     let ip = Command::new("ip").arg("-V").output();
     assert!(
         ip.is_ok_and(|o| o.status.success()),

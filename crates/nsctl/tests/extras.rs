@@ -3,6 +3,8 @@
 //! and network namespace (empty `/run/netns` and `/etc/netns`), with `$N`
 //! the nsctl binary.
 
+mod common;
+
 use std::process::{Command, Stdio};
 
 const PRELUDE: &str = r#"
@@ -16,18 +18,7 @@ eval "$2"
 
 /// Runs `script` in a sandbox; returns (exit status of the script, stdout, stderr).
 fn sandbox(script: &str) -> (i32, String, String) {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        uid, "0",
-        "these tests need root (mount and network namespaces); run them as root"
-    );
+    common::require_root();
     let out = Command::new("unshare")
         .args([
             "--mount",
