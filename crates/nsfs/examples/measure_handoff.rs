@@ -6,9 +6,9 @@
 //! cargo run --release -p nsfs --example measure_handoff
 //! ```
 //!
-//! Prints medians (and p90) of `Executor::run_home(|| ())` and
-//! `Executor::run_in(&ns, || ())`, and of `tokio::task::spawn_blocking` for
-//! reference, awaited
+//! Prints medians (and p90) of `Executor::run_home(|| ())`,
+//! `Executor::run_in(&ns, || ())` and `Executor::run_in_short(&ns, || ())`,
+//! and of `tokio::task::spawn_blocking` for reference, awaited
 //! - from `block_on` of a current-thread runtime;
 //! - from `block_on` of a multi-thread runtime (the main thread, which is not
 //!   a worker: what `#[tokio::main]`'s body is);
@@ -73,6 +73,15 @@ async fn all(exec: Executor, ns: NetNs, label: &str) {
         &mut time(|| {
             let (e, ns) = (e.clone(), ns.clone());
             async move { e.run_in(&ns, || ()).await.unwrap() }
+        })
+        .await,
+    );
+    let e = exec.clone();
+    report(
+        &format!("{label}: run_in_short (the caller's CPU lent)"),
+        &mut time(|| {
+            let (e, ns) = (e.clone(), ns.clone());
+            async move { e.run_in_short(&ns, || ()).await.unwrap() }
         })
         .await,
     );

@@ -292,6 +292,37 @@ impl NetNs {
     {
         Executor::global()?.run_in(self, f).await
     }
+
+    /// Runs a closure of a few microseconds (a `socket(2)`, a `bind(2)`)
+    /// inside this namespace, lending it the calling thread's CPU: what
+    /// [`run`](NetNs::run) does, with [`Executor::run_in_short`] on the global
+    /// executor. The caller's thread waits for it without parking (at most
+    /// 50 us, then it awaits): never use it for a closure that blocks.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](NetNs::run).
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](NetNs::run).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(ns: nsfs::NetNs) -> Result<(), Box<dyn std::error::Error>> {
+    /// let listener = ns
+    ///     .run_short(|| std::net::TcpListener::bind("127.0.0.1:8080"))
+    ///     .await??;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_short<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Executor::global()?.run_in_short(self, f).await
+    }
 }
 
 impl AsFd for NetNs {

@@ -187,6 +187,130 @@ async fn dropped_futures_still_run_their_closure() {
     assert!(rx.recv().is_err());
 }
 
+/// The CPUs a thread may run on (0: the calling thread), and the one it is on.
+fn affinity() -> (Vec<usize>, usize) {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpus = (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap())
+        .collect();
+    (cpus, nix::sched::sched_getcpu().unwrap())
+}
+
+/// Lets the executor's threads finish answering and park.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_closure_runs_in_its_namespace_on_the_lent_cpu_and_the_thread_gives_it_back() {
+    require_root();
+    let exec = Executor::new(1).unwrap();
+    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+    let (own, _) = affinity();
+    settle().await;
+    // The one thread is idle: it is confined to the caller's CPU and runs there.
+    let (id, (cpus, on)) = exec
+        .run_in_short(&ns, || (here(), affinity()))
+        .await
+        .unwrap();
+    assert_eq!(id, ns.id());
+    assert_eq!(
+        cpus,
+        vec![on],
+        "the short job's thread was not confined to one CPU"
+    );
+    // Any other job gets the thread's own affinity back first, and the
+    // thread went home in between.
+    settle().await;
+    let (id, (cpus, _)) = exec.run_home(|| (here(), affinity())).await.unwrap();
+    assert_eq!(id, exec.home().id());
+    assert_eq!(cpus, own);
+    settle().await;
+    let (cpus, _) = exec.run_in(&ns, affinity).await.unwrap();
+    assert_eq!(cpus, own);
+    // A panic reaches the caller and the thread goes on.
+    settle().await;
+    let exec2 = exec.clone();
+    let ns2 = ns.clone();
+    let joined =
+        tokio::spawn(async move { exec2.run_in_short(&ns2, || panic!("short boom")).await }).await;
+    assert_eq!(
+        joined.unwrap_err().into_panic().downcast_ref::<&str>(),
+        Some(&"short boom")
+    );
+    assert_eq!(exec.run_in_short(&ns, here).await.unwrap(), ns.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
+    require_root();
+    let exec = Executor::new(1).unwrap();
+    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+    let (own, _) = affinity();
+    // The one thread is busy until released: nothing is idle to lend to.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let busy = tokio::spawn({
+        let exec = exec.clone();
+        async move { exec.run_home(move || wait.recv().unwrap()).await }
+    });
+    settle().await;
+    let short = tokio::spawn({
+        let (exec, ns) = (exec.clone(), ns.clone());
+        async move { exec.run_in_short(&ns, || (here(), affinity())).await }
+    });
+    settle().await;
+    assert!(!short.is_finished());
+    release.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    let (id, (cpus, _)) = short.await.unwrap().unwrap();
+    assert_eq!(id, ns.id());
+    assert_eq!(cpus, own, "a queued short job must not confine a thread");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_short_closures_at_once_all_run_in_their_namespace() {
+    require_root();
+    let home = here();
+    let exec = Executor::new(2).unwrap();
+    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+    let (own, _) = affinity();
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let (exec, ns) = (exec.clone(), ns.clone());
+            tokio::spawn(async move {
+                if i % 3 == 0 {
+                    exec.run_home(here).await.map(|id| (id, false))
+                } else {
+                    exec.run_in_short(&ns, here).await.map(|id| (id, true))
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (id, short) = task.await.unwrap().unwrap();
+        assert_eq!(id, if short { ns.id() } else { home });
+    }
+    assert_eq!(here(), home);
+    // Both threads end up with their own affinity once given a plain job.
+    settle().await;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            let (exec, barrier) = (exec.clone(), barrier.clone());
+            tokio::spawn(async move {
+                exec.run_home(move || {
+                    barrier.wait();
+                    affinity().0
+                })
+                .await
+            })
+        })
+        .collect();
+    for job in jobs {
+        assert_eq!(job.await.unwrap().unwrap(), own);
+    }
+}
+
 /// Runs the ignored test `role` in a process of its own (this binary run
 /// again) and checks that it passed and printed `marker`.
 fn run_role(role: &str, marker: &str) {
@@ -278,6 +402,14 @@ fn role_a_failed_enter_keeps_its_thread() {
     let before = within_rt(&rt, exec.run_home(tid)).unwrap();
     let failed = within_rt(&rt, exec.run_in(&other, || ()));
     match failed {
+        Err(nsfs::Error::Enter { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::EPERM), "{source}")
+        }
+        other => panic!("expected Error::Enter (EPERM), got {other:?}"),
+    }
+    // The same through the CPU-lending path.
+    std::thread::sleep(Duration::from_millis(20));
+    match within_rt(&rt, exec.run_in_short(&other, || ())) {
         Err(nsfs::Error::Enter { source, .. }) => {
             assert_eq!(source.raw_os_error(), Some(libc::EPERM), "{source}")
         }
