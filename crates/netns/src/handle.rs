@@ -674,7 +674,7 @@ pub(crate) async fn open_socket(
     let made = if here {
         new_route_socket(rcvbuf)
     } else {
-        netns.run(move || new_route_socket(rcvbuf)).await?
+        netns.run_short(move || new_route_socket(rcvbuf)).await?
     };
     let socket = made.map_err(|source| Error::Socket {
         op: "create netlink socket",

@@ -15,11 +15,14 @@ impl Handle {
         F: FnOnce() -> io::Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.netns().run(f).await?.map_err(|source| Error::Socket {
-            op,
-            ns: self.describe(),
-            source,
-        })
+        self.netns()
+            .run_short(f)
+            .await?
+            .map_err(|source| Error::Socket {
+                op,
+                ns: self.describe(),
+                source,
+            })
     }
 
     /// A TCP listener bound to `addr` inside the namespace, registered with
