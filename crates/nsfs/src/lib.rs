@@ -11,7 +11,9 @@
 //! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
 //!   [`NsId`] is its identity.
 //! - [`Executor`]: the namespace threads, where code runs inside a namespace
-//!   ([`NetNs::run`]) without ever switching a runtime thread.
+//!   ([`NetNs::run`]; [`NetNs::run_short`] for a job of microseconds, such as
+//!   making a socket, which borrows the caller's CPU instead of waking another)
+//!   without ever switching a runtime thread.
 //! - [`Error`]: one error type; every variant names the operation and the
 //!   name, path or pid, and keeps the errno queryable.
 //!
