@@ -49,3 +49,16 @@ pub(crate) fn register<T: OwnsFd>(
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }
         .map_err(io::Error::from)
 }
+
+/// Whether the calling thread runs under a normal (time-shared) scheduling
+/// policy, where `sched_yield` lets any other runnable thread of its CPU run.
+/// A real-time thread yields only to real-time threads of its priority.
+pub(crate) fn time_shared() -> bool {
+    // SAFETY: sched_getscheduler(0) reads the calling thread's policy and
+    // touches no memory of ours.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    matches!(
+        policy,
+        libc::SCHED_OTHER | libc::SCHED_BATCH | libc::SCHED_IDLE
+    )
+}

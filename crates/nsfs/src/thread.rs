@@ -494,8 +494,9 @@ impl Executor {
     /// The caller's thread is busy for the whole wait (at most 50 us), like a
     /// system call: do not use this for anything that blocks or takes longer,
     /// use [`run_in`](Executor::run_in). If no thread is idle, or the CPU
-    /// cannot be lent (a thread whose affinity excludes it), this is
-    /// `run_in`.
+    /// cannot be lent (a thread whose affinity excludes it, a caller with a
+    /// real-time scheduling policy, whose `sched_yield` would not let a
+    /// normal thread run), this is `run_in`.
     ///
     /// # Cancel safety
     ///
@@ -525,7 +526,8 @@ impl Executor {
         R: Send + 'static,
     {
         let ns = ns.clone();
-        let cpu = sched_getcpu().ok();
+        // A real-time caller's `sched_yield` would not let the thread run.
+        let cpu = sched_getcpu().ok().filter(|_| crate::sys::time_shared());
         self.submit_on(
             move |w| match w.enter(&ns) {
                 Ok(()) => Ok(catch_unwind(AssertUnwindSafe(f))),

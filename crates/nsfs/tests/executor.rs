@@ -267,6 +267,33 @@ async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
     assert_eq!(cpus, own, "a queued short job must not confine a thread");
 }
 
+#[test]
+fn a_real_time_caller_does_not_lend_its_cpu() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The thread is started (and parks) from this normal thread.
+    let exec = Executor::new(1).unwrap();
+    let (ns, ()) = rt.block_on(exec.run_in_new(|| ())).unwrap();
+    let (own, _) = affinity();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: sets the calling thread's policy from a valid sched_param.
+            let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+            std::thread::sleep(Duration::from_millis(20));
+            let (id, (cpus, _)) = rt
+                .block_on(exec.run_in_short(&ns, || (here(), affinity())))
+                .unwrap();
+            assert_eq!(id, ns.id());
+            assert_eq!(cpus, own, "a SCHED_FIFO caller lent its CPU");
+        });
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_short_closures_at_once_all_run_in_their_namespace() {
     require_root();
