@@ -196,6 +196,15 @@ fn affinity() -> (Vec<usize>, usize) {
     (cpus, nix::sched::sched_getcpu().unwrap())
 }
 
+/// An executor of one thread (started), an anonymous namespace, and the
+/// CPUs this thread may run on (the thread's own affinity).
+async fn one_thread() -> (Executor, NetNs, Vec<usize>) {
+    require_root();
+    let exec = Executor::new(1).unwrap();
+    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+    (exec, ns, affinity().0)
+}
+
 /// Lets the executor's threads finish answering and park.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -203,10 +212,7 @@ async fn settle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_closure_runs_in_its_namespace_on_the_lent_cpu_and_the_thread_gives_it_back() {
-    require_root();
-    let exec = Executor::new(1).unwrap();
-    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
-    let (own, _) = affinity();
+    let (exec, ns, own) = one_thread().await;
     settle().await;
     // The one thread is idle: it is confined to the caller's CPU and runs there.
     let (id, (cpus, on)) = exec
@@ -243,10 +249,7 @@ async fn a_short_closure_runs_in_its_namespace_on_the_lent_cpu_and_the_thread_gi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
-    require_root();
-    let exec = Executor::new(1).unwrap();
-    let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
-    let (own, _) = affinity();
+    let (exec, ns, own) = one_thread().await;
     // The one thread is busy until released: nothing is idle to lend to.
     let (release, wait) = std::sync::mpsc::channel::<()>();
     let busy = tokio::spawn({
