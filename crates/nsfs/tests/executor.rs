@@ -213,17 +213,26 @@ async fn settle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_closure_runs_in_its_namespace_on_the_lent_cpu_and_the_thread_gives_it_back() {
     let (exec, ns, own) = one_thread().await;
-    settle().await;
-    // The one thread is idle: it is confined to the caller's CPU and runs there.
-    let (id, (cpus, on)) = exec
-        .run_in_short(&ns, || (here(), affinity()))
-        .await
-        .unwrap();
-    assert_eq!(id, ns.id());
-    assert_eq!(
-        cpus,
-        vec![on],
-        "the short job's thread was not confined to one CPU"
+    // Once the one thread is idle (parked: this test cannot see when, so it
+    // tries again after a pause, up to 10 s), it is confined to the caller's
+    // CPU and runs there.
+    let mut confined = false;
+    for _ in 0..500 {
+        settle().await;
+        let (id, (cpus, on)) = exec
+            .run_in_short(&ns, || (here(), affinity()))
+            .await
+            .unwrap();
+        assert_eq!(id, ns.id());
+        if cpus == vec![on] {
+            confined = true;
+            break;
+        }
+        assert_eq!(cpus, own, "neither confined nor its own affinity");
+    }
+    assert!(
+        confined,
+        "the short job's thread was never confined to one CPU"
     );
     // Any other job gets the thread's own affinity back first, and the
     // thread went home in between.
@@ -252,11 +261,18 @@ async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
     let (exec, ns, own) = one_thread().await;
     // The one thread is busy until released: nothing is idle to lend to.
     let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel();
     let busy = tokio::spawn({
         let exec = exec.clone();
-        async move { exec.run_home(move || wait.recv().unwrap()).await }
+        async move {
+            exec.run_home(move || {
+                started.send(()).unwrap();
+                wait.recv().unwrap()
+            })
+            .await
+        }
     });
-    settle().await;
+    running.await.unwrap();
     let short = tokio::spawn({
         let (exec, ns) = (exec.clone(), ns.clone());
         async move { exec.run_in_short(&ns, || (here(), affinity())).await }
