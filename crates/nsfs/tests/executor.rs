@@ -288,14 +288,10 @@ async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
 
 #[test]
 fn a_real_time_caller_does_not_lend_its_cpu() {
-    require_root();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, ns) = runtime_and_namespace();
     // The thread is started (and parks) from this normal thread.
     let exec = Executor::new(1).unwrap();
-    let (ns, ()) = rt.block_on(exec.run_in_new(|| ())).unwrap();
+    rt.block_on(exec.run_home(|| ())).unwrap();
     let (own, _) = affinity();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -432,14 +428,7 @@ fn a_failed_enter_keeps_its_thread() {
 #[test]
 #[ignore = "the process of a_failed_enter_keeps_its_thread (which runs it)"]
 fn role_a_failed_enter_keeps_its_thread() {
-    require_root();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (other, ()) = rt
-        .block_on(Executor::global().unwrap().run_in_new(|| ()))
-        .unwrap();
+    let (rt, other) = runtime_and_namespace();
     drop_cap_sys_admin();
     // Threads of this executor are started from this thread: without
     // CAP_SYS_ADMIN, so every setns fails with EPERM.
@@ -467,6 +456,19 @@ fn role_a_failed_enter_keeps_its_thread() {
         "the namespace thread exited after a failed enter"
     );
     println!("SAME-THREAD-OK");
+}
+
+/// A current-thread runtime on this thread, and a new anonymous namespace.
+fn runtime_and_namespace() -> (tokio::runtime::Runtime, NetNs) {
+    require_root();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ns, ()) = rt
+        .block_on(Executor::global().unwrap().run_in_new(|| ()))
+        .unwrap();
+    (rt, ns)
 }
 
 /// Runs `f` on `rt`, failing after 20 s instead of hanging.
@@ -518,14 +520,7 @@ fn a_job_left_without_a_thread_fails_instead_of_hanging() {
 #[test]
 #[ignore = "the process of a_job_left_without_a_thread_fails_instead_of_hanging (which runs it)"]
 fn role_a_job_left_without_a_thread_fails() {
-    require_root();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (other, ()) = rt
-        .block_on(Executor::global().unwrap().run_in_new(|| ()))
-        .unwrap();
+    let (rt, other) = runtime_and_namespace();
     // Home is this thread's namespace; no thread is started yet.
     let exec = Executor::new(1).unwrap();
     let submitter = std::thread::spawn(move || {
