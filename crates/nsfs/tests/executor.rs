@@ -520,7 +520,7 @@ fn a_job_left_without_a_thread_fails_instead_of_hanging() {
 #[test]
 #[ignore = "the process of a_job_left_without_a_thread_fails_instead_of_hanging (which runs it)"]
 fn role_a_job_left_without_a_thread_fails() {
-    let (rt, other) = runtime_and_namespace();
+    let (_rt, other) = runtime_and_namespace();
     // Home is this thread's namespace; no thread is started yet.
     let exec = Executor::new(1).unwrap();
     let submitter = std::thread::spawn(move || {
