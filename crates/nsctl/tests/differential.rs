@@ -19,7 +19,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const PRELUDE: &str = r#"
 set -u
@@ -66,21 +66,10 @@ fn run(tool: &str, script: &str) -> (String, String) {
     let mut file = tempfile(script);
     file.flush().unwrap();
     let path = file_path(script);
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--net",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            PRELUDE,
-            "sh",
-            tool,
-        ])
+    let out = common::unshare_sh(PRELUDE)
+        .arg(tool)
         .arg(&path)
         .env("END_MARK", END_MARK)
-        .stdin(Stdio::null())
         .output()
         .expect("run unshare");
     let _ = std::fs::remove_file(&path);

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 const PRELUDE: &str = r#"
 set -u
 mkdir -p /run/netns /etc/netns
@@ -19,20 +17,9 @@ eval "$2"
 /// Runs `script` in a sandbox; returns (exit status of the script, stdout, stderr).
 fn sandbox(script: &str) -> (i32, String, String) {
     common::require_root();
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--net",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            PRELUDE,
-            "sh",
-        ])
+    let out = common::unshare_sh(PRELUDE)
         .arg(env!("CARGO_BIN_EXE_nsctl"))
         .arg(script)
-        .stdin(Stdio::null())
         .output()
         .expect("run unshare");
     let code = out.status.code().expect("the sandbox shell exits");

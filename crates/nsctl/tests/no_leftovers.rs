@@ -5,7 +5,8 @@
 //! it can be seen (and reaped). One test in this binary: no other test's
 //! children may be mistaken for leftovers.
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 /// Processes whose parent is this process.
@@ -31,13 +32,7 @@ fn children() -> Vec<(i32, String)> {
 
 #[test]
 fn exec_leaves_no_process() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    assert!(
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
-        "this test needs root (mount and network namespaces); run it as root"
-    );
+    common::require_root();
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     let script = r#"
         mkdir -p /run/netns /etc/netns
@@ -50,19 +45,8 @@ fn exec_leaves_no_process() {
         $N exec a sleep 30 & P=$!; sleep 0.3; kill -TERM $P; wait $P
         exit 0
     "#;
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--net",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
+    let out = common::unshare_sh(script)
         .arg(env!("CARGO_BIN_EXE_nsctl"))
-        .stdin(Stdio::null())
         .output()
         .expect("run unshare");
     assert!(

@@ -16,3 +16,15 @@ pub(crate) fn require_root() {
         "these tests need root (mount and network namespaces); run them as root"
     );
 }
+
+/// `unshare --mount --net --propagation private sh -c SCRIPT sh`: a shell
+/// running `script` in a fresh mount and network namespace; the caller adds
+/// the script's positional arguments (`$1`...) and runs it.
+pub(crate) fn unshare_sh(script: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--net", "--propagation", "private", "sh", "-c"])
+        .arg(script)
+        .arg("sh")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
