@@ -9,9 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Namespaces, ip};
+use common::{Namespaces, ip, view_of};
 use futures::FutureExt;
-use nsdb::View;
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_dropped_move_never_lands_in_a_namespace_opened_after_it() {
@@ -29,12 +28,7 @@ async fn a_dropped_move_never_lands_in_a_namespace_opened_after_it() {
         "name",
         "cm1",
     ]);
-    let view = View::builder()
-        .namespace(a.clone())
-        .namespace(b.clone())
-        .build()
-        .await
-        .unwrap();
+    let view = view_of(&[&a, &b]).await;
     let mut tx = view.transaction();
     tx.link(&a, "cm1").unwrap().move_to(&b);
     let pending = tx.commit().now_or_never();

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Namespaces, assert_view_matches_dump, ip, ip_batch};
+use common::{Namespaces, assert_view_matches_dump, ip, ip_batch, view_of};
 use futures::StreamExt;
 use nsdb::{Change, Namespace, NsStatus, Object, ResyncReason, View};
 
@@ -228,7 +228,7 @@ async fn changes_stream_reports_old_and_new_values_and_wait_for_times_out() {
     ip(&[
         "-n", "ch-a", "link", "add", "ch0", "type", "veth", "peer", "name", "ch1",
     ]);
-    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+    let view = view_of(&[&a]).await;
     let mut changes = view.changes();
     ip(&["-n", "ch-a", "link", "set", "ch0", "mtu", "1234"]);
     let found = tokio::time::timeout(Duration::from_secs(5), async {

@@ -4,19 +4,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Namespaces, assert_view_matches_dump, disable_ipv6, ip};
-use nsdb::{Error, View};
+use common::{Namespaces, assert_view_matches_dump, disable_ipv6, ip, view_of};
+use nsdb::Error;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipdb_scenario_veth_moved_by_name_addresses_through_each_view() {
     let nss = Namespaces::create(&["sc-main", "sc-test"]).await;
     let (main, test) = (nss.ns(0), nss.ns(1));
-    let view = View::builder()
-        .namespace(main.clone())
-        .namespace(test.clone())
-        .build()
-        .await
-        .unwrap();
+    let view = view_of(&[&main, &test]).await;
 
     // ipdb.create(ifname='v0p0', kind='veth', peer='v0p1').commit()
     let mut tx = view.transaction();
@@ -97,7 +92,7 @@ async fn commit_rejected_part_way_rolls_back_to_the_state_before() {
     ]);
     ip(&["-n", "rb-a", "link", "set", "rb0", "up"]);
     ip(&["-n", "rb-a", "addr", "add", "192.168.5.1/24", "dev", "rb0"]);
-    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+    let view = view_of(&[&a]).await;
     assert_view_matches_dump(&view, &a).await;
     let before = view.dump(&a).await.unwrap();
 
@@ -151,12 +146,7 @@ async fn failed_step_after_a_move_moves_the_link_back_and_restores_it() {
     ip(&["-n", "mv-a", "link", "set", "mv1", "up"]);
     ip(&["-n", "mv-a", "link", "set", "mv0", "up"]);
     ip(&["-n", "mv-a", "addr", "add", "10.8.0.1/24", "dev", "mv1"]);
-    let view = View::builder()
-        .namespace(a.clone())
-        .namespace(b.clone())
-        .build()
-        .await
-        .unwrap();
+    let view = view_of(&[&a, &b]).await;
     let before_a = view.dump(&a).await.unwrap();
     let before_b = view.dump(&b).await.unwrap();
 
@@ -190,7 +180,7 @@ async fn editing_what_is_not_there_is_a_clear_error() {
     ip(&[
         "-n", "ed-a", "link", "add", "ed0", "type", "veth", "peer", "name", "ed1",
     ]);
-    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+    let view = view_of(&[&a]).await;
 
     let mut tx = view.transaction();
     assert!(matches!(tx.link(&a, "nope"), Err(Error::NotFound { .. })));
@@ -227,7 +217,7 @@ async fn a_commit_skips_what_is_already_so() {
         "-n", "sk-a", "link", "add", "sk0", "type", "veth", "peer", "name", "sk1",
     ]);
     ip(&["-n", "sk-a", "link", "set", "sk0", "mtu", "1400"]);
-    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+    let view = view_of(&[&a]).await;
     let mut tx = view.transaction();
     tx.link(&a, "sk0").unwrap().set_mtu(1400).down();
     assert!(tx.plan().unwrap().is_empty());
@@ -248,7 +238,7 @@ async fn bridge_master_rename_in_one_transaction_then_undone_on_failure() {
     let nss = Namespaces::create(&["br-a"]).await;
     disable_ipv6(&nss.names[0]).await;
     let a = nss.ns(0);
-    let view = View::builder().namespace(a.clone()).build().await.unwrap();
+    let view = view_of(&[&a]).await;
 
     let mut tx = view.transaction();
     tx.create_bridge(&a, "br0").unwrap();

@@ -153,3 +153,12 @@ pub fn describe_diff(view: &NsState, fresh: &NsState) -> String {
     }
     out
 }
+
+/// A view of exactly `namespaces`, with the builder's defaults.
+pub async fn view_of(namespaces: &[&Namespace]) -> View {
+    let mut builder = View::builder();
+    for ns in namespaces {
+        builder = builder.namespace((*ns).clone());
+    }
+    builder.build().await.unwrap()
+}
