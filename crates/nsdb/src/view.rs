@@ -1264,6 +1264,17 @@ fn half_made_veths(state: &NsState) -> BTreeSet<u32> {
         .collect()
 }
 
+/// After a dump of `ns`: reads again the veths it caught half made (see
+/// [`half_made_veths`]). Returns false as [`refetch_links`] does.
+async fn refetch_half_made(inner: &Inner, ns: &Namespace, handle: &mut rtnetlink::Handle) -> bool {
+    let half_made = lock(&inner.shared)
+        .namespaces
+        .get(ns)
+        .map(|e| half_made_veths(&e.view.state))
+        .unwrap_or_default();
+    refetch_links(inner, ns, handle, half_made).await
+}
+
 /// Reads `links` of `ns` again (`RTM_GETLINK`) and applies them; a veth
 /// still caught half made is read again after a millisecond, a few times.
 /// Returns false (and marks the namespace stale) if a query failed.
@@ -1320,12 +1331,7 @@ async fn follow(
     let mut batch = Vec::new();
     // The initial dump may have caught a veth pair being made.
     let Some(inner) = weak.upgrade() else { return };
-    let half_made = lock(&inner.shared)
-        .namespaces
-        .get(&ns)
-        .map(|e| half_made_veths(&e.view.state))
-        .unwrap_or_default();
-    if !refetch_links(&inner, &ns, &mut handle, half_made).await {
+    if !refetch_half_made(&inner, &ns, &mut handle).await {
         return;
     }
     drop(inner);
@@ -1356,12 +1362,7 @@ async fn follow(
             // dump about to be made: drop it, dump, carry on with the queue.
             tracing::debug!(%ns, "netlink overrun: resync");
             resync(&inner, &ns, &dump_lock, ResyncReason::Overrun).await;
-            let half_made = lock(&inner.shared)
-                .namespaces
-                .get(&ns)
-                .map(|e| half_made_veths(&e.view.state))
-                .unwrap_or_default();
-            if !refetch_links(&inner, &ns, &mut handle, half_made).await {
+            if !refetch_half_made(&inner, &ns, &mut handle).await {
                 return;
             }
             continue;
