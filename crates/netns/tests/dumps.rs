@@ -124,15 +124,7 @@ async fn requests_sent_while_a_dump_streams_are_answered() {
             let rtnl = rtnl.clone();
             let (index, name) = (*index, name.clone());
             async move {
-                let link = rtnl
-                    .link()
-                    .get()
-                    .match_index(index)
-                    .execute()
-                    .try_next()
-                    .await
-                    .unwrap()
-                    .unwrap();
+                let link = common::get_link(&rtnl, index).await;
                 assert_eq!(link.header.index, index);
                 assert!(link.attributes.contains(&LinkAttribute::IfName(name)));
             }

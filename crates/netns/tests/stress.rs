@@ -38,15 +38,7 @@ async fn with_links(
 }
 
 async fn get_index(rtnl: &rtnetlink::Handle, index: u32) -> u32 {
-    let link = rtnl
-        .link()
-        .get()
-        .match_index(index)
-        .execute()
-        .try_next()
-        .await
-        .unwrap();
-    link.expect("a reply").header.index
+    common::get_link(rtnl, index).await.header.index
 }
 
 /// A request cut short by the handle's end is answered with ECANCELED.

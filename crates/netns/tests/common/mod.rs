@@ -137,3 +137,18 @@ pub(crate) async fn open_mode(
         .open()
         .await
 }
+
+/// The answer to get-link `index` on `rtnl`, which must answer.
+pub(crate) async fn get_link(
+    rtnl: &netns::rtnetlink::Handle,
+    index: u32,
+) -> netlink_packet_route::link::LinkMessage {
+    rtnl.link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .unwrap()
+        .expect("a reply")
+}
