@@ -130,13 +130,7 @@ async fn overrun_is_reported_relay() {
 async fn overrun_is_reported(transport: netns::Transport) {
     let ns = Ns::new("overrun").await;
     // A listener with the smallest receive buffer.
-    let listener = Handle::builder(ns.name())
-        .mode(OpenMode::OpenOnly)
-        .receive_buffer(1)
-        .transport(transport)
-        .open()
-        .await
-        .unwrap();
+    let listener = smallest_buffer(&ns, transport).await;
     let mut events = listener.events(&[MulticastGroup::Link]).await.unwrap();
     let name = ns.name().to_string();
     // The relay's agent keeps reading the kernel socket while this runtime is
@@ -209,6 +203,18 @@ fn burst(name: &str, prefix: &str, pairs: usize) {
     .unwrap();
 }
 
+/// A handle on `ns` whose sockets have the smallest receive buffer the
+/// kernel allows, so that a burst of events overflows it.
+async fn smallest_buffer(ns: &Ns, transport: netns::Transport) -> Handle {
+    Handle::builder(ns.name())
+        .mode(OpenMode::OpenOnly)
+        .receive_buffer(1)
+        .transport(transport)
+        .open()
+        .await
+        .unwrap()
+}
+
 // Regression: after reporting one ENOBUFS the kernel marks a netlink socket
 // congested and drops later events *silently* until a read empties its
 // queue. The stream used to yield the overrun and leave the queue full, so a
@@ -218,12 +224,7 @@ fn burst(name: &str, prefix: &str, pairs: usize) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_second_overflow_after_an_overrun_is_reported_too() {
     let ns = Ns::new("overrun2").await;
-    let listener = Handle::builder(ns.name())
-        .mode(OpenMode::OpenOnly)
-        .receive_buffer(1)
-        .open()
-        .await
-        .unwrap();
+    let listener = smallest_buffer(&ns, netns::Transport::Direct).await;
     let mut events = listener.events(&[MulticastGroup::Link]).await.unwrap();
     burst(ns.name(), "p", 40);
     // Read up to the first overrun, and not one event further.
@@ -253,12 +254,7 @@ async fn a_second_overflow_after_an_overrun_is_reported_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpolled_stream_overflows_the_kernel_buffer_not_our_memory() {
     let ns = Ns::new("unpolled").await;
-    let listener = Handle::builder(ns.name())
-        .mode(OpenMode::OpenOnly)
-        .receive_buffer(1)
-        .open()
-        .await
-        .unwrap();
+    let listener = smallest_buffer(&ns, netns::Transport::Direct).await;
     let mut events = listener.events(&[MulticastGroup::Link]).await.unwrap();
     let h = common::open(ns.name(), netns::Transport::Direct).await;
     for i in 0..40 {
