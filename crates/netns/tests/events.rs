@@ -141,15 +141,7 @@ async fn overrun_is_reported(transport: netns::Transport) {
     };
     // Make events from another thread while this runtime is blocked.
     burst(&name, "o", pairs);
-    let mut overruns = 0;
-    let mut messages = 0;
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
-        match event {
-            Event::Overrun => overruns += 1,
-            Event::Message(_) => messages += 1,
-            _ => {}
-        }
-    }
+    let (overruns, messages) = count_until_quiet(&mut events).await;
     assert!(overruns >= 1, "no overrun reported ({messages} messages)");
     assert!(
         messages < 2 * pairs,
@@ -203,6 +195,20 @@ fn burst(name: &str, prefix: &str, pairs: usize) {
     .unwrap();
 }
 
+/// Reads `events` until none comes for a second; returns how many overruns
+/// and how many messages it saw.
+async fn count_until_quiet(events: &mut netns::Events) -> (usize, usize) {
+    let (mut overruns, mut messages) = (0, 0);
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+        match event {
+            Event::Overrun => overruns += 1,
+            Event::Message(_) => messages += 1,
+            _ => {}
+        }
+    }
+    (overruns, messages)
+}
+
 /// A handle on `ns` whose sockets have the smallest receive buffer the
 /// kernel allows, so that a burst of events overflows it.
 async fn smallest_buffer(ns: &Ns, transport: netns::Transport) -> Handle {
@@ -237,12 +243,7 @@ async fn a_second_overflow_after_an_overrun_is_reported_too() {
     }
     // A second burst while nothing reads: it overflows again.
     burst(ns.name(), "q", 40);
-    let mut overruns = 0;
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
-        if let Event::Overrun = event {
-            overruns += 1;
-        }
-    }
+    let (overruns, _) = count_until_quiet(&mut events).await;
     assert!(overruns >= 1, "the second overflow was dropped silently");
 }
 
@@ -263,15 +264,7 @@ async fn an_unpolled_stream_overflows_the_kernel_buffer_not_our_memory() {
             .await
             .unwrap();
     }
-    let mut overruns = 0;
-    let mut messages = 0;
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
-        match event {
-            Event::Overrun => overruns += 1,
-            Event::Message(_) => messages += 1,
-            _ => {}
-        }
-    }
+    let (overruns, messages) = count_until_quiet(&mut events).await;
     assert!(
         overruns >= 1,
         "no overrun: {messages} messages were queued in this process"
