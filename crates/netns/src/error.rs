@@ -32,15 +32,6 @@ pub enum Error {
     /// exists, not a namespace...).
     #[error(transparent)]
     Namespace(#[from] nsfs::Error),
-    /// The target cannot be used with this open mode (only names can be
-    /// created).
-    #[error("cannot {mode} {target}: only a namespace name can be created")]
-    Mode {
-        /// The target, as given.
-        target: String,
-        /// The mode that was asked for.
-        mode: &'static str,
-    },
     /// A namespace id must be zero or positive (`-1`, "let the kernel pick",
     /// is [`Nsid::Auto`](crate::Nsid::Auto)); nothing was sent.
     #[error("invalid nsid {nsid}: an nsid is zero or positive")]
@@ -113,7 +104,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Namespace(e) => e.raw_os_error(),
-            Error::Mode { .. } | Error::InvalidNsid { .. } => Some(libc::EINVAL),
+            Error::InvalidNsid { .. } => Some(libc::EINVAL),
             Error::Socket { source, .. } => source.raw_os_error(),
             Error::Relay { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => error_code(source),
@@ -132,7 +123,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Namespace(e) => e.kind(),
-            Error::Mode { .. } | Error::InvalidNsid { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidNsid { .. } => io::ErrorKind::InvalidInput,
             Error::Socket { source, .. } => source.kind(),
             Error::Relay { source, .. } => source.kind(),
             Error::LinkNotFound { .. } => io::ErrorKind::NotFound,

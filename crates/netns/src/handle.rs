@@ -214,7 +214,7 @@ impl Builder {
     /// # Ok(()) }
     /// ```
     pub async fn open(self) -> Result<Handle> {
-        let resolved = self.target.resolve(&self.run_dir, self.mode).await?;
+        let resolved = crate::target::resolve(&self.target, &self.run_dir, self.mode).await?;
         let agent = match self.options.transport {
             Transport::Direct => None,
             Transport::Relay => Some(
@@ -360,10 +360,11 @@ pub struct Handle {
 
 impl Handle {
     /// Opens a handle on the namespace `target` (a name, a path, a pid or a
-    /// [`NetNs`]), following `mode` (pyroute2's flags: create-or-open by
-    /// default, exclusive, open-only; only names can be created, a path, pid or
-    /// `NetNs` is just opened), with default options. Use
-    /// [`Handle::builder`] for the others.
+    /// [`NetNs`]; a string is a path only if it starts with `/`, see
+    /// [`Target`]), following `mode` (pyroute2's flags: create-or-open by
+    /// default, exclusive, open-only; names and paths can be created, a pid
+    /// or `NetNs` is just opened, see [`Target::open`]), with default
+    /// options. Use [`Handle::builder`] for the others.
     ///
     /// Must be called inside a tokio runtime: the connection task is spawned
     /// on it. With the direct transport, when the target is the namespace the
@@ -378,8 +379,7 @@ impl Handle {
     /// # Errors
     ///
     /// [`Error::Namespace`] (invalid name, not found, already exists, not a
-    /// namespace, no such process), [`Error::Mode`] (creating something that
-    /// is not a name), [`Error::Socket`] (the netlink socket could not be made
+    /// namespace, no such process), [`Error::Socket`] (the netlink socket could not be made
     /// inside the namespace), [`Error::Relay`] (the relay transport's agent
     /// could not be started).
     ///

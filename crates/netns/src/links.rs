@@ -132,10 +132,7 @@ impl MoveLink<'_> {
             to,
             rename,
         } = self;
-        let dest = to
-            .resolve(handle.run_dir(), OpenMode::OpenOnly)
-            .await?
-            .netns;
+        let dest = to.open(handle.run_dir(), OpenMode::OpenOnly).await?;
         // A name is looked up; an index goes as is (the kernel's ENODEV for a
         // missing one becomes LinkNotFound below).
         let index = match &link {
@@ -228,7 +225,7 @@ impl AddVeth<'_> {
             peer_netns,
         } = self;
         let dest: Option<NetNs> = match peer_netns {
-            Some(t) => Some(t.resolve(handle.run_dir(), OpenMode::OpenOnly).await?.netns),
+            Some(t) => Some(t.open(handle.run_dir(), OpenMode::OpenOnly).await?),
             None => None,
         };
         let mut peer_msg = LinkUnspec::new_with_name(&peer);

@@ -94,9 +94,8 @@ impl Handle {
     pub async fn nsid(&self, target: impl Into<Target>) -> Result<Option<i32>> {
         let target = target
             .into()
-            .resolve(self.run_dir(), OpenMode::OpenOnly)
-            .await?
-            .netns;
+            .open(self.run_dir(), OpenMode::OpenOnly)
+            .await?;
         let msg = nsid_request(vec![NsidAttribute::Fd(target.as_fd().as_raw_fd() as u32)]);
         self.nsid_get(msg, &target).await
     }
@@ -167,9 +166,8 @@ impl Handle {
         }
         let target = target
             .into()
-            .resolve(self.run_dir(), OpenMode::OpenOnly)
-            .await?
-            .netns;
+            .open(self.run_dir(), OpenMode::OpenOnly)
+            .await?;
         let fd = target.as_fd().as_raw_fd() as u32;
         let id_attr = match id {
             Nsid::Auto => -1,

@@ -59,19 +59,3 @@ impl Handle {
         }
     }
 }
-
-/// A handle names the namespace it holds open, for
-/// [`nsproc::Command::netns`].
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn demo(h: netns::Handle) -> netns::nsproc::Result<()> {
-/// let status = netns::nsproc::Command::new("true").netns(&h).status().await?;
-/// # Ok(()) }
-/// ```
-impl From<&Handle> for nsproc::Namespace {
-    fn from(h: &Handle) -> nsproc::Namespace {
-        nsproc::Namespace::NetNs(h.netns().clone())
-    }
-}

@@ -55,11 +55,15 @@ async fn open_modes_follow_pyroute2(transport) {
         .unwrap();
     assert_ne!(init.netns(), created.netns());
 
-    // Creating is only for names.
+    // An existing path, a pid or an open namespace exists already.
     let err = common::open_mode(path.as_str(), OpenMode::CreateExclusive, transport)
         .await
         .unwrap_err();
-    assert!(matches!(err, netns::Error::Mode { .. }), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    let err = common::open_mode(Target::Pid(std::process::id() as i32), OpenMode::CreateExclusive, transport)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
 }
 
 async fn bad_targets_are_typed_errors(transport) {

@@ -548,9 +548,9 @@ fn identify(pid: Option<String>, extra: &[String]) -> Result {
         source: io::Error::from_raw_os_error(libc::ENOENT),
     };
     let target = match pid {
-        None => {
-            nsfs::Target::Ns(NetNs::current_thread().map_err(|e| Error::Open { source: io_of(e) })?)
-        }
+        None => nsfs::Target::NetNs(
+            NetNs::current_thread().map_err(|e| Error::Open { source: io_of(e) })?,
+        ),
         Some(p) => {
             if !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Error::IdentifyPid { pid: p });

@@ -10,6 +10,11 @@
 //!   [`monitor`](RunDir::monitor) (a `Stream` of [`Event`]s).
 //! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
 //!   [`NsId`] is its identity.
+//! - [`Target`]: which namespace, as a caller names it (a name, a path, a
+//!   pid or a [`NetNs`]), with the one rule every crate of the toolkit
+//!   applies to strings: a leading `/` makes a path, anything else is a
+//!   validated name; [`Target::open`] opens it, or creates it, at a name or
+//!   at a path.
 //! - [`Executor`]: the namespace threads, where code runs inside a namespace
 //!   ([`NetNs::run`]; [`NetNs::run_short`] for a job of microseconds, such as
 //!   making a socket, which borrows the caller's CPU instead of waking another)
@@ -69,12 +74,13 @@ mod netns;
 mod proc;
 mod rundir;
 mod sys;
+mod target;
 mod thread;
 
 pub use error::{Error, Result};
 pub use monitor::{Event, Monitor};
 pub use name::{NAME_MAX, NsName};
 pub use netns::{NetNs, NsId};
-pub use proc::Target;
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};
+pub use target::Target;
 pub use thread::Executor;

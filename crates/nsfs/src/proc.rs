@@ -8,55 +8,15 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::{Error, Executor, NetNs, NsId, NsName, Result, RunDir};
-
-/// Whose namespace [`RunDir::identify`] looks up: a process, or a namespace
-/// already open.
-///
-/// Made from an `i32` pid, a [`NetNs`] or a `&NetNs`. For a raw fd (one
-/// received over a socket, say), make a [`NetNs`] of it first with
-/// [`NetNs::from_fd`], which checks that it is a network namespace.
-///
-/// # Examples
-///
-/// ```no_run
-/// use nsfs::{NetNs, Target};
-///
-/// let by_pid = Target::from(1);
-/// let by_handle = Target::from(NetNs::current_thread()?);
-/// # Ok::<(), nsfs::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Target {
-    /// The network namespace of process `pid` (`/proc/PID/ns/net`).
-    Pid(i32),
-    /// This namespace.
-    Ns(NetNs),
-}
-
-impl From<i32> for Target {
-    fn from(pid: i32) -> Target {
-        Target::Pid(pid)
-    }
-}
-
-impl From<NetNs> for Target {
-    fn from(ns: NetNs) -> Target {
-        Target::Ns(ns)
-    }
-}
-
-impl From<&NetNs> for Target {
-    fn from(ns: &NetNs) -> Target {
-        Target::Ns(ns.clone())
-    }
-}
+use crate::{Error, Executor, NsId, NsName, Result, RunDir, Target};
 
 impl RunDir {
     /// The names in this directory under which `target`'s network namespace
     /// is mounted, sorted (usually none or one), like `ip netns identify PID`
     /// (which prints only one of them when there are several).
+    ///
+    /// `target` is a pid, an open [`NetNs`](crate::NetNs), a path or a name
+    /// (a [`Target`]: a string is a path only if it starts with `/`).
     ///
     /// Compares the namespace's `(st_dev, st_ino)` with each entry's; stale
     /// entries never match. A missing directory has no names. Reads only the
@@ -66,7 +26,8 @@ impl RunDir {
     ///
     /// [`Error::NoSuchProcess`] for a pid with no process, [`Error::Open`] if
     /// its namespace cannot be read, [`Error::Io`] if the directory cannot be
-    /// read.
+    /// read; for a name or path, the errors of opening it
+    /// ([`Error::InvalidName`], [`Error::NotFound`], ...).
     ///
     /// # Examples
     ///
@@ -81,7 +42,8 @@ impl RunDir {
     pub fn identify(&self, target: impl Into<Target>) -> Result<Vec<NsName>> {
         let id = match target.into() {
             Target::Pid(pid) => pid_ns_id(pid)?,
-            Target::Ns(ns) => ns.id(),
+            Target::NetNs(ns) => ns.id(),
+            other => other.open_existing(self)?.id(),
         };
         let read = match fs::read_dir(self.path()) {
             Ok(read) => read,

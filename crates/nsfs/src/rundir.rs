@@ -323,12 +323,16 @@ impl RunDir {
             return Ok(ns);
         }
         Executor::global()?
-            .run_worker(move |w| dir.create_blocking(w, path, mode))
+            .run_worker(move |w| RunDir::create_blocking(Some(&dir), w, path, mode))
             .await
     }
 
-    fn create_blocking(
-        &self,
+    /// Creates or opens the namespace at `path`, on a namespace thread; `dir`
+    /// (the run directory `path` is an entry of) is prepared first. Without
+    /// one, `path` is a namespace file of the caller's choosing, made the same
+    /// way in the directory as it is.
+    pub(crate) fn create_blocking(
+        dir: Option<&RunDir>,
         w: &mut crate::thread::Worker<'_>,
         path: PathBuf,
         mode: OpenMode,
@@ -340,7 +344,9 @@ impl RunDir {
             {
                 return Ok(ns);
             }
-            self.prepare()?;
+            if let Some(dir) = dir {
+                dir.prepare()?;
+            }
         }
         let deadline = Instant::now() + SETTLE;
         let mut pause = Duration::from_micros(50);

@@ -22,7 +22,7 @@ use nsfs::{NsId, RunDir};
 use tokio::sync::OnceCell;
 
 use crate::namespace::Resolved;
-use crate::{ExecAgent, Namespace, Result};
+use crate::{ExecAgent, Result, Target};
 
 /// How long an unused agent is kept.
 pub(crate) const IDLE: Duration = Duration::from_secs(1);
@@ -55,13 +55,13 @@ fn cache() -> MutexGuard<'static, Cache> {
 }
 
 /// The cached agent for this runtime and namespace, started if needed.
-pub(crate) async fn agent(ns: Namespace, resolved: Resolved, dir: &RunDir) -> Result<ExecAgent> {
+pub(crate) async fn agent(ns: Target, resolved: Resolved, dir: &RunDir) -> Result<ExecAgent> {
     let key = Key {
         runtime: tokio::runtime::Handle::current().id(),
         ns: resolved.netns.id(),
         dir: dir.path().to_owned(),
         name: match &ns {
-            Namespace::Name(name) => Some(name.clone()),
+            Target::Name(name) => Some(name.clone()),
             _ => None,
         },
     };

@@ -13,7 +13,7 @@ use crate::stdio::{Prepared, Stream};
 use tokio::net::unix::pipe;
 
 use crate::{
-    Child, ChildStderr, ChildStdin, ChildStdout, Error, ExecAgent, Namespace, Result, Stdio, fast,
+    Child, ChildStderr, ChildStdin, ChildStdout, Error, ExecAgent, Result, Stdio, Target, fast,
 };
 
 /// How a [`Command`] is launched in its namespace.
@@ -86,7 +86,7 @@ pub struct Command {
     pub(crate) stderr: Option<Stdio>,
     pub(crate) kill_on_drop: bool,
     pub(crate) pgroup: Option<i32>,
-    pub(crate) netns: Option<Namespace>,
+    pub(crate) netns: Option<Target>,
     pub(crate) run_dir: RunDir,
     pub(crate) mode: ExecMode,
     pub(crate) agent: Option<ExecAgent>,
@@ -126,8 +126,12 @@ impl Command {
     }
 
     /// Runs the program inside `ns`: a name (looked up in the
-    /// [run directory](Command::run_dir)), a path, or an open
-    /// [`nsfs::NetNs`]. See [`Namespace`].
+    /// [run directory](Command::run_dir)), a path, a pid, or an open
+    /// [`nsfs::NetNs`]. See [`Target`] for the rule: a string is a path only
+    /// if it starts with `/`; anything else is a name, validated when the
+    /// command is spawned (so `"a/b"` or `"../x"` fail with
+    /// [`Error::Namespace`] wrapping `nsfs::Error::InvalidName`). Names and
+    /// paths are opened when the command is spawned; nothing is created.
     ///
     /// # Examples
     ///
@@ -139,7 +143,7 @@ impl Command {
     /// by_handle.netns(&ns);
     /// # }
     /// ```
-    pub fn netns(&mut self, ns: impl Into<Namespace>) -> &mut Command {
+    pub fn netns(&mut self, ns: impl Into<Target>) -> &mut Command {
         self.netns = Some(ns.into());
         self
     }
@@ -404,7 +408,7 @@ impl Command {
     /// cmd.netns("blue");
     /// assert_eq!(cmd.get_netns().unwrap().to_string(), "blue");
     /// ```
-    pub fn get_netns(&self) -> Option<&Namespace> {
+    pub fn get_netns(&self) -> Option<&Target> {
         self.netns.as_ref()
     }
 

@@ -20,9 +20,10 @@ use nsproxy::{Agent, AgentOptions, AgentStdio, SpawnRequest, proto::Step};
 
 use crate::child::{Child, Launched};
 use crate::command::Plan;
+use crate::namespace;
 use crate::namespace::Resolved;
 use crate::stdio::{ChildSide, Stream};
-use crate::{Command, Error, Namespace, Result, cache};
+use crate::{Command, Error, Result, Target, cache};
 
 /// A reusable `ip netns exec` context: one nsproxy agent living in a
 /// namespace with `ip netns exec`'s mounts, which runs every command given
@@ -93,7 +94,7 @@ impl ExecAgent {
     /// println!("agent pid {}", agent.pid());
     /// # Ok(()) }
     /// ```
-    pub async fn start(ns: impl Into<Namespace>) -> Result<ExecAgent> {
+    pub async fn start(ns: impl Into<Target>) -> Result<ExecAgent> {
         ExecAgent::start_in(ns, &RunDir::default()).await
     }
 
@@ -121,19 +122,18 @@ impl ExecAgent {
     /// let agent = nsproc::ExecAgent::start_in("c1", &docker).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn start_in(ns: impl Into<Namespace>, dir: &RunDir) -> Result<ExecAgent> {
+    pub async fn start_in(ns: impl Into<Target>, dir: &RunDir) -> Result<ExecAgent> {
         let ns = ns.into();
-        let resolved = ns.open(dir)?;
+        let resolved = namespace::open(&ns, dir).await?;
         ExecAgent::start_resolved(ns, resolved, dir.clone()).await
     }
 
     pub(crate) async fn start_resolved(
-        ns: Namespace,
+        ns: Target,
         resolved: Resolved,
         dir: RunDir,
     ) -> Result<ExecAgent> {
-        let name = ns
-            .name_in(&dir, &resolved.netns)
+        let name = namespace::name_in(&ns, &dir, &resolved.netns)
             .unwrap_or_else(|| unnamed(&resolved.netns));
         let opts = AgentOptions::new().exec_mounts(name.clone());
         let agent = Agent::start(&resolved.netns, opts)
@@ -334,14 +334,14 @@ pub(crate) async fn spawn(
         None => {
             let ns = match &cmd.netns {
                 Some(ns) => ns.clone(),
-                None => Namespace::NetNs(NetNs::current_thread().map_err(|source| {
-                    Error::Namespace {
+                None => {
+                    Target::NetNs(NetNs::current_thread().map_err(|source| Error::Namespace {
                         ns: "(current)".into(),
                         source,
-                    }
-                })?),
+                    })?)
+                }
             };
-            let resolved = ns.open(&cmd.run_dir)?;
+            let resolved = namespace::open(&ns, &cmd.run_dir).await?;
             cache::agent(ns, resolved, &cmd.run_dir)
                 .await
                 .map_err(|e| match e {

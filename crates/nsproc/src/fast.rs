@@ -18,7 +18,7 @@ use crate::{Command, Error, Result};
 
 pub(crate) async fn spawn(cmd: &Command, mut plan: Plan) -> Result<Child> {
     let resolved = match &cmd.netns {
-        Some(ns) => Some(ns.open(&cmd.run_dir)?),
+        Some(ns) => Some(crate::namespace::open(ns, &cmd.run_dir).await?),
         None => None,
     };
     let (stdin, stdout, stderr) = plan.parent_pipes(&cmd.program)?;

@@ -2,7 +2,8 @@
 //! stdio over real fds, exit status, signals, and `ip netns exec` parity.
 //!
 //! - [`Command`]: a builder in the spirit of [`tokio::process::Command`],
-//!   plus [`netns`](Command::netns) (a name, path or [`nsfs::NetNs`]) and
+//!   plus [`netns`](Command::netns) (a [`Target`]: a name, path, pid or
+//!   [`nsfs::NetNs`]) and
 //!   [`exec_mode`](Command::exec_mode).
 //! - [`Child`]: the started process, with its stdio pipes as tokio pipe ends
 //!   ([`ChildStdin`], [`ChildStdout`], [`ChildStderr`]), `wait`, `try_wait`,
@@ -54,7 +55,7 @@ pub use child::{Child, ChildStderr, ChildStdin, ChildStdout};
 pub use command::{Command, ExecMode};
 pub use error::{Error, Result};
 pub use exec::ExecAgent;
-pub use namespace::Namespace;
+pub use nsfs::Target;
 pub use stdio::Stdio;
 
 use std::ffi::OsStr;
@@ -85,7 +86,7 @@ use std::ffi::OsStr;
 /// let status = nsproc::spawn("blue", ["ping", "-c1", "10.0.0.1"]).await?.wait().await?;
 /// # Ok(()) }
 /// ```
-pub async fn spawn<I, S>(ns: impl Into<Namespace>, argv: I) -> Result<Child>
+pub async fn spawn<I, S>(ns: impl Into<Target>, argv: I) -> Result<Child>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,

@@ -1,6 +1,6 @@
 //! The public types and futures can cross tasks and threads.
 
-use nsproc::{Child, Command, Error, ExecAgent, Namespace, Stdio};
+use nsproc::{Child, Command, Error, ExecAgent, Stdio, Target};
 
 fn send<T: Send>(_: &T) {}
 fn send_sync<T: Send + Sync>() {}
@@ -11,7 +11,7 @@ fn types_are_send_and_sync() {
     send_sync::<Command>();
     send_sync::<Child>();
     send_sync::<Stdio>();
-    send_sync::<Namespace>();
+    send_sync::<Target>();
     send_sync::<Error>();
     send_sync::<ExecAgent>();
     unpin::<Child>();
