@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::process::{ExitStatus, Output};
 
 use tokio::io::AsyncReadExt;
@@ -144,6 +145,52 @@ impl Child {
         }
     }
 
+    /// A new pidfd for the child, owned by the caller: poll it for the
+    /// child's exit, signal it with `pidfd_send_signal`, or hand it to a
+    /// supervisor process (over `SCM_RIGHTS`), which can then end the child
+    /// even after this process is gone (see "Children and the application's
+    /// death" in the crate docs). Unlike a pid, a pidfd never names a
+    /// recycled process.
+    ///
+    /// Race-free: the child is not reaped before [`wait`](Child::wait) or
+    /// [`try_wait`](Child::try_wait) see its exit, so its pid is still its
+    /// own when the pidfd is opened. Reading the exit status is still done
+    /// here (through `wait`), not through the returned pidfd.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pidfd`]: [`raw_os_error`](Error::raw_os_error) `ESRCH` once
+    /// the child has been waited for; `EMFILE` and such.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproc::Result<()> {
+    /// use std::os::fd::AsRawFd;
+    ///
+    /// let child = nsproc::Command::new("sleep").arg("60").netns("blue").spawn().await?;
+    /// let pidfd = child.pidfd()?;
+    /// println!("pidfd {} for pid {:?}", pidfd.as_raw_fd(), child.id());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # References
+    ///
+    /// `pidfd_open(2)`, `pidfd_send_signal(2)`.
+    #[doc(alias = "pidfd_open")]
+    pub fn pidfd(&self) -> Result<OwnedFd> {
+        let pid = self.id();
+        let opened = match (&self.launched, pid) {
+            (_, None) => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+            (Launched::Fast(_), Some(pid)) => sys::pidfd_open(pid),
+            (Launched::Agent(child), Some(_)) => child.pidfd(),
+        };
+        opened.map_err(|source| Error::Pidfd {
+            pid: pid.unwrap_or(0),
+            source,
+        })
+    }
+
     /// Waits for the child to exit and returns its status: an exit code
     /// ([`ExitStatus::code`]) or the signal that killed it
     /// ([`ExitStatusExt::signal`](std::os::unix::process::ExitStatusExt::signal)).
@@ -213,8 +260,9 @@ impl Child {
     ///
     /// # Errors
     ///
-    /// [`Error::Signal`]: kind `NotFound` (`ESRCH`) if the child has already
-    /// been waited for, `InvalidInput` for a bad signal number.
+    /// [`Error::Signal`]: [`raw_os_error`](Error::raw_os_error) `ESRCH` if
+    /// the child has already been waited for, kind `InvalidInput` for a bad
+    /// signal number.
     ///
     /// # Examples
     ///

@@ -352,6 +352,15 @@ impl Command {
     /// orphan reaping on the fast path; on the exec path the agent, or init
     /// if the agent has closed meanwhile).
     ///
+    /// It acts on drop only: if the application is killed with `SIGKILL` (or
+    /// aborts), no destructor runs and the child runs on. On the fast path
+    /// the kernel cannot tie the child to the application (`PR_SET_PDEATHSIG`
+    /// follows the spawning thread, a namespace thread, not the process). For
+    /// a supervisor to end such children, use
+    /// [`process_group`](Command::process_group)`(0)` and `killpg`, or hand it
+    /// [`Child::pidfd`]; see "Children and the application's death" in the
+    /// crate docs.
+    ///
     /// # Examples
     ///
     /// ```
@@ -363,7 +372,14 @@ impl Command {
     }
 
     /// Puts the child in process group `pgroup` (`0`: a new group whose id is
-    /// the child's pid), like `setpgid` (`POSIX_SPAWN_SETPGROUP`).
+    /// the child's pid), like `setpgid` (`POSIX_SPAWN_SETPGROUP`, no fork), on
+    /// both launch paths.
+    ///
+    /// With `0`, the child and the processes it starts form a group apart
+    /// from the application's (a terminal's `^C` does not reach it), which a
+    /// supervisor can end as a whole with `killpg(child_pid, SIGKILL)`, even
+    /// after the application is gone: the way to clean up fast-path children
+    /// of an application killed with `SIGKILL` (see [`kill_on_drop`](Command::kill_on_drop)).
     ///
     /// # Examples
     ///

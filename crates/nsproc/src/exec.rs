@@ -316,6 +316,10 @@ impl AgentChild {
         Ok(raw.map(ExitStatus::from_raw))
     }
 
+    pub(crate) fn pidfd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        self.child.pidfd().try_clone_to_owned()
+    }
+
     pub(crate) fn signal(&mut self, signal: i32) -> io::Result<()> {
         if self.reaped {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));

@@ -27,6 +27,24 @@
 //! missing binary fails at once with a typed error instead of hanging, and no
 //! zombie is left behind. See `docs/nsproc.md`.
 //!
+//! # Children and the application's death
+//!
+//! [`Command::kill_on_drop`] and [`ExecAgent::close`] act when the
+//! application drops a [`Child`] or closes an agent. An application killed
+//! with `SIGKILL` runs no destructor: its children run on, orphaned. On the
+//! fast path the kernel offers no tie: the child is spawned from a namespace
+//! thread, and `PR_SET_PDEATHSIG` fires when the spawning *thread* exits, not
+//! the process (and setting it would need `pre_exec`, which forks the whole
+//! application). On the exec path the children are the agent's, which ends
+//! with the application; what happens to its children then is nsproxy's rule.
+//!
+//! Where children must not outlive the application, give a supervisor the
+//! means to end them: [`Command::process_group`]`(0)` puts the child (and its
+//! own children) in a new process group whose id is the child's pid, for a
+//! `killpg`; [`Child::pidfd`] is a pidfd on the child to hand over
+//! (`SCM_RIGHTS`); or run the application in its own cgroup (systemd's
+//! `KillMode=control-group`), which the kernel ends as a whole.
+//!
 //! # Examples
 //!
 //! ```no_run

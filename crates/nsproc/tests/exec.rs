@@ -21,6 +21,8 @@ tests_for_mode!(
     given_fd_as_stdout,
     kill_on_drop_kills,
     kill_kills,
+    process_group_is_killable_as_a_whole,
+    pidfd_names_the_child,
     concurrent_spawns_across_namespaces,
 );
 

@@ -377,3 +377,67 @@ pub async fn nspopen_spawn(mode: ExecMode) {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
 }
+
+/// `process_group(0)`: the child leads a new group, its own children are in
+/// it, and a supervisor's `killpg` ends them all.
+pub async fn process_group_is_killable_as_a_whole(mode: ExecMode) {
+    let ns = TestNs::new("pgrp").await;
+    let mut child = cmd(mode, &ns, "sh", &["-c", "sleep 1000 & echo $!; wait"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .await
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut byte = [0u8];
+        assert_eq!(stdout.read(&mut byte).await.unwrap(), 1, "sh said {line:?}");
+        line.push(byte[0]);
+    }
+    let grandchild: i32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+    let group = |p: i32| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p))).unwrap();
+    assert_eq!(group(pid).as_raw(), pid);
+    assert_eq!(group(grandchild).as_raw(), pid);
+    assert_ne!(group(pid), nix::unistd::getpgrp());
+
+    nix::sys::signal::killpg(group(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(child.wait().await.unwrap().signal(), Some(libc::SIGKILL));
+    eventually("the group's other member ends", || {
+        !alive(grandchild as u32)
+    })
+    .await;
+}
+
+/// `Child::pidfd`: a pidfd on the child (signals through it reach it), and a
+/// typed error once the child has been waited for.
+pub async fn pidfd_names_the_child(mode: ExecMode) {
+    let ns = TestNs::new("pidfd").await;
+    let mut child = cmd(mode, &ns, "sleep", &["1000"]).spawn().await.unwrap();
+    let pidfd = child.pidfd().unwrap();
+    let same = |fd: &std::os::fd::OwnedFd| {
+        let fdinfo = format!("/proc/self/fdinfo/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        std::fs::read_to_string(fdinfo)
+            .unwrap()
+            .lines()
+            .any(|l| l == format!("Pid:\t{}", child.id().unwrap()))
+    };
+    assert!(same(&pidfd), "the pidfd is not the child's");
+    #[allow(unsafe_code)]
+    // SAFETY: pidfd_send_signal(2) on a pidfd we own; the info pointer is null.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            libc::SIGTERM,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    assert_eq!(sent, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(child.wait().await.unwrap().signal(), Some(libc::SIGTERM));
+    let err = child.pidfd().unwrap_err();
+    assert!(matches!(err, Error::Pidfd { .. }), "{err}");
+    assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+}
