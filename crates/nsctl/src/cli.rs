@@ -213,6 +213,11 @@ fn is_global(arg: &str) -> Option<&'static str> {
     if opt.len() < 2 || !opt.starts_with('-') {
         return None;
     }
+    // clap's spelling, which `--help` advertises: ip's `-Version` is
+    // case-sensitive, so without this `--version` would be unknown.
+    if opt == "-version" {
+        return Some("--version");
+    }
     const FULL: &[(&str, &str)] = &[
         ("-Version", "--version"),
         ("-json", "--json"),
@@ -404,6 +409,14 @@ mod tests {
         assert!(
             matches!(preprocess(args(&["nsctl", "--bogus", "list"])), Pre::UnknownOption(o) if o == "-bogus")
         );
+        // `--version`, as `--help` advertises it (and `-version`, which ip
+        // would call unknown, since its `-Version` is case-sensitive).
+        for v in ["--version", "-version"] {
+            match preprocess(args(&["nsctl", v])) {
+                Pre::Args(a) => assert_eq!(a, args(&["nsctl", "--version"])),
+                other => panic!("{other:?}"),
+            }
+        }
         // Given twice, as ip takes it.
         match preprocess(args(&["nsctl", "-j", "-json", "-all", "-a", "l"])) {
             Pre::Args(a) => assert_eq!(a, args(&["nsctl", "--json", "--all", "list", "--"])),

@@ -131,7 +131,7 @@ async fn nsid_of_name(handle: &Handle, name: &str) -> Option<i32> {
         Ok(Some(ns)) => match handle.nsid(Target::NetNs(ns)).await {
             Ok(id) => id,
             Err(source) => {
-                eprintln!("{}", Error::Netlink { source });
+                eprintln!("{}", Error::Netlink { source }.ip_line());
                 None
             }
         },
@@ -484,7 +484,7 @@ async fn delete(all: bool, name: Option<String>) -> Result {
         // ip stops at the first failure, and exits 0 all the same.
         for entry in foreach_entries()? {
             if let Err(e) = remove_one(&entry).await {
-                eprintln!("{e}");
+                eprintln!("{}", e.ip_line());
                 break;
             }
         }
@@ -691,7 +691,7 @@ async fn exec_fast(all: bool, name: Option<OsString>, command: Vec<OsString>) ->
             match run_fast(&entry, &argv).await {
                 Ok(Ended::Code(_)) => {}
                 // ip's child reports, ip goes on.
-                Err(e) => eprintln!("{e}"),
+                Err(e) => eprintln!("{}", e.ip_line()),
                 // ip gives up when a command is killed.
                 Ok(Ended::Signal(_)) => return Ok(1),
             }

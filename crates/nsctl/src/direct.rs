@@ -209,7 +209,7 @@ pub(crate) fn child_main(args: &[OsString]) -> ExitCode {
 }
 
 fn fail(e: Error) -> ExitCode {
-    eprintln!("{e}");
+    eprintln!("{}", e.ip_line());
     ExitCode::from(e.exit_code())
 }
 

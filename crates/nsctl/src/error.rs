@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 /// Why a subcommand failed.
 ///
-/// `Display` is the line ip prints on standard error for the same failure
-/// (with "nsctl" where ip names itself), [`exit_code`](Error::exit_code) the
+/// [`ip_line`](Error::ip_line) is the line ip prints on standard error for
+/// the same failure (with "nsctl" where ip names itself), `Display` the same
+/// words without the cause (which is the `#[source]`, so that a reporter
+/// walking the chain prints it once), [`exit_code`](Error::exit_code) the
 /// status ip exits with, and [`raw_os_error`](Error::raw_os_error) the errno
 /// behind it, if any.
 #[derive(Debug, thiserror::Error)]
@@ -56,45 +58,42 @@ pub(crate) enum Error {
     #[error("{}", crate::cmd::USAGE)]
     Usage,
     /// The run directory could not be made (`add`, `attach`).
-    #[error("mkdir {} failed: {}", path.display(), errno_text(source))]
+    #[error("mkdir {} failed", path.display())]
     MakeRunDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The run directory could not be opened (`add`, `attach`).
-    #[error("Cannot open netns runtime directory \"{}\": {}", path.display(), errno_text(source))]
+    #[error("Cannot open netns runtime directory \"{}\"", path.display())]
     OpenRunDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The run directory could not be prepared for `add` or `attach`.
-    #[error("mount --make-shared {} failed: {}", path.display(), errno_text(source))]
+    #[error("mount --make-shared {} failed", path.display())]
     PrepareRunDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The entry for a new namespace could not be made (`add`, `attach`).
-    #[error("Cannot create namespace file \"{}\": {}", path.display(), errno_text(source))]
+    #[error("Cannot create namespace file \"{}\"", path.display())]
     CreateEntry {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// A new namespace could not be made or mounted (`add`).
-    #[error(
-        "Failed to create a new network namespace \"{name}\": {}",
-        errno_text(source)
-    )]
+    #[error("Failed to create a new network namespace \"{name}\"")]
     Create {
         name: String,
         #[source]
         source: io::Error,
     },
     /// The namespace of process `pid` could not be mounted (`attach`).
-    #[error("Bind /proc/{pid}/ns/net -> {} failed: {}", path.display(), errno_text(source))]
+    #[error("Bind /proc/{pid}/ns/net -> {} failed", path.display())]
     Attach {
         pid: i32,
         path: PathBuf,
@@ -102,14 +101,14 @@ pub(crate) enum Error {
         source: io::Error,
     },
     /// A namespace's entry could not be removed (`delete`).
-    #[error("Cannot remove namespace file \"{}\": {}", path.display(), errno_text(source))]
+    #[error("Cannot remove namespace file \"{}\"", path.display())]
     Remove {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// A named namespace could not be opened (`set`, `exec`, `links`).
-    #[error("Cannot open network namespace \"{name}\": {}", errno_text(source))]
+    #[error("Cannot open network namespace \"{name}\"")]
     OpenNamed {
         name: String,
         /// ip exits 255 here for `exec`, 1 otherwise.
@@ -118,69 +117,66 @@ pub(crate) enum Error {
         source: io::Error,
     },
     /// A namespace could not be opened (`identify`, `pids`: ip names none).
-    #[error("Cannot open network namespace: {}", errno_text(source))]
+    #[error("Cannot open network namespace")]
     Open {
         #[source]
         source: io::Error,
     },
     /// The run directory could not be read (`identify`).
-    #[error("Failed to open directory {}:{}", path.display(), errno_text(source))]
+    #[error("Failed to open directory {}", path.display())]
     ReadRunDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The process could not be moved into the namespace (`exec`).
-    #[error(
-        "setting the network namespace \"{name}\" failed: {}",
-        errno_text(source)
-    )]
+    #[error("setting the network namespace \"{name}\" failed")]
     Enter {
         name: String,
         #[source]
         source: io::Error,
     },
     /// `exec` could not make its own mount namespace.
-    #[error("unshare failed: {}", errno_text(source))]
+    #[error("unshare failed")]
     Unshare {
         #[source]
         source: io::Error,
     },
     /// `exec` could not keep its mounts from propagating back.
-    #[error("\"mount --make-rslave /\" failed: {}", errno_text(source))]
+    #[error("\"mount --make-rslave /\" failed")]
     MakeSlave {
         #[source]
         source: io::Error,
     },
     /// `exec` could not mount the namespace's sysfs on `/sys`.
-    #[error("mount of /sys failed: {}", errno_text(source))]
+    #[error("mount of /sys failed")]
     MountSys {
         #[source]
         source: io::Error,
     },
     /// The run directory could not be read for `-all` (ip's `netns_foreach`).
-    #[error("Failed to open directory {}: {}", path.display(), errno_text(source))]
+    #[error("Failed to open directory {}", path.display())]
     ForeachDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The command could not be started (`exec`).
-    #[error("exec of \"{program}\" failed: {}", errno_text(source))]
+    #[error("exec of \"{program}\" failed")]
     Exec {
         program: String,
         #[source]
         source: io::Error,
     },
     /// Waiting for the command failed (`exec`).
-    #[error("waitpid: {}", errno_text(source))]
+    #[error("waitpid")]
     Wait {
         #[source]
         source: io::Error,
     },
     /// A netlink request was refused: the kernel's extended-ack message, or
     /// its errno, as ip's `rtnl_talk` prints them.
-    #[error("{}", netlink_text(source))]
+    #[error("netlink request refused")]
     Netlink {
         #[source]
         source: netns::Error,
@@ -194,19 +190,19 @@ pub(crate) enum Error {
     #[error("{line}\nDump terminated")]
     Dump { line: String },
     /// No netlink socket could be opened in nsctl's own namespace.
-    #[error("Cannot open rtnetlink: {source}")]
+    #[error("Cannot open rtnetlink")]
     Rtnetlink {
         #[source]
         source: netns::Error,
     },
     /// The run directory could not be watched (`monitor`).
-    #[error("inotify_add_watch failed: {}", errno_text(source))]
+    #[error("inotify_add_watch failed")]
     Watch {
         #[source]
         source: io::Error,
     },
     /// Watching the run directory failed after it started (`monitor`).
-    #[error("read failed: {}", errno_text(source))]
+    #[error("read failed")]
     WatchRead {
         #[source]
         source: io::Error,
@@ -214,6 +210,47 @@ pub(crate) enum Error {
 }
 
 impl Error {
+    /// The line ip prints for this failure: `Display`, then the cause in
+    /// ip's words (`strerror` of the errno, or the kernel's message).
+    pub(crate) fn ip_line(&self) -> String {
+        match self {
+            Error::Netlink { source } => netlink_text(source),
+            Error::Rtnetlink { source } => format!("{self}: {source}"),
+            // ip's words: no blank after the colon.
+            Error::ReadRunDir { source, .. } => format!("{self}:{}", errno_text(source)),
+            _ => match self.io_source() {
+                Some(source) => format!("{self}: {}", errno_text(source)),
+                None => self.to_string(),
+            },
+        }
+    }
+
+    /// The system error behind the failure, for the variants that have one.
+    fn io_source(&self) -> Option<&io::Error> {
+        match self {
+            Error::PrepareRunDir { source, .. }
+            | Error::MakeRunDir { source, .. }
+            | Error::OpenRunDir { source, .. }
+            | Error::CreateEntry { source, .. }
+            | Error::Create { source, .. }
+            | Error::Attach { source, .. }
+            | Error::Remove { source, .. }
+            | Error::OpenNamed { source, .. }
+            | Error::Open { source }
+            | Error::ReadRunDir { source, .. }
+            | Error::Enter { source, .. }
+            | Error::Unshare { source }
+            | Error::MakeSlave { source }
+            | Error::MountSys { source }
+            | Error::ForeachDir { source, .. }
+            | Error::Exec { source, .. }
+            | Error::Wait { source }
+            | Error::Watch { source }
+            | Error::WatchRead { source } => Some(source),
+            _ => None,
+        }
+    }
+
     /// The status ip exits with for the same failure.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
@@ -238,26 +275,10 @@ impl Error {
     /// prints and exits; the tests query it.)
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn raw_os_error(&self) -> Option<i32> {
+        if let Some(source) = self.io_source() {
+            return source.raw_os_error();
+        }
         match self {
-            Error::PrepareRunDir { source, .. }
-            | Error::MakeRunDir { source, .. }
-            | Error::OpenRunDir { source, .. }
-            | Error::CreateEntry { source, .. }
-            | Error::Create { source, .. }
-            | Error::Attach { source, .. }
-            | Error::Remove { source, .. }
-            | Error::OpenNamed { source, .. }
-            | Error::Open { source }
-            | Error::ReadRunDir { source, .. }
-            | Error::Enter { source, .. }
-            | Error::Unshare { source }
-            | Error::MakeSlave { source }
-            | Error::MountSys { source }
-            | Error::ForeachDir { source, .. }
-            | Error::Exec { source, .. }
-            | Error::Wait { source }
-            | Error::Watch { source }
-            | Error::WatchRead { source } => source.raw_os_error(),
             Error::Netlink { source } | Error::Rtnetlink { source } => source.raw_os_error(),
             Error::PeerInvalid { .. } => Some(libc::EINVAL),
             _ => None,
@@ -325,7 +346,7 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::ENOENT),
         };
         assert_eq!(
-            e.to_string(),
+            e.ip_line(),
             "Cannot remove namespace file \"/run/netns/x\": No such file or directory"
         );
         assert_eq!((e.exit_code(), e.raw_os_error()), (1, Some(libc::ENOENT)));
@@ -333,9 +354,102 @@ mod tests {
             line: dump_line("Invalid target network namespace id", 22),
         };
         assert_eq!(
-            e.to_string(),
+            e.ip_line(),
             "Error: Invalid target network namespace id.\nDump terminated"
         );
         assert_eq!(Error::PeerInvalid { name: "s".into() }.exit_code(), 2);
+    }
+
+    /// Display never repeats the `#[source]` (a reporter walking the chain
+    /// prints the cause once); `ip_line` is still ip's whole line.
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        use std::error::Error as _;
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        let path = || PathBuf::from("/run/netns/x");
+        let refused = || netns::Error::LinkNotFound {
+            link: "eth9".into(),
+            ns: path(),
+        };
+        let errors = [
+            Error::MakeRunDir {
+                path: path(),
+                source: enoent(),
+            },
+            Error::OpenRunDir {
+                path: path(),
+                source: enoent(),
+            },
+            Error::PrepareRunDir {
+                path: path(),
+                source: enoent(),
+            },
+            Error::CreateEntry {
+                path: path(),
+                source: enoent(),
+            },
+            Error::Create {
+                name: "x".into(),
+                source: enoent(),
+            },
+            Error::Attach {
+                pid: 1,
+                path: path(),
+                source: enoent(),
+            },
+            Error::Remove {
+                path: path(),
+                source: enoent(),
+            },
+            Error::OpenNamed {
+                name: "x".into(),
+                code: 1,
+                source: enoent(),
+            },
+            Error::Open { source: enoent() },
+            Error::ReadRunDir {
+                path: path(),
+                source: enoent(),
+            },
+            Error::Enter {
+                name: "x".into(),
+                source: enoent(),
+            },
+            Error::Unshare { source: enoent() },
+            Error::MakeSlave { source: enoent() },
+            Error::MountSys { source: enoent() },
+            Error::ForeachDir {
+                path: path(),
+                source: enoent(),
+            },
+            Error::Exec {
+                program: "x".into(),
+                source: enoent(),
+            },
+            Error::Wait { source: enoent() },
+            Error::Netlink { source: refused() },
+            Error::Rtnetlink { source: refused() },
+            Error::Watch { source: enoent() },
+            Error::WatchRead { source: enoent() },
+        ];
+        for e in errors {
+            let source = e.source().expect("a variant with a source");
+            let shown = e.to_string();
+            assert!(
+                !shown.contains("No such file") && !shown.contains(&source.to_string()),
+                "{shown:?} repeats its source {source}"
+            );
+            assert!(e.ip_line().starts_with(&*shown) || matches!(e, Error::Netlink { .. }));
+        }
+        let e = Error::ReadRunDir {
+            path: path(),
+            source: enoent(),
+        };
+        assert_eq!(
+            e.ip_line(),
+            "Failed to open directory /run/netns/x:No such file or directory"
+        );
+        let e = Error::Rtnetlink { source: refused() };
+        assert_eq!(e.ip_line(), format!("Cannot open rtnetlink: {}", refused()));
     }
 }

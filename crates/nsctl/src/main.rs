@@ -167,7 +167,7 @@ use crate::cli::{Cli, Command, Pre};
 
 /// Prints `e` as ip would and gives ip's exit code.
 fn fail(e: error::Error) -> ExitCode {
-    eprintln!("{e}");
+    eprintln!("{}", e.ip_line());
     ExitCode::from(e.exit_code())
 }
 
@@ -230,7 +230,7 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.ip_line());
             e.exit_code()
         }
     };

@@ -164,3 +164,20 @@ fn help_and_parse_errors() {
         "{err}"
     );
 }
+
+/// `--help` advertises `-V, --version`: both print the version and exit 0
+/// (`--version` was once read as ip's unknown option `-version`, exit 255).
+#[test]
+fn version_prints_the_version() {
+    let (code, out, err) = sandbox("$N --version; echo rc=$?; $N -V; echo rc=$?; $N --help");
+    assert_eq!(code, 0, "{err}");
+    let version = format!("nsctl {}", env!("CARGO_PKG_VERSION"));
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        &l[..4],
+        [&*version, "rc=0", &*version, "rc=0"],
+        "{out}\n{err}"
+    );
+    assert!(out.contains("--version"), "--help advertises it: {out}");
+    assert!(err.is_empty(), "{err}");
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::Namespace;
@@ -14,7 +15,7 @@ use crate::Namespace;
 /// ```no_run
 /// # fn demo(err: nsdb::Error) {
 /// if let nsdb::Error::Commit { source, .. } = err {
-///     eprintln!("errno {}: {}", source.raw_os_error(), source.message.unwrap_or_default());
+///     eprintln!("errno {:?}: {}", source.raw_os_error(), source.message.unwrap_or_default());
 /// }
 /// # }
 /// ```
@@ -28,25 +29,38 @@ pub struct NetlinkError {
 }
 
 impl NetlinkError {
+    /// The kernel's refusal `errno` (positive), with its extended-ack
+    /// `message` if it gave one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = nsdb::NetlinkError::new(libc::EINVAL, Some("bad mtu".into()));
+    /// assert_eq!(e.to_string(), format!("{}: bad mtu", std::io::Error::from_raw_os_error(libc::EINVAL)));
+    /// ```
+    pub fn new(errno: i32, message: Option<String>) -> NetlinkError {
+        NetlinkError { errno, message }
+    }
+
     /// The error of a connection that closed before it answered (`ECONNRESET`).
     pub(crate) fn closed() -> NetlinkError {
         NetlinkError {
-            errno: 104,
+            errno: libc::ECONNRESET,
             message: Some("netlink connection closed".into()),
         }
     }
 
-    /// The errno.
+    /// The errno, as the other errors of the toolkit give it (always
+    /// `Some` here: the kernel refuses a request with an errno).
     ///
     /// # Examples
     ///
-    /// ```no_run
-    /// # fn demo(e: nsdb::NetlinkError) {
-    /// if e.raw_os_error() == libc::ENODEV { eprintln!("no such link"); }
-    /// # }
     /// ```
-    pub fn raw_os_error(&self) -> i32 {
-        self.errno
+    /// let e = nsdb::NetlinkError::new(libc::ENODEV, None);
+    /// assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        Some(self.errno)
     }
 }
 
@@ -69,12 +83,12 @@ impl std::error::Error for NetlinkError {}
 /// ```no_run
 /// # fn demo(err: nsdb::Error) {
 /// if let nsdb::Error::Commit { rollback_failures, .. } = err {
-///     for f in rollback_failures { eprintln!("could not undo {}: {}", f.request, f.source); }
+///     for f in rollback_failures { eprintln!("{f}: {}", f.source); }
 /// }
 /// # }
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("could not undo {request} in {ns}: {source}")]
+#[error("could not undo {request} in {ns}")]
 #[non_exhaustive]
 pub struct RollbackFailure {
     /// The namespace of the request.
@@ -97,7 +111,7 @@ pub struct RollbackFailure {
 /// # async fn demo(view: nsdb::View) {
 /// let ns = nsdb::Namespace::named("test").unwrap();
 /// match view.transaction().link(&ns, "nope") {
-///     Err(nsdb::Error::NotFound { .. }) => {}
+///     Err(nsdb::Error::LinkNotFound { link, .. }) => assert_eq!(link, "nope"),
 ///     other => panic!("{other:?}"),
 /// }
 /// # }
@@ -158,21 +172,33 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The object to edit is not (or no longer) in the view.
-    #[error("{object} not found in {ns}")]
-    NotFound {
+    /// The link to edit is not (or no longer) in the view.
+    #[error("link {link} not found in {ns}")]
+    LinkNotFound {
         /// The namespace.
         ns: Namespace,
-        /// The object, described (`link "v0"`).
-        object: String,
+        /// The link's name.
+        link: String,
     },
-    /// An edit asked for something that cannot be done.
-    #[error("invalid edit of {object} in {ns}: {reason}")]
+    /// The address to remove is not (or no longer) on its link in the view.
+    #[error("address {address}/{prefix_len} not found on link {link} in {ns}")]
+    AddressNotFound {
+        /// The namespace.
+        ns: Namespace,
+        /// The link's name.
+        link: String,
+        /// The address.
+        address: IpAddr,
+        /// Its prefix length.
+        prefix_len: u8,
+    },
+    /// An edit of a link asked for something that cannot be done.
+    #[error("invalid edit of link {link} in {ns}: {reason}")]
     InvalidEdit {
         /// The namespace.
         ns: Namespace,
-        /// The object, described.
-        object: String,
+        /// The link's name.
+        link: String,
         /// Why.
         reason: &'static str,
     },
@@ -186,7 +212,7 @@ pub enum Error {
     },
     /// A transaction failed at `step`; every step before it was undone
     /// (except those in `rollback_failures`).
-    #[error("commit failed at step {step} ({request} in {ns}): {source}")]
+    #[error("commit failed at step {step} ({request} in {ns})")]
     Commit {
         /// The index of the failed step in [`crate::Transaction::plan`].
         step: usize,
@@ -218,7 +244,7 @@ impl Error {
             Error::Namespace { source, .. } => source.raw_os_error(),
             Error::Socket { source, .. } => source.raw_os_error(),
             Error::Connect { source, .. } => source.raw_os_error(),
-            Error::Dump { source, .. } | Error::Commit { source, .. } => Some(source.errno),
+            Error::Dump { source, .. } | Error::Commit { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
@@ -234,3 +260,83 @@ impl Error {
 /// }
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant with a `source()`: its Display names the operation and
+    /// leaves the cause to the source, so a reporter walking the chain
+    /// prints the cause once.
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        let ns = Namespace::named("a").unwrap();
+        let refused = || NetlinkError::new(libc::EINVAL, Some("bad mtu".into()));
+        let errors: Vec<Box<dyn std::error::Error>> = vec![
+            Box::new(Error::Namespace {
+                ns: ns.clone(),
+                source: nsfs::Error::NotFound {
+                    path: "/run/netns/a".into(),
+                },
+            }),
+            Box::new(Error::Connect {
+                ns: ns.clone(),
+                source: Box::new(netns::Error::LinkNotFound {
+                    link: "x".into(),
+                    ns: "/run/netns/a".into(),
+                }),
+            }),
+            Box::new(Error::Socket {
+                ns: ns.clone(),
+                source: io::Error::from_raw_os_error(libc::ENOBUFS),
+            }),
+            Box::new(Error::Dump {
+                ns: ns.clone(),
+                what: "links",
+                source: refused(),
+            }),
+            Box::new(Error::Commit {
+                step: 1,
+                request: "set mtu of v0".into(),
+                ns: ns.clone(),
+                source: refused(),
+                rollback_failures: Vec::new(),
+            }),
+            Box::new(RollbackFailure {
+                ns: ns.clone(),
+                request: "delete link v0".into(),
+                source: refused(),
+            }),
+        ];
+        for e in errors {
+            let source = e.source().expect("a variant with a source").to_string();
+            let shown = e.to_string();
+            assert!(!shown.contains(&source), "{shown:?} repeats {source:?}");
+            assert!(
+                !shown.contains("bad mtu") && !shown.contains("os error"),
+                "{shown:?}"
+            );
+        }
+        let e = Error::Commit {
+            step: 1,
+            request: "set mtu of v0".into(),
+            ns,
+            source: refused(),
+            rollback_failures: Vec::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "commit failed at step 1 (set mtu of v0 in a)"
+        );
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn not_found_holds_the_bare_name() {
+        let e = Error::LinkNotFound {
+            ns: Namespace::named("a").unwrap(),
+            link: "v0".into(),
+        };
+        assert_eq!(e.to_string(), "link v0 not found in a");
+    }
+}

@@ -454,7 +454,7 @@ impl Transaction {
     ///
     /// # Errors
     ///
-    /// [`Error::NotViewed`] if `ns` is not in the view, [`Error::NotFound`]
+    /// [`Error::NotViewed`] if `ns` is not in the view, [`Error::LinkNotFound`]
     /// if there is no such link.
     ///
     /// # Examples
@@ -491,9 +491,9 @@ impl Transaction {
                 .namespace(ns)
                 .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
             if v.link(name).is_none() {
-                return Err(Error::NotFound {
+                return Err(Error::LinkNotFound {
                     ns: ns.clone(),
-                    object: format!("link {name:?}"),
+                    link: name.to_owned(),
                 });
             }
         }
@@ -563,8 +563,8 @@ impl Transaction {
     ///
     /// # Errors
     ///
-    /// [`Error::NotViewed`], [`Error::NotFound`] (an address to remove that
-    /// is not there), [`Error::InvalidEdit`] (a move to the namespace the link
+    /// [`Error::NotViewed`], [`Error::AddressNotFound`] (an address to remove
+    /// that is not there), [`Error::InvalidEdit`] (a move to the namespace the link
     /// is in).
     ///
     /// # Examples
@@ -600,7 +600,8 @@ impl Transaction {
     /// # Errors
     ///
     /// [`Error::Commit`]; [`Error::NotViewed`]/[`Error::Stale`]/
-    /// [`Error::NotFound`] if the plan cannot be made (nothing sent).
+    /// [`Error::LinkNotFound`]/[`Error::AddressNotFound`] if the plan cannot
+    /// be made (nothing sent).
     ///
     /// # Examples
     ///
@@ -1036,12 +1037,11 @@ fn plan(edits: &[Edit], origins: &[Target], snap: &Snapshot) -> Result<Vec<Step>
             } => {
                 let t = &cur[*link];
                 let v = viewed(&t.ns)?;
-                let object = format!("address {local}/{prefix_len} on {:?}", t.name);
                 if fresh[*link] {
                     return Err(Error::InvalidEdit {
                         ns: t.ns.clone(),
-                        object,
-                        reason: "the link is created or moved in this transaction: it has no such address",
+                        link: t.name.clone(),
+                        reason: "the link is created or moved in this transaction: it has no address to remove",
                     });
                 }
                 let address = v
@@ -1051,9 +1051,11 @@ fn plan(edits: &[Edit], origins: &[Target], snap: &Snapshot) -> Result<Vec<Step>
                             .find(|a| a.local == *local && a.prefix_len == *prefix_len)
                     })
                     .cloned()
-                    .ok_or_else(|| Error::NotFound {
+                    .ok_or_else(|| Error::AddressNotFound {
                         ns: t.ns.clone(),
-                        object,
+                        link: t.name.clone(),
+                        address: *local,
+                        prefix_len: *prefix_len,
                     })?;
                 steps.push(Step {
                     ns: t.ns.clone(),
@@ -1071,7 +1073,7 @@ fn plan(edits: &[Edit], origins: &[Target], snap: &Snapshot) -> Result<Vec<Step>
                 if *to == t.ns {
                     return Err(Error::InvalidEdit {
                         ns: t.ns,
-                        object: format!("link {:?}", t.name),
+                        link: t.name.clone(),
                         reason: "the link is already in that namespace",
                     });
                 }

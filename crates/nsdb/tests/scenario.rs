@@ -183,7 +183,9 @@ async fn editing_what_is_not_there_is_a_clear_error() {
     let view = view_of(&[&a]).await;
 
     let mut tx = view.transaction();
-    assert!(matches!(tx.link(&a, "nope"), Err(Error::NotFound { .. })));
+    assert!(
+        matches!(tx.link(&a, "nope"), Err(Error::LinkNotFound { ref link, .. }) if link == "nope")
+    );
     let other = nsdb::Namespace::named("not-viewed").unwrap();
     assert!(matches!(
         tx.link(&other, "lo"),
@@ -193,7 +195,15 @@ async fn editing_what_is_not_there_is_a_clear_error() {
     tx.link(&a, "ed0")
         .unwrap()
         .remove_address("10.1.1.1".parse().unwrap(), 24);
-    assert!(matches!(tx.plan(), Err(Error::NotFound { .. })));
+    let err = tx.plan().unwrap_err();
+    assert!(
+        matches!(err, Error::AddressNotFound { ref link, prefix_len: 24, .. } if link == "ed0"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("address 10.1.1.1/24 not found on link ed0 in {a}")
+    );
 
     // The link disappears between the edit and the commit.
     let mut tx = view.transaction();
