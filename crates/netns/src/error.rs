@@ -32,6 +32,11 @@ pub enum Error {
     /// exists, not a namespace...).
     #[error(transparent)]
     Namespace(#[from] nsfs::Error),
+    /// Starting a program in the namespace failed
+    /// ([`Handle::spawn`](crate::Handle::spawn)): the program, the namespace
+    /// and the cause are in the nsproc error.
+    #[error(transparent)]
+    Spawn(#[from] nsproc::Error),
     /// A namespace id must be zero or positive (`-1`, "let the kernel pick",
     /// is [`Nsid::Auto`](crate::Nsid::Auto)); nothing was sent.
     #[error("invalid nsid {nsid}: an nsid is zero or positive")]
@@ -104,6 +109,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Namespace(e) => e.raw_os_error(),
+            Error::Spawn(e) => e.raw_os_error(),
             Error::InvalidNsid { .. } => Some(libc::EINVAL),
             Error::Socket { source, .. } => source.raw_os_error(),
             Error::Relay { source, .. } => source.raw_os_error(),
@@ -123,6 +129,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Namespace(e) => e.kind(),
+            Error::Spawn(e) => e.kind(),
             Error::InvalidNsid { .. } => io::ErrorKind::InvalidInput,
             Error::Socket { source, .. } => source.kind(),
             Error::Relay { source, .. } => source.kind(),

@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 
-use crate::Handle;
+use crate::{Handle, Result};
 
 impl Handle {
     /// A [`nsproc::Command`] that runs `program` inside this handle's
@@ -13,7 +13,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(h: netns::Handle) -> netns::nsproc::Result<()> {
+    /// # async fn demo(h: netns::Handle) -> netns::Result<()> {
     /// let out = h.command("ip").args(["-o", "link"]).output().await?;
     /// print!("{}", String::from_utf8_lossy(&out.stdout));
     /// # Ok(()) }
@@ -35,27 +35,30 @@ impl Handle {
     ///
     /// # Errors
     ///
-    /// As [`nsproc::Command::spawn`]; an empty `argv` is
+    /// [`Error::Spawn`](crate::Error::Spawn), holding the
+    /// [`nsproc::Error`] of [`nsproc::Command::spawn`]; an empty `argv` is
     /// [`nsproc::Error::Spawn`] with kind `InvalidInput`.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(h: netns::Handle) -> netns::nsproc::Result<()> {
-    /// let status = h.spawn(["ping", "-c1", "127.0.0.1"]).await?.wait().await?;
+    /// # async fn demo(h: netns::Handle) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = h.spawn(["ping", "-c1", "127.0.0.1"]).await?;
+    /// let status = child.wait().await?;
     /// # Ok(()) }
     /// ```
     #[doc(alias = "NSPopen")]
-    pub async fn spawn<I, S>(&self, argv: I) -> nsproc::Result<nsproc::Child>
+    pub async fn spawn<I, S>(&self, argv: I) -> Result<nsproc::Child>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         let mut argv = argv.into_iter();
-        match argv.next() {
+        let spawned = match argv.next() {
             Some(program) => self.command(program).args(argv).spawn().await,
             // nsproc reports the empty argv.
             None => nsproc::spawn(self.netns().clone(), std::iter::empty::<&OsStr>()).await,
-        }
+        };
+        Ok(spawned?)
     }
 }

@@ -187,5 +187,10 @@ async fn programs_run_inside_the_namespace(transport) {
     assert_eq!(link.trim(), format!("net:[{}]", h.netns().id().ino));
     let status = h.spawn(["true"]).await.unwrap().wait().await.unwrap();
     assert!(status.success());
+    // Handle::spawn fails with the facade's error, like every Handle method.
+    let err: netns::Error = h.spawn(["/nonexistent/program"]).await.unwrap_err();
+    assert!(matches!(err, netns::Error::Spawn(netns::nsproc::Error::Spawn { .. })), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
 }
 }

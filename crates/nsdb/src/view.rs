@@ -22,6 +22,15 @@ use crate::nl::{self, DumpLock, DumpPart};
 /// A namespace the view covers: the host's (the one this process started
 /// in) or one named in the run directory.
 ///
+/// This is the *key* a [`View`] files a namespace under, not a way to name
+/// one to open: that is [`nsfs::Target`] (also `netns::Target` and
+/// `nsproc::Target`: a name, path, pid or open namespace). A view needs a
+/// key that stays the same for the namespace's life in the view, can be
+/// compared, sorted and hashed, and holds no fd: so only the host and names
+/// in the run directory (the view follows the directory to add and drop
+/// them), and `Host` has no `Target` counterpart. The name is validated as
+/// a `Target`'s name is ([`nsfs::NsName`]).
+///
 /// # Examples
 ///
 /// ```

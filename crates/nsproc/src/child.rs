@@ -8,6 +8,7 @@ use std::process::{ExitStatus, Output};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
+use crate::trace::{self, op_span};
 use crate::{Error, Result, sys};
 
 /// The write end of a child's stdin pipe: a real, non-blocking pipe fd owned
@@ -98,6 +99,8 @@ pub struct Child {
     pub stderr: Option<ChildStderr>,
     program: OsString,
     launched: Launched,
+    /// The namespace as given, for tracing.
+    pub(crate) netns: String,
 }
 
 /// How the child was launched, and what waits for it.
@@ -123,6 +126,7 @@ impl Child {
             stderr,
             program,
             launched,
+            netns: String::new(),
         }
     }
 
@@ -217,6 +221,11 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub async fn wait(&mut self) -> Result<ExitStatus> {
+        let span = op_span!("wait", self.netns, pid = ?self.id());
+        trace::traced(span, self.wait_inner()).await
+    }
+
+    async fn wait_inner(&mut self) -> Result<ExitStatus> {
         self.stdin.take();
         let pid = self.id().unwrap_or(0);
         let waited = match &mut self.launched {
@@ -339,9 +348,13 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub async fn kill(&mut self) -> Result<()> {
-        self.start_kill()?;
-        self.wait().await?;
-        Ok(())
+        let span = op_span!("kill", self.netns, pid = ?self.id());
+        let kill = async {
+            self.start_kill()?;
+            self.wait().await?;
+            Ok(())
+        };
+        trace::traced(span, kill).await
     }
 
     /// Reads the child's stdout and stderr (those that are piped) to the end,
@@ -369,7 +382,12 @@ impl Child {
     /// let out = child.wait_with_output().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn wait_with_output(mut self) -> Result<Output> {
+    pub async fn wait_with_output(self) -> Result<Output> {
+        let span = op_span!("wait_with_output", self.netns, pid = ?self.id());
+        trace::traced(span, self.wait_with_output_inner()).await
+    }
+
+    async fn wait_with_output_inner(mut self) -> Result<Output> {
         async fn read_all(pipe: Option<pipe::Receiver>) -> io::Result<Vec<u8>> {
             let mut buf = Vec::new();
             if let Some(mut pipe) = pipe {

@@ -12,6 +12,7 @@ use nsfs::RunDir;
 use crate::stdio::{Prepared, Stream};
 use tokio::net::unix::pipe;
 
+use crate::trace::{self, op_span};
 use crate::{
     Child, ChildStderr, ChildStdin, ChildStdout, Error, ExecAgent, Result, Stdio, Target, fast,
 };
@@ -473,7 +474,8 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub async fn spawn(&mut self) -> Result<Child> {
-        self.spawn_with(Defaults::Inherit).await
+        let span = op_span!("spawn", self.described_ns(), program = ?self.program);
+        trace::traced(span, self.spawn_with(Defaults::Inherit)).await
     }
 
     /// Runs the program to completion and collects its stdout and stderr
@@ -499,10 +501,14 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub async fn output(&mut self) -> Result<Output> {
-        self.spawn_with(Defaults::Output)
-            .await?
-            .wait_with_output()
-            .await
+        let span = op_span!("output", self.described_ns(), program = ?self.program);
+        let output = async {
+            self.spawn_with(Defaults::Output)
+                .await?
+                .wait_with_output()
+                .await
+        };
+        trace::traced(span, output).await
     }
 
     /// Runs the program to completion and returns its exit status (stdio
@@ -526,20 +532,26 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub async fn status(&mut self) -> Result<ExitStatus> {
-        let mut child = self.spawn_with(Defaults::Inherit).await?;
-        // Like tokio: a piped stdin is closed so the child is not left waiting.
-        child.stdin.take();
-        child.wait().await
+        let span = op_span!("status", self.described_ns(), program = ?self.program);
+        let status = async {
+            let mut child = self.spawn_with(Defaults::Inherit).await?;
+            // Like tokio: a piped stdin is closed so the child is not left waiting.
+            child.stdin.take();
+            child.wait().await
+        };
+        trace::traced(span, status).await
     }
 
     async fn spawn_with(&mut self, defaults: Defaults) -> Result<Child> {
         let exec = self.agent.is_some() || self.mode == ExecMode::IpNetnsExec;
         let plan = self.plan(defaults, exec)?;
-        if exec {
-            crate::exec::spawn(self, plan, self.agent.as_ref()).await
+        let mut child = if exec {
+            crate::exec::spawn(self, plan, self.agent.as_ref()).await?
         } else {
-            fast::spawn(self, plan).await
-        }
+            fast::spawn(self, plan).await?
+        };
+        child.netns = self.described_ns();
+        Ok(child)
     }
 
     /// Everything decided on the caller's side before a launch path runs.

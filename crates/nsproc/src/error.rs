@@ -219,13 +219,19 @@ mod tests {
                 ns: "blue".into(),
                 source: nsproxy(),
             },
-            Error::Wait { pid: 7, source: io() },
+            Error::Wait {
+                pid: 7,
+                source: io(),
+            },
             Error::Signal {
                 pid: 7,
                 signal: 15,
                 source: io(),
             },
-            Error::Pidfd { pid: 7, source: io() },
+            Error::Pidfd {
+                pid: 7,
+                source: io(),
+            },
             Error::Io {
                 op: "read stdout",
                 program: "ip".into(),
@@ -234,7 +240,10 @@ mod tests {
         ];
         for err in errors {
             let shown = err.to_string();
-            let source = err.source().expect("every variant has a source").to_string();
+            let source = err
+                .source()
+                .expect("every variant has a source")
+                .to_string();
             assert!(!shown.contains(&source), "{shown:?} repeats {source:?}");
             assert!(!shown.contains("denied"), "{shown:?}");
             assert!(!shown.contains("not found"), "{shown:?}");

@@ -23,7 +23,7 @@ use crate::command::Plan;
 use crate::namespace;
 use crate::namespace::Resolved;
 use crate::stdio::{ChildSide, Stream};
-use crate::{Command, Error, Result, Target, cache};
+use crate::{Command, Error, Result, Target, cache, trace};
 
 /// A reusable `ip netns exec` context: one nsproxy agent living in a
 /// namespace with `ip netns exec`'s mounts, which runs every command given
@@ -124,8 +124,12 @@ impl ExecAgent {
     /// ```
     pub async fn start_in(ns: impl Into<Target>, dir: &RunDir) -> Result<ExecAgent> {
         let ns = ns.into();
-        let resolved = namespace::open(&ns, dir).await?;
-        ExecAgent::start_resolved(ns, resolved, dir.clone()).await
+        let span = trace::op_span!("exec_agent_start", ns);
+        let start = async {
+            let resolved = namespace::open(&ns, dir).await?;
+            ExecAgent::start_resolved(ns.clone(), resolved, dir.clone()).await
+        };
+        trace::traced(span, start).await
     }
 
     pub(crate) async fn start_resolved(
@@ -245,6 +249,12 @@ impl ExecAgent {
     /// # Ok(()) }
     /// ```
     pub async fn close(self) -> Result<ExitStatus> {
+        let span = trace::op_span!("exec_agent_close", self.described, pid = self.agent.pid());
+        span.record("inode", self.netns.id().ino);
+        trace::traced(span, self.close_inner()).await
+    }
+
+    async fn close_inner(self) -> Result<ExitStatus> {
         let pid = self.agent.pid();
         let ns = self.described.clone();
         let raw = self

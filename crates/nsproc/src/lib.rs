@@ -45,6 +45,14 @@
 //! (`SCM_RIGHTS`); or run the application in its own cgroup (systemd's
 //! `KillMode=control-group`), which the kernel ends as a whole.
 //!
+//! # Tracing
+//!
+//! Every public async operation runs in a DEBUG span named after it
+//! (`spawn`, `output`, `status`, `wait`, `kill`, `wait_with_output`,
+//! `exec_agent_start`, `exec_agent_close`), with the fields `netns` (the
+//! namespace as given), `inode` (its inode, once opened), `outcome` (`"ok"`
+//! or `"error"`) and `error` (the error's message), plus `program` or `pid`.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -68,6 +76,7 @@ mod fast;
 mod namespace;
 mod stdio;
 mod sys;
+mod trace;
 
 pub use child::{Child, ChildStderr, ChildStdin, ChildStdout};
 pub use command::{Command, ExecMode};

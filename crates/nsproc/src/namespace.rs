@@ -17,7 +17,10 @@ pub(crate) struct Resolved {
 pub(crate) async fn open(target: &Target, dir: &RunDir) -> Result<Resolved> {
     let described = target.to_string();
     match target.open(dir, OpenMode::OpenOnly).await {
-        Ok(netns) => Ok(Resolved { netns, described }),
+        Ok(netns) => {
+            crate::trace::record_inode(netns.id().ino);
+            Ok(Resolved { netns, described })
+        }
         Err(source) => Err(Error::Namespace {
             ns: described,
             source,

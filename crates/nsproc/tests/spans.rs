@@ -1,0 +1,153 @@
+//! The tracing spans of nsproc's public async operations: names, and the
+//! `netns`, `inode`, `outcome` and `error` fields.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use common::TestNs;
+use nsproc::{Command, ExecAgent, ExecMode};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// A closed span: its name and fields.
+#[derive(Clone, Debug)]
+struct Seen {
+    name: &'static str,
+    target: String,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Collect {
+    open: Arc<Mutex<BTreeMap<u64, Seen>>>,
+    closed: Arc<Mutex<Vec<Seen>>>,
+}
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.to_string());
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Collect {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        let seen = Seen {
+            name: attrs.metadata().name(),
+            target: attrs.metadata().target().into(),
+            fields,
+        };
+        self.open.lock().unwrap().insert(id.into_u64(), seen);
+    }
+    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
+        if let Some(seen) = self.open.lock().unwrap().get_mut(&id.into_u64()) {
+            values.record(&mut Fields(&mut seen.fields));
+        }
+    }
+    fn on_close(&self, id: Id, _: Context<'_, S>) {
+        if let Some(seen) = self.open.lock().unwrap().remove(&id.into_u64()) {
+            self.closed.lock().unwrap().push(seen);
+        }
+    }
+}
+
+impl Collect {
+    fn take(&self, name: &str) -> Vec<Seen> {
+        let mut closed = self.closed.lock().unwrap();
+        let (taken, kept) = closed.drain(..).partition(|s| s.name == name);
+        *closed = kept;
+        taken
+    }
+}
+
+fn one(spans: Vec<Seen>, what: &str) -> Seen {
+    assert_eq!(spans.len(), 1, "{what}: {spans:#?}");
+    spans.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn public_async_operations_have_spans_with_identity_and_outcome() {
+    let collect = Collect::default();
+    let subscriber = tracing_subscriber::registry().with(collect.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let ns = TestNs::new("spans").await;
+    let inode = ns.ns.id().ino.to_string();
+    let name = ns.name.as_str();
+
+    // spawn + wait, on the fast path.
+    let mut child = Command::new("true").netns(name).spawn().await.unwrap();
+    child.wait().await.unwrap();
+    let spawn = one(collect.take("spawn"), "spawn");
+    assert!(spawn.target.starts_with("nsproc"), "{spawn:?}");
+    assert_eq!(spawn.fields["netns"], name);
+    assert_eq!(spawn.fields["inode"], inode);
+    assert_eq!(spawn.fields["outcome"], "ok");
+    assert_eq!(spawn.fields["program"], "\"true\"");
+    assert!(!spawn.fields.contains_key("error"), "{spawn:?}");
+    let wait = one(collect.take("wait"), "wait");
+    assert_eq!(wait.fields["netns"], name);
+    assert_eq!(wait.fields["outcome"], "ok");
+
+    // output (with its spawn and wait inside), on the exec path.
+    Command::new("true")
+        .netns(name)
+        .exec_mode(ExecMode::IpNetnsExec)
+        .output()
+        .await
+        .unwrap();
+    let output = one(collect.take("output"), "output");
+    assert_eq!(output.fields["netns"], name);
+    assert_eq!(output.fields["inode"], inode);
+    assert_eq!(output.fields["outcome"], "ok");
+    one(collect.take("wait_with_output"), "wait_with_output");
+
+    // A failure: outcome "error" and the error's message.
+    let err = Command::new("/nonexistent/program")
+        .netns(name)
+        .status()
+        .await
+        .unwrap_err();
+    let status = one(collect.take("status"), "status");
+    assert_eq!(status.fields["outcome"], "error");
+    assert_eq!(status.fields["error"], err.to_string());
+    assert_eq!(status.fields["inode"], inode);
+    let err = Command::new("true").netns("a/b").spawn().await.unwrap_err();
+    let spawn = one(collect.take("spawn"), "bad name");
+    assert_eq!(spawn.fields["netns"], "a/b");
+    assert_eq!(spawn.fields["outcome"], "error");
+    assert_eq!(spawn.fields["error"], err.to_string());
+    assert!(!spawn.fields.contains_key("inode"), "{spawn:?}");
+
+    // kill, and an agent's start and close.
+    let mut child = Command::new("sleep")
+        .arg("60")
+        .netns(name)
+        .spawn()
+        .await
+        .unwrap();
+    child.kill().await.unwrap();
+    let kill = one(collect.take("kill"), "kill");
+    assert_eq!(kill.fields["outcome"], "ok");
+    let agent = ExecAgent::start(name).await.unwrap();
+    agent.close().await.unwrap();
+    for op in ["exec_agent_start", "exec_agent_close"] {
+        let span = one(collect.take(op), op);
+        assert_eq!(span.fields["inode"], inode, "{span:?}");
+        assert_eq!(span.fields["outcome"], "ok", "{span:?}");
+    }
+    nsproc::close_cached_agents();
+}
