@@ -49,15 +49,19 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 mod error;
+mod follow;
 mod model;
 mod nl;
+mod plan;
+mod snapshot;
 mod txn;
 mod view;
 
 pub use error::{Error, NetlinkError, Result, RollbackFailure};
 pub use model::{Address, AddressKey, IFF_UP, Link, NsState, Object, Route, RouteKey};
-pub use txn::{LinkEdit, Step, Transaction};
-pub use view::{
-    Builder, Change, Changes, Namespace, NsStatus, NsView, Peer, ResyncReason, Snapshot, View,
-};
+pub use plan::Step;
+pub use snapshot::{Change, Changes, NsStatus, NsView, Peer, ResyncReason, Snapshot};
+pub use txn::{LinkEdit, Transaction};
+pub use view::{Builder, Namespace, View};
