@@ -11,25 +11,47 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::error::{Error, NetlinkError, Result, RollbackFailure};
 use crate::model::{Address, AddressKey, Link};
 use crate::nl;
 use crate::plan::{Action, LinkAttrs, Step};
 use crate::snapshot::{NsView, Snapshot};
+use crate::trace;
 use crate::view::{Namespace, View};
 
 /// Sends `steps` in order (see [`crate::Transaction::commit`]); on a
 /// failure, rolls back what was applied and says which step failed.
 pub(crate) async fn commit(view: &View, steps: &[Step], timeout: Duration) -> Result<()> {
+    let span = tracing::debug_span!(
+        "commit",
+        steps = steps.len(),
+        outcome = Empty,
+        error = Empty,
+    );
+    trace::traced(span, commit_steps(view, steps, timeout)).await
+}
+
+async fn commit_steps(view: &View, steps: &[Step], timeout: Duration) -> Result<()> {
     for s in steps {
         view.request_handle(&s.ns)?;
     }
     let applier = Applier { view, timeout };
     let mut undo: Vec<Step> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        if let Err(source) = applier.apply(step, &mut undo).await {
-            let rollback_failures = applier.roll_back(undo).await;
+        let span = step_span(view, step, i);
+        let res = applier
+            .apply(step, &mut undo)
+            .instrument(span.clone())
+            .await;
+        trace::record(&span, &res);
+        if let Err(source) = res {
+            let rollback_failures = applier
+                .roll_back(undo)
+                .instrument(tracing::debug_span!("rollback"))
+                .await;
             return Err(Error::Commit {
                 step: i,
                 request: step.to_string(),
@@ -40,6 +62,20 @@ pub(crate) async fn commit(view: &View, steps: &[Step], timeout: Duration) -> Re
         }
     }
     Ok(())
+}
+
+/// The span of one request of a commit or a rollback: `step` (its index),
+/// `netns`, `inode` (when the view has it), `request`, `outcome`, `error`.
+fn step_span(view: &View, step: &Step, index: usize) -> Span {
+    tracing::debug_span!(
+        "step",
+        step = index,
+        netns = %step.ns,
+        inode = view.netns(&step.ns).ok().map(|n| n.id().ino),
+        request = %step,
+        outcome = Empty,
+        error = Empty,
+    )
 }
 
 /// Sends steps on a view's sockets and waits for them to show in it.
@@ -82,7 +118,10 @@ impl Applier<'_> {
         let mut failures = Vec::new();
         while let Some(u) = undo.pop() {
             let mut ignored = Vec::new();
-            if let Err(source) = self.apply(&u, &mut ignored).await {
+            let span = step_span(self.view, &u, undo.len());
+            let res = self.apply(&u, &mut ignored).instrument(span.clone()).await;
+            trace::record(&span, &res);
+            if let Err(source) = res {
                 failures.push(RollbackFailure {
                     ns: u.ns.clone(),
                     request: u.to_string(),

@@ -11,10 +11,13 @@ use futures::StreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use nsfs::{EntryState, NetNs, NsId, NsName, RunDir};
+use tracing::field::Empty;
 
+use crate::error::Error;
 use crate::model::{Link, NsState};
 use crate::nl::{self, DumpLock, DumpPart};
 use crate::snapshot::{Change, NsStatus, ResyncReason};
+use crate::trace;
 use crate::view::{Inner, Namespace, View, lock};
 
 /// Maps the nsids of `ns` to the names of the namespaces in the view.
@@ -216,7 +219,11 @@ pub(crate) async fn follow(
         if overrun {
             // Events were lost. Everything received so far is older than the
             // dump about to be made: drop it, dump, carry on with the queue.
-            tracing::debug!(%ns, "netlink overrun: resync");
+            tracing::warn!(
+                netns = %ns,
+                inode = inode_of(&inner, &ns),
+                "netlink event socket overran (events lost): resyncing"
+            );
             resync(&inner, &ns, &dump_lock, ResyncReason::Overrun).await;
             if !refetch_half_made(&inner, &ns, &mut handle).await {
                 return;
@@ -311,7 +318,31 @@ pub(crate) async fn follow(
 }
 
 /// A full dump of `ns`, replacing its state; the differences are published.
+/// Runs in a `resync` span (`netns`, `inode`, `reason`, `outcome`, `error`).
 async fn resync(inner: &Inner, ns: &Namespace, dump_lock: &DumpLock, reason: ResyncReason) {
+    let span = tracing::debug_span!(
+        "resync",
+        netns = %ns,
+        inode = inode_of(inner, ns),
+        ?reason,
+        outcome = Empty,
+        error = Empty,
+    );
+    let _ = trace::traced(span, dump_again(inner, ns, dump_lock, reason)).await;
+}
+
+/// The inode of `ns` in the view, if it is there.
+fn inode_of(inner: &Inner, ns: &Namespace) -> Option<u64> {
+    lock(&inner.shared).namespaces.get(ns).map(|e| e.id.ino)
+}
+
+/// The body of [`resync`]: a failure marks the namespace stale.
+async fn dump_again(
+    inner: &Inner,
+    ns: &Namespace,
+    dump_lock: &DumpLock,
+    reason: ResyncReason,
+) -> Result<(), Error> {
     inner.set_status(ns, NsStatus::Resyncing);
     let mut fresh = NsState::default();
     match nl::dump_into(
@@ -340,6 +371,7 @@ async fn resync(inner: &Inner, ns: &Namespace, dump_lock: &DumpLock, reason: Res
             }
             inner.bump();
             refresh_nsids(inner, ns).await;
+            Ok(())
         }
         Err(e) => {
             inner.set_status(
@@ -348,6 +380,7 @@ async fn resync(inner: &Inner, ns: &Namespace, dump_lock: &DumpLock, reason: Res
                     reason: format!("resync failed: {e}"),
                 },
             );
+            Err(e)
         }
     }
 }

@@ -11,12 +11,14 @@ use std::time::Duration;
 use nsfs::{EntryState, NetNs, NsId, NsName, RunDir};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tracing::field::Empty;
 
 use crate::error::{Error, Result};
 use crate::follow::{follow, refresh_nsids, watch_run_dir};
 use crate::model::{Delta, NsState};
 use crate::nl::{self, DumpLock, DumpPart};
 use crate::snapshot::{Change, Changes, NsStatus, NsView, ResyncReason, Snapshot};
+use crate::trace;
 
 /// A namespace the view covers: the host's (the one this process started
 /// in) or one named in the run directory.
@@ -187,6 +189,17 @@ impl Builder {
     /// # Ok(()) }
     /// ```
     pub async fn build(self) -> Result<View> {
+        let span = tracing::debug_span!(
+            "build",
+            namespaces = self.namespaces.len(),
+            all = self.all,
+            outcome = Empty,
+            error = Empty,
+        );
+        trace::traced(span, self.build_view()).await
+    }
+
+    async fn build_view(self) -> Result<View> {
         let (changes, _) = broadcast::channel(self.capacity);
         let (generation, _) = watch::channel(0u64);
         let inner = Arc::new(Inner {
@@ -420,6 +433,17 @@ impl View {
     /// # Ok(()) }
     /// ```
     pub async fn add(&self, ns: Namespace) -> Result<()> {
+        let span = tracing::debug_span!(
+            "add",
+            netns = %ns,
+            inode = Empty,
+            outcome = Empty,
+            error = Empty,
+        );
+        trace::traced(span, self.add_namespace(ns)).await
+    }
+
+    async fn add_namespace(&self, ns: Namespace) -> Result<()> {
         if lock(&self.inner.shared)
             .namespaces
             .get(&ns)
@@ -447,6 +471,7 @@ impl View {
                     })?
             }
         };
+        tracing::Span::current().record("inode", netns.id().ino);
         // Subscribe first, then dump: events that happen during the dump wait
         // in the queue and are applied after it.
         let events = nl::events(&ns, &netns, self.inner.options.receive_buffer).await?;
