@@ -351,9 +351,12 @@ impl Inner {
 /// namespaces, kept current from rtnetlink events (cheap to clone; every
 /// clone is the same view).
 ///
-/// Each namespace has two netlink sockets made inside it (by `netns::connection`): one joined to the
-/// link, address, route and nsid multicast groups (subscribed before the
-/// first dump, so nothing is missed), one for dumps and requests. An overrun
+/// Each namespace has three netlink sockets made inside it by the `netns`
+/// facade: an event socket (`netns::Events`) joined to the link, address,
+/// route and nsid multicast groups (subscribed before the first dump, so
+/// nothing is missed), a request socket (`netns::connection`) for
+/// transactions, and a dump socket (`netns::NetlinkSocket`) read one
+/// datagram at a time; [`View::handle`] adds a fourth, on first use. An overrun
 /// of the event socket (`ENOBUFS`) or an interrupted dump (`NLM_F_DUMP_INTR`)
 /// is followed by a full dump of that namespace; the differences are reported
 /// as changes, then [`Change::Resynced`]. A namespace whose connection dies is
