@@ -15,6 +15,17 @@
 //!
 //! See `docs/nsdb.md` for the model and its guarantees.
 //!
+//! # Tracing
+//!
+//! Each operation runs in a DEBUG span of the `tracing` crate, named after
+//! it: `build` (a view's creation), `add` (a namespace joins the view),
+//! `resync` (a full dump after an overrun), `commit` (with one `step` span
+//! per request, and `rollback`). They carry `netns` (the namespace's name)
+//! and `inode` where they concern one namespace, and `outcome` (`ok` or
+//! `error`) and `error` (the error's Display) when they end. An overrun of
+//! a namespace's event socket is a WARN event (`netns`, `inode`): events
+//! were lost, and a resync follows.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -49,15 +60,20 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 mod error;
+mod follow;
 mod model;
 mod nl;
+mod plan;
+mod snapshot;
+mod trace;
 mod txn;
 mod view;
 
 pub use error::{Error, NetlinkError, Result, RollbackFailure};
 pub use model::{Address, AddressKey, IFF_UP, Link, NsState, Object, Route, RouteKey};
-pub use txn::{LinkEdit, Step, Transaction};
-pub use view::{
-    Builder, Change, Changes, Namespace, NsStatus, NsView, Peer, ResyncReason, Snapshot, View,
-};
+pub use plan::Step;
+pub use snapshot::{Change, Changes, NsStatus, NsView, Peer, ResyncReason, Snapshot};
+pub use txn::{LinkEdit, Transaction};
+pub use view::{Builder, Namespace, View};
