@@ -74,6 +74,20 @@ pub enum Error {
         /// The namespace that was searched.
         ns: PathBuf,
     },
+    /// No answer within the deadline the caller set: opening a handle past
+    /// its [`open_timeout`](crate::Builder::open_timeout), or a request of
+    /// the handle's own past its
+    /// [`request_timeout`](crate::Builder::request_timeout). Nothing it made
+    /// is left behind; a late answer is dropped.
+    #[error("{op} in network namespace {}: no answer within {after:?}", ns.display())]
+    Timeout {
+        /// The operation (for example `"open handle"`, `"get link"`).
+        op: &'static str,
+        /// The namespace (as given, when opening).
+        ns: PathBuf,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
     /// The relay transport (the nsproxy agent) failed: starting the agent or
     /// opening its relayed netlink socket.
     #[error("relay transport for network namespace {}: {source}", ns.display())]
@@ -115,6 +129,7 @@ impl Error {
             Error::Relay { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => error_code(source),
             Error::LinkNotFound { .. } => Some(libc::ENODEV),
+            Error::Timeout { .. } => Some(libc::ETIMEDOUT),
         }
     }
 
@@ -134,6 +149,7 @@ impl Error {
             Error::Socket { source, .. } => source.kind(),
             Error::Relay { source, .. } => source.kind(),
             Error::LinkNotFound { .. } => io::ErrorKind::NotFound,
+            Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Request { source, .. } => match error_code(source) {
                 Some(code) => io::Error::from_raw_os_error(code).kind(),
                 None => io::ErrorKind::Other,

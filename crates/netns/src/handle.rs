@@ -1,8 +1,10 @@
 //! `Handle`: one network namespace, held open, with an rtnetlink connection
 //! inside it.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_core::NetlinkMessage;
@@ -94,6 +96,7 @@ pub struct Builder {
     mode: OpenMode,
     run_dir: RunDir,
     options: Options,
+    open_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -102,6 +105,8 @@ pub(crate) struct Options {
     pub(crate) receive_buffer: usize,
     /// Large dumps are read ahead on another thread (direct transport).
     pub(crate) read_ahead: bool,
+    /// The deadline of every netlink request on the handle's connections.
+    pub(crate) request_timeout: Option<Duration>,
 }
 
 impl Builder {
@@ -190,6 +195,64 @@ impl Builder {
         self
     }
 
+    /// A deadline for opening the handle: resolving or creating the
+    /// namespace, starting the relay agent, making the netlink socket. Past
+    /// it, [`open`](Builder::open) fails with [`Error::Timeout`] and what was
+    /// made so far is released (a namespace being created may still appear,
+    /// as when the future is dropped). Default: none.
+    ///
+    /// # Panics
+    ///
+    /// [`open`](Builder::open) panics if the runtime has no time driver
+    /// (`enable_time`) and a timeout is set.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// use std::time::Duration;
+    /// let h = netns::Handle::builder("blue").open_timeout(Duration::from_secs(2)).open().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn open_timeout(mut self, timeout: Duration) -> Builder {
+        self.open_timeout = Some(timeout);
+        self
+    }
+
+    /// A deadline for every netlink request of the handle (on
+    /// [`rtnetlink`](Handle::rtnetlink), the handle's own operations, and
+    /// [`connection`](Handle::connection)s made from it): a request without
+    /// its final answer (the reply, the ack, a dump's `NLMSG_DONE`) that long
+    /// after it was handed to the connection fails with `ETIMEDOUT` (an
+    /// `rtnetlink::Error::NetlinkError`, whose [`error_code`](crate::error_code)
+    /// is `ETIMEDOUT`; the handle's own operations return
+    /// [`Error::Timeout`]). A late answer is dropped when it comes. A dump
+    /// that waits for another dump on the same socket counts its wait. Use it
+    /// with the relay transport, whose agent could stop answering. Default:
+    /// none.
+    ///
+    /// # Panics
+    ///
+    /// The connection task panics if the runtime has no time driver
+    /// (`enable_time`) and a timeout is set.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// use std::time::Duration;
+    /// let h = netns::Handle::builder("blue")
+    ///     .transport(netns::Transport::Relay)
+    ///     .request_timeout(Duration::from_secs(5))
+    ///     .open()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn request_timeout(mut self, timeout: Duration) -> Builder {
+        self.options.request_timeout = Some(timeout);
+        self
+    }
+
     /// Opens the handle. See [`Handle::open`].
     ///
     /// # Cancel safety
@@ -200,7 +263,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// As [`Handle::open`].
+    /// As [`Handle::open`]; [`Error::Timeout`] past the
+    /// [`open_timeout`](Builder::open_timeout).
     ///
     /// # Panics
     ///
@@ -214,6 +278,20 @@ impl Builder {
     /// # Ok(()) }
     /// ```
     pub async fn open(self) -> Result<Handle> {
+        let Some(after) = self.open_timeout else {
+            return self.open_now().await;
+        };
+        let ns = self.target.to_string();
+        tokio::time::timeout(after, self.open_now())
+            .await
+            .map_err(|_| Error::Timeout {
+                op: "open handle",
+                ns: ns.into(),
+                after,
+            })?
+    }
+
+    async fn open_now(self) -> Result<Handle> {
         let resolved = crate::target::resolve(&self.target, &self.run_dir, self.mode).await?;
         let agent = match self.options.transport {
             Transport::Direct => None,
@@ -232,7 +310,7 @@ impl Builder {
             name: resolved.name,
             run_dir: self.run_dir,
             options: self.options,
-            conn: Conn::start(socket),
+            conn: Conn::start(socket, self.options),
             agent,
             fd_conn: tokio::sync::OnceCell::new(),
             dump_conn: tokio::sync::OnceCell::new(),
@@ -250,20 +328,31 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    fn start(socket: NetlinkSocket) -> Conn {
-        Conn::start_with(socket, false)
+    fn start(socket: NetlinkSocket, options: Options) -> Conn {
+        Conn::start_with(socket, options, false)
     }
 
     /// A connection whose request streams end with the NLMSG_DONE of a dump
     /// (`forward_done`), where the kernel reports a dump's failure.
-    fn start_with(socket: NetlinkSocket, forward_done: bool) -> Conn {
-        let (socket, tracker) = socket.tracked();
+    fn start_with(socket: NetlinkSocket, options: Options, forward_done: bool) -> Conn {
+        let (socket, tracker) = socket.tracked(true, options.request_timeout);
         let (mut connection, rtnl, _messages) = rtnetlink::from_socket(socket);
         connection.set_forward_done(forward_done);
+        // Driven until the tracker has answered everything after a close or
+        // the transport's death, then dropped: netlink-proto ends a
+        // connection on its own only with an error (which it logs).
+        let done = Arc::clone(&tracker);
+        let mut connection = Box::pin(connection);
+        let driven = std::future::poll_fn(move |cx| {
+            if connection.as_mut().poll(cx).is_ready() || done.finished() {
+                return std::task::Poll::Ready(());
+            }
+            std::task::Poll::Pending
+        });
         Conn {
             rtnl,
             tracker,
-            task: Some(tokio::spawn(connection)),
+            task: Some(tokio::spawn(driven)),
         }
     }
 
@@ -320,7 +409,12 @@ impl Drop for Conn {
 /// then the connection task ends and closes the netlink socket. Later
 /// requests on surviving clones fail with `rtnetlink::Error::RequestFailed`.
 /// (A request issued by another task at the very moment the connection ends
-/// can see its reply stream end empty instead; none ever hangs.)
+/// can see its reply stream end empty instead; none ever hangs.) A normal
+/// close logs nothing above DEBUG.
+///
+/// If the transport dies (the relay agent exits), every request in flight
+/// fails with its errno (`ECONNRESET`, `EPIPE`) and the connection ends;
+/// later requests fail with `rtnetlink::Error::RequestFailed`.
 /// The namespace itself stays (remove it with [`RunDir::remove`]).
 ///
 /// # Examples
@@ -421,7 +515,9 @@ impl Handle {
                 transport: Transport::Direct,
                 receive_buffer: DEFAULT_RECEIVE_BUFFER,
                 read_ahead: true,
+                request_timeout: None,
             },
+            open_timeout: None,
         }
     }
 
@@ -478,6 +574,28 @@ impl Handle {
         self.options.transport
     }
 
+    /// The nsproxy agent relaying this handle's netlink requests
+    /// ([`Transport::Relay`]), or `None` on the direct transport: to watch
+    /// it ([`pid`](nsproxy::Agent::pid),
+    /// [`is_alive`](nsproxy::Agent::is_alive)) or use it for more.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let h = netns::Handle::builder("blue").transport(netns::Transport::Relay).open().await?;
+    /// println!("relayed by pid {}", h.agent().unwrap().pid());
+    /// # Ok(()) }
+    /// ```
+    pub fn agent(&self) -> Option<&nsproxy::Agent> {
+        self.agent.as_ref()
+    }
+
+    /// The deadline of the handle's netlink requests, if one was set.
+    pub(crate) fn request_timeout(&self) -> Option<Duration> {
+        self.options.request_timeout
+    }
+
     /// The rtnetlink handle whose requests run inside the namespace. It is a
     /// plain [`rtnetlink::Handle`]: every rtnetlink verb works. Clones are
     /// cheap and share the handle's connection.
@@ -517,7 +635,10 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn connection(&self) -> Result<(Connection, rtnetlink::Handle, Messages)> {
-        let socket = self.open_socket().await?;
+        let (socket, _) = self
+            .open_socket()
+            .await?
+            .tracked(false, self.options.request_timeout);
         Ok(rtnetlink::from_socket(socket))
     }
 
@@ -539,7 +660,10 @@ impl Handle {
         };
         self.fd_conn
             .get_or_try_init(|| async {
-                Ok(Conn::start(open_socket(&self.netns, options, None).await?))
+                Ok(Conn::start(
+                    open_socket(&self.netns, options, None).await?,
+                    options,
+                ))
             })
             .await
     }
@@ -548,7 +672,13 @@ impl Handle {
     /// dump's NLMSG_DONE (made on first use, on the handle's transport).
     pub(crate) async fn dump_conn(&self) -> Result<&Conn> {
         self.dump_conn
-            .get_or_try_init(|| async { Ok(Conn::start_with(self.open_socket().await?, true)) })
+            .get_or_try_init(|| async {
+                Ok(Conn::start_with(
+                    self.open_socket().await?,
+                    self.options,
+                    true,
+                ))
+            })
             .await
     }
 
@@ -626,10 +756,12 @@ pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle,
         transport: Transport::Direct,
         receive_buffer: DEFAULT_RECEIVE_BUFFER,
         read_ahead: true,
+        request_timeout: None,
     };
-    Ok(rtnetlink::from_socket(
-        open_socket(netns, options, None).await?,
-    ))
+    let (socket, _) = open_socket(netns, options, None)
+        .await?
+        .tracked(false, None);
+    Ok(rtnetlink::from_socket(socket))
 }
 
 /// A description of `netns` for messages: its path, or its identity.
