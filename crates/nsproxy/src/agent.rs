@@ -36,6 +36,8 @@ pub(crate) const EXIT_PARENT_GONE: i32 = 2;
 pub(crate) const EXIT_PROTOCOL: i32 = 3;
 pub(crate) const EXIT_SETUP: i32 = 4;
 pub(crate) const EXIT_PANIC: i32 = 5;
+/// A privileged (`AT_SECURE`) process was asked to be an agent.
+pub(crate) const EXIT_REFUSED: i32 = 6;
 
 /// Called by the init hook when the marker is set. Never returns.
 pub(crate) fn run(marker: &[u8]) -> ! {
@@ -190,6 +192,16 @@ impl Agent {
         }
         drop(netns);
         if let Some(name) = exec_name {
+            // The client sends an `NsName`; anything else (a `/`, `..`) must
+            // not reach outside /etc/netns.
+            let valid = std::str::from_utf8(&name).is_ok_and(|s| nsfs::NsName::new(s).is_ok());
+            if !valid {
+                let e = proto::ProtoError::Invalid {
+                    what: "exec name",
+                    why: "not a valid namespace name",
+                };
+                return Err(self.protocol_error(&e));
+            }
             if let Err((step, e, detail)) = exec_mounts(&name) {
                 let _ = self.fail(id, step, &e, detail.as_bytes());
                 return Err(EXIT_SETUP);
@@ -422,6 +434,11 @@ impl Agent {
         }
         if let Some(pg) = spec.pgroup {
             cmd.process_group(pg);
+        }
+        if spec.kill_on_drop {
+            // Dies with us even when we are SIGKILLed (with the application,
+            // through our own PDEATHSIG) and `shutdown` never runs.
+            sys::die_with_parent(&mut cmd);
         }
         let mut given = fds.into_iter();
         let mut stdio = spec.stdio.iter().map(|s| match s {

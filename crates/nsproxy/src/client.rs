@@ -1112,7 +1112,10 @@ impl SpawnRequest {
     }
 
     /// Kills the program (`SIGKILL`) when its [`AgentChild`] is dropped
-    /// before it exited, or when the agent exits.
+    /// before it exited, or when the agent exits, even if the agent is
+    /// killed (for example with the application, which its agents never
+    /// outlive): such a program gets `PR_SET_PDEATHSIG` tied to the agent.
+    /// Without it, a program outlives the agent and the application.
     ///
     /// # Examples
     ///

@@ -7,6 +7,31 @@
 //! runs the agent loop and `_exit`s, so the application's `main` is never
 //! reached.
 //!
+//! # What a caller controls, and why it is safe
+//!
+//! Whoever executes the binary chooses its environment, its argv and its
+//! inherited fds, so the hook trusts none of them with privilege:
+//!
+//! - **Privilege**: a process running with `AT_SECURE` (setuid, setgid, or
+//!   file capabilities, such as a CLI given `cap_sys_admin,cap_net_admin+ep`)
+//!   refuses agent mode: it prints why on stderr and exits with a non-zero
+//!   code, before reading anything from its control socket. Otherwise an
+//!   unprivileged user could start it as an agent and use its privilege
+//!   through the protocol. An agent thus only ever runs with its caller's own
+//!   credentials, and can do nothing its caller could not do.
+//! - **Environment**: the marker must carry this build's protocol version
+//!   (else the agent exits at once); the parent-pid variable is a liveness
+//!   check, not a credential. The environment passes to no program the agent
+//!   runs (their environment is exactly what the request sets).
+//! - **argv**: only `argv[1]` is read, compared with one fixed string.
+//! - **Inherited fds**: all but stdin are closed (`close_range`, or one by
+//!   one where the kernel lacks it); stdin must be the control socket, and
+//!   anything else ends the agent at the first read. stdout and stderr become
+//!   `/dev/null`.
+//! - **Hello**: the namespace fds it sends are entered with the caller's own
+//!   rights; the `ip netns exec` name must be a valid namespace name (no
+//!   `/`, `.` or `..`), so it cannot reach outside `/etc/netns`.
+//!
 //! Why a hand-written `.init_array` entry rather than the `ctor` crate: it is
 //! the same mechanism in five lines, with no proc macro and no dependency,
 //! and the one thing that matters (that the entry is linked into every binary
@@ -28,9 +53,22 @@ extern "C" fn nsproxy_agent_init(
     // variable from somewhere runs its `main` as usual.
     if let Some(marker) = sys::getenv(agent::MARKER) {
         if is_agent_cmdline() {
+            if sys::secure_mode() {
+                refuse();
+            }
             agent::run(&marker);
         }
     }
+}
+
+/// Ends a privileged process asked to be an agent: a message on stderr, and
+/// [`agent::EXIT_REFUSED`].
+fn refuse() -> ! {
+    sys::write_stderr(
+        b"nsproxy: refusing agent mode: this process runs with AT_SECURE \
+          (setuid, setgid or file capabilities)\n",
+    );
+    sys::exit(agent::EXIT_REFUSED)
 }
 
 /// Whether `argv[1]` is the agent argument (read from /proc, which works

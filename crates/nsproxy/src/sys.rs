@@ -367,6 +367,30 @@ pub(crate) fn agent_setup(expected_ppid: i32) -> io::Result<Option<OwnedFd>> {
     Ok(Some(ctl))
 }
 
+/// Makes the program `cmd` starts die (`SIGKILL`) when this process dies:
+/// `PR_SET_PDEATHSIG` in the child between fork and exec. For the agent,
+/// which is single-threaded, so the thread that forks is the one whose death
+/// the kernel watches, and it outlives the child.
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid cannot fail; read before the fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and makes only raw,
+    // async-signal-safe syscalls (prctl, getppid), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died before the prctl: the signal will never come.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        })
+    };
+}
+
 /// `getenv` before `main` (std's environment is not set up yet).
 pub(crate) fn getenv(name: &std::ffi::CStr) -> Option<Vec<u8>> {
     // SAFETY: name is NUL-terminated; no other thread exists yet, so the
@@ -379,6 +403,21 @@ pub(crate) fn getenv(name: &std::ffi::CStr) -> Option<Vec<u8>> {
             Some(std::ffi::CStr::from_ptr(p).to_bytes().to_vec())
         }
     }
+}
+
+/// Whether the process runs with `AT_SECURE` set: the kernel set it up as
+/// setuid, setgid or with file capabilities (or a security module asked for
+/// it), so its environment and argv come from a less privileged caller.
+pub(crate) fn secure_mode() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector; AT_SECURE is a
+    // valid key (0 if absent, which only an ancient kernel gives).
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Writes `msg` to fd 2, best effort (before `main`, without std's stderr).
+pub(crate) fn write_stderr(msg: &[u8]) {
+    // SAFETY: msg is valid for its length; fd 2 may be closed (EBADF, ignored).
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
 
 /// Ends the process without running destructors or atexit handlers.

@@ -580,14 +580,15 @@ async fn helper_start_agents_and_wait() {
     panic!("helper was not killed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn application_killed_takes_its_agents_along() {
+/// Runs the ignored test `helper` of this binary in a child process (a real
+/// application) and returns it with the pids it printed after `tag`.
+async fn run_helper(helper: &str, tag: &str) -> (std::process::Child, Vec<i32>) {
     require_root();
     let exe = std::env::current_exe().unwrap();
     let mut app = std::process::Command::new(exe)
         .args([
             "--exact",
-            "helper_start_agents_and_wait",
+            helper,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -597,21 +598,28 @@ async fn application_killed_takes_its_agents_along() {
         .spawn()
         .unwrap();
     let stdout = app.stdout.take().unwrap();
+    let tag = format!("{tag} ");
     let line = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find_map(|l| l.split_once("AGENTS ").map(|(_, pids)| pids.to_string()))
+            .find_map(|l| l.split_once(&tag).map(|(_, pids)| pids.to_string()))
     });
     let line = guard(line)
         .await
         .unwrap()
-        .expect("the helper printed its agents' pids");
-    let pids: Vec<i32> = line
+        .expect("the helper printed its pids");
+    let pids = line
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
+    (app, pids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_killed_takes_its_agents_along() {
+    let (mut app, pids) = run_helper("helper_start_agents_and_wait", "AGENTS").await;
     assert_eq!(pids.len(), 3);
     for pid in &pids {
         assert!(!is_dead(*pid), "agent {pid} runs before the kill");
@@ -626,6 +634,50 @@ async fn application_killed_takes_its_agents_along() {
         "all agents dead {:?} after SIGKILL of the application",
         killed.elapsed()
     );
+}
+
+/// Run by `application_killed_takes_kill_on_drop_children_along` in a child
+/// process: spawns a `kill_on_drop` program through an agent (with and
+/// without `ip netns exec` mounts), prints the agents' and programs' pids,
+/// then waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of application_killed_takes_kill_on_drop_children_along"]
+async fn helper_spawn_kill_on_drop_and_wait() {
+    let ns = anon_ns().await;
+    let plain = Agent::start(&ns, AgentOptions::new()).await.unwrap();
+    let name = NsName::new("pdeathsig").unwrap();
+    let exec = Agent::start(&ns, AgentOptions::new().exec_mounts(name))
+        .await
+        .unwrap();
+    let a = spawn_sleeper(&plain).await;
+    let b = spawn_sleeper(&exec).await;
+    println!(
+        "PIDS {} {} {} {}",
+        plain.pid(),
+        exec.pid(),
+        a.pid(),
+        b.pid()
+    );
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    panic!("helper was not killed");
+}
+
+/// Regression: after SIGKILL of the application its agents died, but their
+/// `kill_on_drop` children lived on (the agent's own cleanup never ran). They
+/// now have `PR_SET_PDEATHSIG` tied to the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_killed_takes_kill_on_drop_children_along() {
+    let (mut app, pids) = run_helper("helper_spawn_kill_on_drop_and_wait", "PIDS").await;
+    assert_eq!(pids.len(), 4);
+    for pid in &pids {
+        assert!(!is_dead(*pid), "process {pid} runs before the kill");
+    }
+    app.kill().unwrap();
+    app.wait().unwrap();
+    for pid in &pids {
+        wait_dead(*pid).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
