@@ -118,7 +118,9 @@ impl Target {
     ///   bind-mounted on it last, nothing left behind on failure), but the
     ///   path's directory is used as it is: it is not made a shared mount,
     ///   so the mount is seen in the caller's mount namespace (and those
-    ///   its mounts propagate to). Remove it with [`Target::remove`].
+    ///   its mounts propagate to). Remove it with [`Target::remove`]. A path
+    ///   that is an entry of `dir` (`/run/netns/blue`) is that name, created
+    ///   as [`RunDir::create`] creates it.
     /// - A pid or an open namespace: opened (it exists); with
     ///   [`OpenMode::CreateExclusive`], [`Error::AlreadyExists`].
     ///
@@ -176,7 +178,11 @@ impl Target {
                 }
                 dir.create(&name, mode).await
             }
-            (Target::Path(path), _) => create_at(path, mode).await,
+            // An entry of the run directory is created as that name is.
+            (Target::Path(path), _) => match self.name_in(dir) {
+                Some(name) => dir.create(&name, mode).await,
+                None => create_at(path, mode).await,
+            },
             (Target::Pid(_) | Target::NetNs(_), OpenMode::CreateExclusive) => {
                 Err(Error::AlreadyExists {
                     path: self.described(),
