@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use tracing::Instrument;
+
 use crate::{Error, Executor, NetNs, NsName, OpenMode, Result, RunDir};
 
 /// A network namespace, as a caller names it: a name in a run directory, a
@@ -116,7 +118,9 @@ impl Target {
     ///   bind-mounted on it last, nothing left behind on failure), but the
     ///   path's directory is used as it is: it is not made a shared mount,
     ///   so the mount is seen in the caller's mount namespace (and those
-    ///   its mounts propagate to). Remove it with [`Target::remove`].
+    ///   its mounts propagate to). Remove it with [`Target::remove`]. A path
+    ///   that is an entry of `dir` (`/run/netns/blue`) is that name, created
+    ///   as [`RunDir::create`] creates it.
     /// - A pid or an open namespace: opened (it exists); with
     ///   [`OpenMode::CreateExclusive`], [`Error::AlreadyExists`].
     ///
@@ -148,6 +152,16 @@ impl Target {
     /// ```
     #[doc(alias = "ip netns add")]
     pub async fn open(&self, dir: &RunDir, mode: OpenMode) -> Result<NetNs> {
+        let span = span!("open", self, mode = ?mode);
+        let opened = self.open_in(dir, mode).instrument(span.clone()).await;
+        if let Ok(ns) = &opened {
+            span.record("inode", ns.id().ino);
+        }
+        outcome(&span, &opened);
+        opened
+    }
+
+    async fn open_in(&self, dir: &RunDir, mode: OpenMode) -> Result<NetNs> {
         match (self, mode) {
             (Target::Name(_) | Target::Path(_), OpenMode::OpenOnly) => self.open_existing(dir),
             (Target::Name(name), _) => {
@@ -164,7 +178,11 @@ impl Target {
                 }
                 dir.create(&name, mode).await
             }
-            (Target::Path(path), _) => create_at(path, mode).await,
+            // An entry of the run directory is created as that name is.
+            (Target::Path(path), _) => match self.name_in(dir) {
+                Some(name) => dir.create(&name, mode).await,
+                None => create_at(path, mode).await,
+            },
             (Target::Pid(_) | Target::NetNs(_), OpenMode::CreateExclusive) => {
                 Err(Error::AlreadyExists {
                     path: self.described(),
@@ -200,6 +218,13 @@ impl Target {
     /// ```
     #[doc(alias = "ip netns delete")]
     pub async fn remove(&self, dir: &RunDir) -> Result<()> {
+        let span = span!("remove", self);
+        let removed = self.remove_in(dir).instrument(span.clone()).await;
+        outcome(&span, &removed);
+        removed
+    }
+
+    async fn remove_in(&self, dir: &RunDir) -> Result<()> {
         match self {
             Target::Name(name) => dir.remove(&NsName::new(name.as_str())?).await,
             Target::Path(path) => {
@@ -236,6 +261,35 @@ impl Target {
             Target::NetNs(ns) => ns.describe(),
             Target::Name(name) => name.into(),
             Target::Path(path) => path.clone(),
+        }
+    }
+}
+
+/// A DEBUG span for an operation on a target, with the fields every
+/// operation of the toolkit has (`netns`, `inode`, `outcome`, `error`).
+macro_rules! span {
+    ($name:literal, $target:expr $(, $($field:tt)*)?) => {
+        tracing::debug_span!(
+            $name,
+            netns = %$target,
+            inode = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+            $($($field)*)?
+        )
+    };
+}
+use span;
+
+/// Records how an operation ended in its span.
+fn outcome<T>(span: &tracing::Span, result: &Result<T>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(err) => {
+            span.record("outcome", "error");
+            span.record("error", tracing::field::display(err));
         }
     }
 }

@@ -176,3 +176,20 @@ async fn a_pid_or_open_namespace_cannot_be_created_or_removed() {
         assert!(target.open(&dir, OpenMode::CreateOrOpen).await.is_ok());
     }
 }
+
+#[tokio::test]
+async fn a_path_in_the_run_directory_is_created_as_its_name() {
+    require_root();
+    let tmp = TempRunDir::new("byname");
+    let name = unique("entry");
+    let path = tmp.dir.entry(&name);
+    let ns = Target::from(path.as_path())
+        .open(&tmp.dir, OpenMode::CreateExclusive)
+        .await
+        .unwrap();
+    // Made as `create` makes a name: the directory prepared, listed.
+    assert!(tmp.dir.list().unwrap().iter().any(|e| e.name == name));
+    assert_eq!(tmp.dir.identify(&ns).unwrap(), std::slice::from_ref(&name));
+    Target::from(path.as_path()).remove(&tmp.dir).await.unwrap();
+    assert!(!path.exists());
+}

@@ -72,6 +72,26 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// The process group this test's application made, ended on drop even if an
+/// assertion fails first (nothing the test starts may outlive it).
+struct Group(Pid);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
+/// The application, killed on drop.
+struct App(std::process::Child);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn supervisor() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -85,33 +105,35 @@ fn supervisor() {
         .unwrap();
 
     for mode in ["fast", "exec"] {
-        let mut app = Command::new(std::env::current_exe().unwrap())
+        let mut app = App(Command::new(std::env::current_exe().unwrap())
             .env(ROLE, mode)
             .env(NS, &name)
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap());
         let mut line = String::new();
-        BufReader::new(app.stdout.take().unwrap())
+        BufReader::new(app.0.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let pid: i32 = line.trim().parse().unwrap_or_else(|_| {
-            let _ = app.kill();
-            panic!("{mode}: the application reported {line:?}")
-        });
+        let pid: i32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{mode}: the application reported {line:?}"));
+        // The child leads its own group (checked below): end it if we fail.
+        let group = Group(Pid::from_raw(pid));
 
         // The child leads its own group: not ours, not the application's.
         let pgid = getpgid(Some(Pid::from_raw(pid))).unwrap();
         assert_eq!(pgid.as_raw(), pid, "{mode}");
         assert_ne!(
             pgid,
-            getpgid(Some(Pid::from_raw(app.id() as i32))).unwrap(),
+            getpgid(Some(Pid::from_raw(app.0.id() as i32))).unwrap(),
             "{mode}"
         );
 
         // The application dies without running any destructor.
-        app.kill().unwrap();
-        assert_eq!(app.wait().unwrap().signal(), Some(libc::SIGKILL));
+        app.0.kill().unwrap();
+        assert_eq!(app.0.wait().unwrap().signal(), Some(libc::SIGKILL));
 
         if mode == "fast" {
             // Nothing ties a fast-path child to the application's life: it
@@ -126,6 +148,8 @@ fn supervisor() {
             Err(e) => panic!("{mode}: killpg: {e}"),
         }
         eventually(&format!("{mode}: the child ends"), || !alive(pid));
+        // Ended: its pid may be reused, so the guard must not signal it again.
+        std::mem::forget(group);
     }
     nsproc::close_cached_agents();
     rt.block_on(dir.remove(&ns_name)).unwrap();

@@ -64,3 +64,39 @@ async fn current_thread_runtime_works() {
     .unwrap();
     assert_eq!(status.code(), Some(5));
 }
+
+/// One rule for "name or path" (nsfs's `Target`): a string is a path only if
+/// it starts with `/`; `"a/b"`, `"../x"` and `"../../proc/1/ns/net"` are
+/// invalid names on both launch paths, and in `ExecAgent::start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_strings_are_invalid_names() {
+    let invalid = |err: &nsproc::Error| {
+        matches!(
+            err,
+            nsproc::Error::Namespace {
+                source: nsfs::Error::InvalidName { .. },
+                ..
+            }
+        )
+    };
+    for s in ["a/b", "../x", "../../proc/1/ns/net"] {
+        assert!(matches!(nsproc::Target::from(s), nsproc::Target::Name(_)));
+        for mode in [nsproc::ExecMode::Fast, nsproc::ExecMode::IpNetnsExec] {
+            let err = Command::new("true")
+                .netns(s)
+                .exec_mode(mode)
+                .status()
+                .await
+                .unwrap_err();
+            assert!(invalid(&err), "{s:?} {mode:?}: {err}");
+        }
+        let err = nsproc::ExecAgent::start(s.to_owned()).await.unwrap_err();
+        assert!(invalid(&err), "{s:?}: {err}");
+    }
+    // A leading `/`, or a path value, is a path.
+    let mine = std::path::Path::new("/proc/self/ns/net");
+    for target in [nsproc::Target::from("/proc/self/ns/net"), mine.into()] {
+        let status = Command::new("true").netns(target).status().await.unwrap();
+        assert!(status.success());
+    }
+}

@@ -150,4 +150,24 @@ async fn public_async_operations_have_spans_with_identity_and_outcome() {
         assert_eq!(span.fields["outcome"], "ok", "{span:?}");
     }
     nsproc::close_cached_agents();
+
+    // nsfs's Target, which every spawn opens: `open` and `remove` spans.
+    let at = std::path::PathBuf::from(format!("/etc/netns/.spans-{}", std::process::id()));
+    let target = nsfs::Target::from(at.as_path());
+    let created = target
+        .open(&nsfs::RunDir::default(), nsfs::OpenMode::CreateExclusive)
+        .await
+        .unwrap();
+    target.remove(&nsfs::RunDir::default()).await.unwrap();
+    let opens = collect.take("open");
+    let open = opens
+        .iter()
+        .find(|s| s.fields.get("mode").is_some_and(|m| m == "CreateExclusive"))
+        .unwrap_or_else(|| panic!("{opens:#?}"));
+    assert_eq!(open.target, "nsfs::target");
+    assert_eq!(open.fields["netns"], at.display().to_string());
+    assert_eq!(open.fields["inode"], created.id().ino.to_string());
+    assert_eq!(open.fields["outcome"], "ok");
+    let remove = one(collect.take("remove"), "remove");
+    assert_eq!(remove.fields["outcome"], "ok");
 }
