@@ -425,14 +425,14 @@ impl AsyncSocket for NetlinkSocket {
         buf: &[u8],
         addr: &SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        if let Some(t) = &self.tracker {
-            if t.closing() {
-                // Not sent: recorded, so that it is answered with ECANCELED.
-                t.inflight().sent(buf);
-                t.taken.store(true, Ordering::Release);
-                cx.waker().wake_by_ref();
-                return Poll::Ready(Ok(buf.len()));
-            }
+        if let Some(t) = &self.tracker
+            && t.closing()
+        {
+            // Not sent: recorded, so that it is answered with ECANCELED.
+            t.inflight().sent(buf);
+            t.taken.store(true, Ordering::Release);
+            cx.waker().wake_by_ref();
+            return Poll::Ready(Ok(buf.len()));
         }
         let sent = match &self.inner {
             Inner::Direct(fd) => loop {
