@@ -15,6 +15,9 @@ mod guide_rtnetlink_md {}
 #[doc = include_str!("../docs/guide-sockets.md")]
 mod guide_sockets_md {}
 #[cfg(doctest)]
+#[doc = include_str!("../docs/kernel.md")]
+mod kernel_md {}
+#[cfg(doctest)]
 #[doc = include_str!("../docs/nsdb.md")]
 mod nsdb_md {}
 #[cfg(doctest)]

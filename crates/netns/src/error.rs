@@ -257,16 +257,17 @@ pub(crate) fn ext_ack_message(msg: &ErrorMessage) -> Option<String> {
     let full = align4(echoed);
     // Uncapped echo first (the whole request), then a capped one (header only).
     for start in [full, NLMSG_HDRLEN] {
-        if start >= NLMSG_HDRLEN && start <= bytes.len() {
-            if let Some(tlvs) = parse_tlvs(&bytes[start..]) {
-                return tlvs
-                    .into_iter()
-                    .find(|(kind, _)| *kind == NLMSGERR_ATTR_MSG)
-                    .map(|(_, v)| {
-                        let v = v.split(|b| *b == 0).next().unwrap_or(&[]);
-                        String::from_utf8_lossy(v).into_owned()
-                    });
-            }
+        if start >= NLMSG_HDRLEN
+            && start <= bytes.len()
+            && let Some(tlvs) = parse_tlvs(&bytes[start..])
+        {
+            return tlvs
+                .into_iter()
+                .find(|(kind, _)| *kind == NLMSGERR_ATTR_MSG)
+                .map(|(_, v)| {
+                    let v = v.split(|b| *b == 0).next().unwrap_or(&[]);
+                    String::from_utf8_lossy(v).into_owned()
+                });
         }
     }
     None

@@ -378,10 +378,10 @@ impl Handle {
             .map_err(|e| self.request_error(op, e))?;
         let mut replies = Replies::new(replies, fd);
         while let Some(reply) = replies.next().await {
-            if let NetlinkPayload::Error(err) = reply.payload {
-                if err.code.is_some() {
-                    return Err(self.request_error(op, rtnetlink::Error::NetlinkError(err)));
-                }
+            if let NetlinkPayload::Error(err) = reply.payload
+                && err.code.is_some()
+            {
+                return Err(self.request_error(op, rtnetlink::Error::NetlinkError(err)));
             }
         }
         if conn.closed() {

@@ -453,13 +453,12 @@ impl Handle {
                 continue;
             };
             let msg = nsid_request(vec![NsidAttribute::Fd(ns.as_fd().as_raw_fd() as u32)]);
-            if let Ok(Some(id)) = self.nsid_get(msg, &ns).await {
-                if let Some(e) = entries
+            if let Ok(Some(id)) = self.nsid_get(msg, &ns).await
+                && let Some(e) = entries
                     .iter_mut()
                     .find(|e| e.current_nsid.unwrap_or(e.nsid) == id && e.name.is_none())
-                {
-                    e.name = Some(entry.name.clone());
-                }
+            {
+                e.name = Some(entry.name.clone());
             }
         }
     }

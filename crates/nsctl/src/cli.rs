@@ -277,12 +277,10 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
         after = &after[1..];
     }
     // ip checks the name before it looks at the subcommand.
-    if !all {
-        if let Some(first) = after.first() {
-            let first = first.to_string_lossy();
-            if invalid_name(&first) {
-                return Pre::InvalidName(first.into_owned());
-            }
+    if !all && let Some(first) = after.first() {
+        let first = first.to_string_lossy();
+        if invalid_name(&first) {
+            return Pre::InvalidName(first.into_owned());
         }
     }
     let Some(canon) = canon else {

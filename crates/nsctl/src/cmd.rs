@@ -142,10 +142,10 @@ async fn nsid_of_name(handle: &Handle, name: &str) -> Option<i32> {
 async fn nsid_map(handle: &Handle) -> Vec<(i32, String)> {
     let mut map: Vec<(i32, String)> = Vec::new();
     for name in entries() {
-        if let Some(id) = nsid_of_name(handle, &name).await {
-            if !map.iter().any(|(i, _)| *i == id) {
-                map.push((id, name));
-            }
+        if let Some(id) = nsid_of_name(handle, &name).await
+            && !map.iter().any(|(i, _)| *i == id)
+        {
+            map.push((id, name));
         }
     }
     map
@@ -325,10 +325,10 @@ async fn nsid_line(
     let current = entry.current_nsid;
     let lookup = current.unwrap_or(nsid);
     let mut name = None;
-    if lookup >= 0 {
-        if let Some(pos) = map.iter().position(|(i, _)| *i == lookup) {
-            name = Some(map.remove(pos).1);
-        }
+    if lookup >= 0
+        && let Some(pos) = map.iter().position(|(i, _)| *i == lookup)
+    {
+        name = Some(map.remove(pos).1);
     }
     if name.is_none() && nsid >= 0 {
         // Not in the cache: look for a name with this id (ip uses `nsid`,
@@ -855,10 +855,10 @@ async fn links(style: Style, name: Option<String>) -> Result {
             own_id = handle.nsid(Target::NetNs(me)).await.ok().flatten();
         }
         for entry in entries() {
-            if let Ok(Some(ns)) = open_entry(&entry) {
-                if let Ok(Some(id)) = handle.nsid(Target::NetNs(ns)).await {
-                    names.entry(id).or_insert(entry);
-                }
+            if let Ok(Some(ns)) = open_entry(&entry)
+                && let Ok(Some(id)) = handle.nsid(Target::NetNs(ns)).await
+            {
+                names.entry(id).or_insert(entry);
             }
         }
     }

@@ -772,12 +772,12 @@ fn worker_loop(queue: &Queue, home: &NetNs) {
         lent: Arc::new(AtomicBool::new(false)),
     };
     while let Some(Queued { job, short }) = queue.pop(&me) {
-        if !short && me.lent.swap(false, Ordering::AcqRel) {
-            if let Some(affinity) = &affinity {
-                if let Err(err) = sched_setaffinity(Pid::from_raw(0), affinity) {
-                    tracing::warn!(%err, "namespace thread cannot give back its CPU affinity");
-                }
-            }
+        if !short
+            && me.lent.swap(false, Ordering::AcqRel)
+            && let Some(affinity) = &affinity
+            && let Err(err) = sched_setaffinity(Pid::from_raw(0), affinity)
+        {
+            tracing::warn!(%err, "namespace thread cannot give back its CPU affinity");
         }
         job(&mut worker);
         if !worker.restore() {
