@@ -255,6 +255,12 @@ impl NetNs {
     /// Runs the blocking closure `f` inside this namespace, on a namespace
     /// thread of the global [`Executor`], and returns its result.
     ///
+    /// At most [`Executor::size`] such closures run at once (more wait their
+    /// turn); however long they run, the toolkit's own jobs (sockets,
+    /// creating and removing names, spawns) do not wait for them. The global
+    /// executor, once used, keeps its threads and one fd until the process
+    /// exits (see [`Executor::global`]).
+    ///
     /// `f` runs on a thread the toolkit owns, never on a runtime worker or a
     /// blocking-pool thread; the thread switches into the namespace for the
     /// call and back afterwards. Sockets `f` creates belong to this namespace
@@ -322,6 +328,43 @@ impl NetNs {
         R: Send + 'static,
     {
         Executor::global()?.run_in_short(self, f).await
+    }
+
+    /// Runs a toolkit job inside this namespace: what [`run`](NetNs::run)
+    /// does, in the global executor's [toolkit lane](Executor::toolkit), so
+    /// that it never waits behind users' closures, however long those run.
+    ///
+    /// For jobs of the toolkit (or a library on top of it) that finish
+    /// promptly whatever happens elsewhere, such as spawning a process with
+    /// `posix_spawn` (the fast path of `nsproc`): never for a closure that
+    /// waits on another party (a channel, a lock, the network, a child's
+    /// exit), which would stall every socket and spawn of the process. A job
+    /// of a few microseconds whose caller waits for it is better off with
+    /// [`run_short`](NetNs::run_short), which also lends it the caller's CPU.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](NetNs::run).
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](NetNs::run).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(ns: nsfs::NetNs) -> Result<(), Box<dyn std::error::Error>> {
+    /// let child = ns
+    ///     .run_toolkit(|| std::process::Command::new("true").spawn())
+    ///     .await??;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_toolkit<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Executor::global()?.toolkit().run_in(self, f).await
     }
 }
 

@@ -152,7 +152,10 @@ impl RunDir {
     #[doc(alias = "ip netns pids")]
     pub async fn pids(&self, name: &NsName) -> Result<Vec<i32>> {
         let id = self.open(name)?.id();
-        Executor::global()?.run_home(move || pids_in(id)).await?
+        Executor::global()?
+            .toolkit()
+            .run_home(move || pids_in(id))
+            .await?
     }
 }
 

@@ -323,6 +323,7 @@ impl RunDir {
             return Ok(ns);
         }
         Executor::global()?
+            .toolkit()
             .run_worker(move |w| dir.create_blocking(w, path, mode))
             .await
     }
@@ -422,6 +423,7 @@ impl RunDir {
         let dir = self.clone();
         let path = self.entry(name);
         Executor::global()?
+            .toolkit()
             .run_home(move || {
                 dir.prepare()?;
                 let attach = |step, source| Error::Attach {
@@ -491,6 +493,7 @@ impl RunDir {
     pub async fn remove(&self, name: &NsName) -> Result<()> {
         let path = self.entry(name);
         Executor::global()?
+            .toolkit()
             .run_home(move || remove_entry(&path))
             .await?
     }
