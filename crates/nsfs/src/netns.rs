@@ -1,9 +1,10 @@
 //! `NetNs`: an owned handle on a network namespace.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,11 +76,18 @@ impl NetNs {
     /// Opens the network namespace file at `path` (a run-directory entry,
     /// `/proc/PID/ns/net`, or any bind mount of one).
     ///
+    /// Never blocks, whatever is at `path`: the file is first opened with
+    /// `O_PATH` (which neither waits for a FIFO's writer nor wakes a device)
+    /// and checked to be on nsfs, and only then opened for real, through that
+    /// first fd (so it is the same file). Anything else is
+    /// [`Error::NotNamespace`], at once.
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`] if nothing is there, [`Error::NotNamespace`] if the
-    /// file is not on nsfs, [`Error::WrongNamespaceType`] for another kind of
-    /// namespace, [`Error::Open`] for other failures.
+    /// file is not on nsfs (a plain file, a FIFO, a directory...),
+    /// [`Error::WrongNamespaceType`] for another kind of namespace,
+    /// [`Error::Open`] for other failures.
     ///
     /// # Examples
     ///
@@ -89,13 +97,29 @@ impl NetNs {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<NetNs> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
-            _ => Error::Open {
-                path: path.into(),
-                source,
-            },
-        })?;
+        let open = |source: io::Error| Error::Open {
+            path: path.into(),
+            source,
+        };
+        // An `O_PATH` open has no side effect and never blocks (a plain open
+        // of a FIFO waits for a writer): check the type on it first.
+        let probe = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
+                _ => open(source),
+            })?;
+        let stat = fstatfs(&probe).map_err(|e| open(e.into()))?;
+        if stat.filesystem_type() != NSFS_MAGIC {
+            return Err(Error::NotNamespace { path: path.into() });
+        }
+        // The same nsfs file, opened for real (`ioctl` and `setns` refuse an
+        // `O_PATH` fd): through the first fd, not the path, which may have
+        // changed since.
+        let file =
+            File::open(format!("/proc/thread-self/fd/{}", probe.as_raw_fd())).map_err(open)?;
         NetNs::from_fd_at(OwnedFd::from(file), Some(path.into()))
     }
 

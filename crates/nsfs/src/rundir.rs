@@ -251,10 +251,14 @@ impl RunDir {
 
     /// Opens the namespace named `name`, like `ip -n NAME` does.
     ///
+    /// Never blocks, whatever the entry is (see [`NetNs::open`]).
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`] if there is no such entry, [`Error::Stale`] if the
-    /// entry has no namespace mounted on it, [`Error::Open`] otherwise.
+    /// entry is a plain file with no namespace mounted on it,
+    /// [`Error::NotNamespace`] if it is anything else that is not a namespace
+    /// (a FIFO, a directory, a device), [`Error::Open`] otherwise.
     ///
     /// # Examples
     ///
@@ -265,7 +269,9 @@ impl RunDir {
     pub fn open(&self, name: &NsName) -> Result<NetNs> {
         let path = self.entry(name);
         match NetNs::open(&path) {
-            Err(Error::NotNamespace { path }) => Err(Error::Stale { path }),
+            Err(Error::NotNamespace { path }) if is_placeholder(&path) => {
+                Err(Error::Stale { path })
+            }
             other => other,
         }
     }
@@ -293,6 +299,8 @@ impl RunDir {
     ///
     /// [`Error::AlreadyExists`], [`Error::NotFound`] (`OpenOnly`),
     /// [`Error::Stale`] (a placeholder nobody mounts within a second),
+    /// [`Error::NotNamespace`] (an entry that is neither a namespace nor a
+    /// plain file, such as a FIFO: at once, and never opened for real),
     /// [`Error::PrepareRunDir`], [`Error::Create`] naming the failed step.
     ///
     /// # Examples
@@ -372,6 +380,11 @@ impl RunDir {
                         Ok(ns) => return Ok(ns),
                         // Another creator is between its placeholder and its
                         // mount, or gave up and removed the entry: look again.
+                        // (Only a plain file can be such a placeholder: a
+                        // FIFO or a directory is an error at once.)
+                        Err(Error::NotNamespace { path }) if !is_placeholder(&path) => {
+                            return Err(Error::NotNamespace { path });
+                        }
                         Err(Error::NotNamespace { .. }) if Instant::now() < deadline => {}
                         Err(Error::NotFound { .. })
                             if mode != OpenMode::OpenOnly && Instant::now() < deadline => {}
@@ -549,6 +562,13 @@ impl RunDir {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
+}
+
+/// Whether the entry at `path` is a plain file (what a creator makes before
+/// it mounts a namespace on it, or what is left when it died half-way).
+/// `stat` only: it never opens the file.
+fn is_placeholder(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|md| md.file_type().is_file())
 }
 
 /// On a namespace thread: new namespace, bind mount on `path`, open it.
