@@ -368,7 +368,7 @@ impl RunDir {
                 Ok(file) => {
                     drop(file);
                     return mount_new(w, &path).inspect_err(|_| {
-                        let _ = umount2(&path, MntFlags::MNT_DETACH);
+                        let _ = umount2(&path, DETACH_NOFOLLOW);
                         let _ = fs::remove_file(&path);
                     });
                 }
@@ -471,7 +471,7 @@ impl RunDir {
                 .map_err(|e| attach("bind mount", e.into()))
                 .and_then(|()| NetNs::open(&path));
                 if mounted.is_err() {
-                    let _ = umount2(&path, MntFlags::MNT_DETACH);
+                    let _ = umount2(&path, DETACH_NOFOLLOW);
                     let _ = fs::remove_file(&path);
                 }
                 mounted
@@ -483,6 +483,11 @@ impl RunDir {
     /// failure is ignored, so a stale plain file is cleaned up too), then
     /// unlink. The namespace itself lives on while anything holds it (a
     /// [`NetNs`], a socket, a process).
+    ///
+    /// Safer than `ip netns delete` here: the unmount never follows a
+    /// symlink (`UMOUNT_NOFOLLOW`). An entry that is a symlink is removed as
+    /// itself, and what it points at (another name's namespace, any mount
+    /// point) stays mounted; iproute2 would detach that target first.
     ///
     /// # Cancel safety
     ///
@@ -590,8 +595,13 @@ fn mount_new(w: &mut crate::thread::Worker<'_>, path: &Path) -> Result<NetNs> {
     NetNs::open(path)
 }
 
+/// A lazy unmount of the entry itself, never of what a symlink points at.
+const DETACH_NOFOLLOW: MntFlags = MntFlags::MNT_DETACH.union(MntFlags::UMOUNT_NOFOLLOW);
+
 pub(crate) fn remove_entry(path: &Path) -> Result<()> {
-    let _ = umount2(path, MntFlags::MNT_DETACH);
+    // On a symlink, `UMOUNT_NOFOLLOW` fails (`EINVAL`) and only the link is
+    // unlinked below: `ip netns del` would detach the link's target.
+    let _ = umount2(path, DETACH_NOFOLLOW);
     fs::remove_file(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
         _ => Error::Remove {

@@ -1,3 +1,5 @@
+//! Run-directory entries that are not what they should be: FIFOs, symlinks.
+//!
 //! Regression (hardening issue, "blocking syscalls in async functions"): a
 //! FIFO planted as an entry of the run directory made every open of that
 //! entry wait for a writer, inside async fns, on the runtime thread: on a
@@ -133,4 +135,44 @@ fn a_fifo_entry_does_not_block_the_operations_that_never_open_it() {
     // The FIFO is removed as an entry, like a stale one.
     bounded_async(&rt, "RunDir::remove", tmp.dir.remove(&name)).unwrap();
     assert!(!tmp.dir.entry(&name).exists());
+}
+
+/// Regression (hardening issue, "`remove` follows symlinks when
+/// unmounting"): an entry that is a symlink to another name's entry got that
+/// other namespace detached (as `ip netns del` does). Now the unmount never
+/// follows a symlink: the link is removed, its target stays mounted and named.
+#[test]
+fn removing_a_symlink_entry_never_detaches_its_target() {
+    let rt = current_thread();
+    require_root();
+    let tmp = TempRunDir::new("symlink");
+    let target = unique("target");
+    let ns = bounded_async(
+        &rt,
+        "create",
+        tmp.dir.create(&target, OpenMode::CreateExclusive),
+    )
+    .unwrap();
+    let link = nsfs::NsName::new("link").unwrap();
+    std::os::unix::fs::symlink(tmp.dir.entry(&target), tmp.dir.entry(&link)).unwrap();
+    // Opening follows the link, as `ip -n link` does.
+    assert_eq!(tmp.dir.open(&link).unwrap(), ns);
+
+    bounded_async(&rt, "RunDir::remove", tmp.dir.remove(&link)).unwrap();
+    assert!(std::fs::symlink_metadata(tmp.dir.entry(&link)).is_err());
+    let listed = tmp.dir.list().unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|e| (e.name.clone(), e.state))
+            .collect::<Vec<_>>(),
+        [(target.clone(), nsfs::EntryState::Mounted)],
+        "the link's target lost its mount"
+    );
+    assert_eq!(tmp.dir.open(&target).unwrap(), ns);
+    assert_eq!(
+        tmp.dir.identify(&ns).unwrap(),
+        std::slice::from_ref(&target)
+    );
+    bounded_async(&rt, "RunDir::remove", tmp.dir.remove(&target)).unwrap();
 }
