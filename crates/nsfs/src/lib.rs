@@ -7,9 +7,10 @@
 //!   [`remove`](RunDir::remove), [`list`](RunDir::list) (each [`Entry`]
 //!   mounted or stale), [`open`](RunDir::open), [`attach`](RunDir::attach),
 //!   [`identify`](RunDir::identify), [`pids`](RunDir::pids) and
-//!   [`monitor`](RunDir::monitor) (a `Stream` of [`Event`]s).
+//!   [`monitor`](RunDir::monitor) (a `Stream` of [`RunDirEvent`]s).
 //! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
-//!   [`NsId`] is its identity.
+//!   [`NsId`] is its identity, [`NetNs::describe`] its description for
+//!   messages.
 //! - [`Executor`]: the namespace threads, where code runs inside a namespace
 //!   ([`NetNs::run`]; [`NetNs::run_short`] for a job of microseconds, such as
 //!   making a socket, which borrows the caller's CPU instead of waking another)
@@ -41,6 +42,21 @@
 //! future is dropped. Cheap reads of the run directory (`list`, `open`,
 //! `identify`) are plain functions.
 //!
+//! The global executor ([`Executor::global`], behind [`NetNs::run`] and
+//! every operation above) is made on first use and lives for the whole
+//! process: its threads (parked when idle) and one fd (its home namespace)
+//! stay after everything else of the toolkit is dropped. Users' closures
+//! and the toolkit's own short jobs (sockets, create, remove, spawns) run in
+//! separate lanes of it, so a long closure never stalls the toolkit.
+//!
+//! # Tracing
+//!
+//! The async operations (`create`, `attach`, `remove`, `pids`) each run in
+//! a DEBUG span named after the operation, with the fields `netns` (the
+//! name), `inode` (where known), `outcome` (`ok` or `error`) and `error`
+//! (its Display). A [`Monitor`] that overran (events lost, the directory
+//! re-read) logs a WARN event.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -70,9 +86,10 @@ mod proc;
 mod rundir;
 mod sys;
 mod thread;
+mod trace;
 
 pub use error::{Error, Result};
-pub use monitor::{Event, Monitor};
+pub use monitor::{Monitor, RunDirEvent};
 pub use name::{NAME_MAX, NsName};
 pub use netns::{NetNs, NsId};
 pub use proc::Target;

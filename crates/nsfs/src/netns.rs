@@ -251,8 +251,20 @@ impl NetNs {
         self.inner.path.as_deref()
     }
 
-    /// A description for messages: the path, or the nsfs identity.
-    pub(crate) fn describe(&self) -> PathBuf {
+    /// A description of this namespace for messages: the path it was opened
+    /// from, or, without one, its identity (`net:[INODE]`, as
+    /// `readlink /proc/PID/ns/net` shows it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = nsfs::NetNs::open("/run/netns/blue")?;
+    /// assert_eq!(ns.describe(), std::path::Path::new("/run/netns/blue"));
+    /// let here = nsfs::NetNs::current_thread()?;
+    /// assert_eq!(here.describe(), std::path::Path::new(&here.id().to_string()));
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn describe(&self) -> PathBuf {
         self.inner
             .path
             .clone()

@@ -11,6 +11,9 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statfs::{NSFS_MAGIC, statfs};
 
+use tracing::Instrument;
+
+use crate::trace::{self, op_span};
 use crate::{Error, Executor, NetNs, NsName, Result};
 
 /// Where iproute2 names network namespaces (`/var/run/netns` is the same
@@ -320,6 +323,16 @@ impl RunDir {
     /// `ip-netns(8)`, `unshare(2)`, `mount(2)`.
     #[doc(alias = "ip netns add")]
     pub async fn create(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
+        let span = op_span!("create", name);
+        let result = self
+            .create_untraced(name, mode)
+            .instrument(span.clone())
+            .await;
+        trace::finish(&span, &result, |ns| Some(ns.id().ino));
+        result
+    }
+
+    async fn create_untraced(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
         let dir = self.clone();
         let path = self.entry(name);
         // An existing, mounted name is opened right here (a few syscalls on
@@ -432,6 +445,16 @@ impl RunDir {
     /// ```
     #[doc(alias = "ip netns attach")]
     pub async fn attach(&self, name: &NsName, pid: i32) -> Result<NetNs> {
+        let span = op_span!("attach", name);
+        let result = self
+            .attach_untraced(name, pid)
+            .instrument(span.clone())
+            .await;
+        trace::finish(&span, &result, |ns| Some(ns.id().ino));
+        result
+    }
+
+    async fn attach_untraced(&self, name: &NsName, pid: i32) -> Result<NetNs> {
         let target = NetNs::from_pid(pid)?;
         let dir = self.clone();
         let path = self.entry(name);
@@ -509,11 +532,18 @@ impl RunDir {
     /// ```
     #[doc(alias = "ip netns delete")]
     pub async fn remove(&self, name: &NsName) -> Result<()> {
+        let span = op_span!("remove", name);
         let path = self.entry(name);
-        Executor::global()?
-            .toolkit()
-            .run_home(move || remove_entry(&path))
-            .await?
+        let result = async {
+            Executor::global()?
+                .toolkit()
+                .run_home(move || remove_entry(&path))
+                .await?
+        }
+        .instrument(span.clone())
+        .await;
+        trace::finish(&span, &result, |()| None);
+        result
     }
 
     /// The entries of the directory, sorted by name, each with its state: a
