@@ -51,8 +51,10 @@
 //!
 //! # Tracing
 //!
-//! The async operations (`create`, `attach`, `remove`, `pids`) each run in
-//! a DEBUG span named after the operation, with the fields `netns` (the
+//! The async operations (`create`, `attach`, `remove`, `pids`, and the
+//! [`Executor`]'s `run_in`, `run_in_short`, `run_home` and `run_in_new`,
+//! behind [`NetNs::run`] and [`NetNs::run_short`]) each run in a DEBUG span
+//! named after the operation, with the fields `netns` (the
 //! name), `inode` (where known), `outcome` (`ok` or `error`) and `error`
 //! (its Display). A [`Monitor`] that overran (events lost, the directory
 //! re-read) logs a WARN event.

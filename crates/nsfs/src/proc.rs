@@ -160,7 +160,7 @@ impl RunDir {
             Span::current().record("inode", id.ino);
             Executor::global()?
                 .toolkit()
-                .run_home(move || pids_in(id))
+                .run_home_untraced(move || pids_in(id))
                 .await?
         }
         .instrument(span.clone())

@@ -460,7 +460,7 @@ impl RunDir {
         let path = self.entry(name);
         Executor::global()?
             .toolkit()
-            .run_home(move || {
+            .run_home_untraced(move || {
                 dir.prepare()?;
                 let attach = |step, source| Error::Attach {
                     path: path.clone(),
@@ -537,7 +537,7 @@ impl RunDir {
         let result = async {
             Executor::global()?
                 .toolkit()
-                .run_home(move || remove_entry(&path))
+                .run_home_untraced(move || remove_entry(&path))
                 .await?
         }
         .instrument(span.clone())

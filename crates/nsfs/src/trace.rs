@@ -1,10 +1,12 @@
 //! Spans of this crate's public async operations.
 //!
-//! Each operation (`create`, `attach`, `remove`, `pids`) runs in a DEBUG span
-//! named after it, with the fields `netns` (the name), `inode` (the
+//! Each operation (`create`, `attach`, `remove`, `pids`, and the
+//! executor's `run_in`, `run_in_short`, `run_home`, `run_in_new`) runs in a
+//! DEBUG span named after it, with the fields `netns` (the name), `inode` (the
 //! namespace's inode, where known), `outcome` (`"ok"` or `"error"`) and
 //! `error` (the error's Display, on failure). With no subscriber, a span
-//! costs a check of a cached flag.
+//! costs a check of a cached flag: about 4 ns a call (`measure_handoff`),
+//! and its fields are not even evaluated.
 
 use tracing::Span;
 

@@ -89,13 +89,32 @@ fn operations_have_spans_with_name_inode_and_outcome() {
         tmp.dir.pids(&name).await.unwrap();
         tmp.dir.remove(&name).await.unwrap();
         tmp.dir.remove(&name).await.unwrap_err();
+        ns.run_short(|| ()).await.unwrap();
+        ns.run(|| ()).await.unwrap();
         ns.id().ino.to_string()
     });
     let closed = collect.closed.lock().unwrap().clone();
     let names: Vec<_> = closed.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["create", "pids", "remove", "remove"], "{closed:#?}");
-    for span in &closed {
+    assert_eq!(
+        names,
+        [
+            "create",
+            "pids",
+            "remove",
+            "remove",
+            "run_in_short",
+            "run_in"
+        ],
+        "{closed:#?}"
+    );
+    for span in &closed[..4] {
         assert_eq!(span.fields["netns"], name.as_str(), "{span:?}");
+    }
+    let entry = tmp.dir.entry(&name).display().to_string();
+    for span in &closed[4..] {
+        assert_eq!(span.fields["netns"], entry, "{span:?}");
+        assert_eq!(span.fields["inode"], ino, "{span:?}");
+        assert_eq!(span.fields["outcome"], "ok", "{span:?}");
     }
     let field = |i: usize, f: &str| closed[i].fields.get(f).map(String::as_str);
     assert_eq!(field(0, "inode"), Some(ino.as_str()));
