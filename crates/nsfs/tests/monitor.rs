@@ -205,9 +205,27 @@ async fn moved_in_and_out() {
     assert_eq!(next(&mut events).await, RunDirEvent::Removed(marker));
 }
 
+/// Counts this crate's WARN events (on the thread it is the default of).
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if *meta.level() == tracing::Level::WARN && meta.target().starts_with("nsfs") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// An overflow is a Resync event, and a WARN (events were lost).
 #[tokio::test]
 async fn overflow_is_reported_as_a_resync() {
     require_root();
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Warnings::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
     let tmp = TempRunDir::new("mon-overflow");
     let dir = &tmp.dir;
     dir.prepare().unwrap();
@@ -239,6 +257,11 @@ async fn overflow_is_reported_as_a_resync() {
     assert_eq!(
         resync.expect("no Resync after an overflow"),
         vec![kept.clone()]
+    );
+    assert_eq!(
+        warnings.0.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "an overrun logs one WARN"
     );
     // Events go on from the resynced state.
     dir.remove(&kept).await.unwrap();
