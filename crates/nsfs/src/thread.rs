@@ -121,7 +121,11 @@
 //! average 6), with the DEBUG span every submission now has (see the crate
 //! docs): `run_in_short` 8.4-8.8 us before, 8.5-8.9 us with lanes and span,
 //! in the four settings above; the span alone, with no subscriber, costs
-//! 4 ns a call.
+//! 4 ns a call. Closures alone never start the extra thread: when they
+//! could (a closure that found no thread idle started one, up to `size + 1`),
+//! the pool's threads took turns three ways instead of two, each colder, and
+//! sequential `run_home`/`run_in` from `block_on` took 8-17 us against 6-9 us
+//! before; with the rule, 6.3-7.7 / 7.6-8.6 us against 6.0-6.9 / 7.9-9.1 us.
 //!
 //! See also `docs/architecture.md`.
 
@@ -163,8 +167,8 @@ type Panic = Box<dyn Any + Send>;
 /// thread more, which closures never occupy, so the toolkit's own short jobs
 /// (the [toolkit lane](Executor::toolkit)) never wait behind a closure (see
 /// the module docs). Threads are started on demand, from the thread that
-/// submits a job, when no thread is idle, up to `size + 1`, and live until
-/// the executor is dropped. Each thread starts by
+/// submits a job, when no thread is idle: up to `size` for a closure, up to
+/// `size + 1` for a toolkit job. They live until the executor is dropped. Each thread starts by
 /// making sure it is in the home namespace. Because the threads outlive what
 /// they start, a child process spawned from one of them can use
 /// `PR_SET_PDEATHSIG` safely.
@@ -897,7 +901,13 @@ impl Executor {
         if !needs_thread {
             return Ok(lent);
         }
-        match self.ensure_thread() {
+        // Closures alone never start the reserved thread: a pool busy with
+        // closures only keeps `size` threads, as warm as before the lanes.
+        let limit = match lane {
+            Lane::Closures => self.size(),
+            Lane::Toolkit => self.shared.threads,
+        };
+        match self.ensure_thread(limit) {
             // The pool's other threads will run it.
             Err(_) if self.shared.live.load(Ordering::Acquire) > 0 => Ok(lent),
             Err(err) => {
@@ -908,13 +918,13 @@ impl Executor {
         }
     }
 
-    /// Starts a thread if the pool is below its size. Called on the
+    /// Starts a thread if the pool has fewer than `limit`. Called on the
     /// submitting thread, so a new thread is born in the submitter's namespace
     /// and moves home before it runs anything.
-    fn ensure_thread(&self) -> Result<()> {
+    fn ensure_thread(&self, limit: usize) -> Result<()> {
         let live = &self.shared.live;
         let mut n = live.load(Ordering::Acquire);
-        while n < self.shared.threads {
+        while n < limit {
             match live.compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return self.start_thread(),
                 Err(now) => n = now,
