@@ -727,7 +727,7 @@ async fn monitor() -> Result {
     while let Some(event) = events.next().await {
         let mut out = io::stdout().lock();
         let written = match event {
-            Ok(nsfs::Event::Added(name)) => {
+            Ok(nsfs::RunDirEvent::Added(name)) => {
                 let name = name.into_string();
                 let w = writeln!(out, "add {name}");
                 if !known.contains(&name) {
@@ -735,11 +735,11 @@ async fn monitor() -> Result {
                 }
                 w
             }
-            Ok(nsfs::Event::Removed(name)) => {
+            Ok(nsfs::RunDirEvent::Removed(name)) => {
                 known.retain(|k| k != name.as_str());
                 writeln!(out, "delete {name}")
             }
-            Ok(nsfs::Event::Resync(now)) => {
+            Ok(nsfs::RunDirEvent::Resync(now)) => {
                 // Events were lost: report the difference.
                 let now: Vec<String> = now.into_iter().map(NsName::into_string).collect();
                 let mut r = Ok(());

@@ -13,7 +13,10 @@
 //! - a bare `setns` there and back on a plain thread;
 //! - 64 closures in flight at once, for pools of 1, 2, 4 and 8 threads;
 //! - what 1,000 idle threads (one per namespace) cost in memory;
-//! - a create+remove pair against `ip netns add` + `ip netns del`, interleaved.
+//! - a create+remove pair against `ip netns add` + `ip netns del`, interleaved;
+//! - toolkit jobs (`run_in_short`, create+remove) on the global executor,
+//!   all idle and with every closure thread held by a long `NetNs::run` (the
+//!   toolkit lane: without it, the second case never finishes).
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
@@ -151,5 +154,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report("create + remove (RunDir)", &mut ours);
     report("ip netns add + ip netns del (two processes)", &mut theirs);
+
+    let global = Executor::global()?;
+    for held in [false, true] {
+        let mut releases = Vec::new();
+        let mut busy = Vec::new();
+        if held {
+            for _ in 0..global.size() {
+                let (release, wait) = std::sync::mpsc::channel::<()>();
+                let (started, running) = tokio::sync::oneshot::channel();
+                let ns = ns.clone();
+                busy.push(tokio::spawn(async move {
+                    ns.run(move || {
+                        let _ = started.send(());
+                        let _ = wait.recv();
+                    })
+                    .await
+                }));
+                running.await?;
+                releases.push(release);
+            }
+        }
+        let label = if held {
+            "every closure thread held"
+        } else {
+            "all idle"
+        };
+        let mut short = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            global.run_in_short(&ns, || ()).await?;
+            short.push(t.elapsed());
+        }
+        report(&format!("global, {label}: run_in_short"), &mut short);
+        let mut pair = Vec::new();
+        for _ in 0..100 {
+            let t = Instant::now();
+            dir.create(&name, nsfs::OpenMode::CreateExclusive).await?;
+            dir.remove(&name).await?;
+            pair.push(t.elapsed());
+        }
+        report(&format!("global, {label}: create + remove"), &mut pair);
+        drop(releases);
+        for job in busy {
+            job.await??;
+        }
+    }
     Ok(())
 }

@@ -65,7 +65,7 @@ pub enum Error {
         pid: i32,
     },
     /// The run directory could not be created or made a shared mount.
-    #[error("cannot prepare run directory {}: {source}", path.display())]
+    #[error("cannot prepare run directory {}", path.display())]
     PrepareRunDir {
         /// The run directory.
         path: PathBuf,
@@ -74,7 +74,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Creating a namespace failed at `step`; nothing was left behind.
-    #[error("cannot create network namespace {}: {step}: {source}", path.display())]
+    #[error("cannot create network namespace {}: {step}", path.display())]
     Create {
         /// The entry being created.
         path: PathBuf,
@@ -85,7 +85,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Naming the namespace of a process failed at `step` (like `ip netns attach`).
-    #[error("cannot attach pid {pid} as {}: {step}: {source}", path.display())]
+    #[error("cannot attach pid {pid} as {}: {step}", path.display())]
     Attach {
         /// The entry being created.
         path: PathBuf,
@@ -98,7 +98,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Removing a namespace entry failed.
-    #[error("cannot remove network namespace {}: {source}", path.display())]
+    #[error("cannot remove network namespace {}", path.display())]
     Remove {
         /// The entry being removed.
         path: PathBuf,
@@ -107,7 +107,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Opening a namespace file failed.
-    #[error("cannot open network namespace {}: {source}", path.display())]
+    #[error("cannot open network namespace {}", path.display())]
     Open {
         /// The path being opened.
         path: PathBuf,
@@ -116,7 +116,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Entering a namespace on a namespace thread failed.
-    #[error("cannot enter network namespace {}: {source}", path.display())]
+    #[error("cannot enter network namespace {}", path.display())]
     Enter {
         /// The namespace's path, as it was opened.
         path: PathBuf,
@@ -125,7 +125,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Any other filesystem or syscall error, with the operation and path.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// The operation (for example `"read directory"`).
         op: &'static str,
@@ -137,7 +137,7 @@ pub enum Error {
     },
     /// Watching a run directory failed (it could not be made or watched, it
     /// was removed or unmounted while watched, or reading events failed).
-    #[error("cannot monitor run directory {}: {source}", path.display())]
+    #[error("cannot monitor run directory {}", path.display())]
     Monitor {
         /// The run directory.
         path: PathBuf,
@@ -146,7 +146,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A namespace thread could not be started, or is gone.
-    #[error("namespace thread unavailable: {source}")]
+    #[error("namespace thread unavailable")]
     Thread {
         /// The underlying error.
         #[source]

@@ -7,9 +7,10 @@
 //!   [`remove`](RunDir::remove), [`list`](RunDir::list) (each [`Entry`]
 //!   mounted or stale), [`open`](RunDir::open), [`attach`](RunDir::attach),
 //!   [`identify`](RunDir::identify), [`pids`](RunDir::pids) and
-//!   [`monitor`](RunDir::monitor) (a `Stream` of [`Event`]s).
+//!   [`monitor`](RunDir::monitor) (a `Stream` of [`RunDirEvent`]s).
 //! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
-//!   [`NsId`] is its identity.
+//!   [`NsId`] is its identity, [`NetNs::describe`] its description for
+//!   messages.
 //! - [`Target`]: which namespace, as a caller names it (a name, a path, a
 //!   pid or a [`NetNs`]), with the one rule every crate of the toolkit
 //!   applies to strings: a leading `/` makes a path, anything else is a
@@ -46,6 +47,23 @@
 //! future is dropped. Cheap reads of the run directory (`list`, `open`,
 //! `identify`) are plain functions.
 //!
+//! The global executor ([`Executor::global`], behind [`NetNs::run`] and
+//! every operation above) is made on first use and lives for the whole
+//! process: its threads (parked when idle) and one fd (its home namespace)
+//! stay after everything else of the toolkit is dropped. Users' closures
+//! and the toolkit's own short jobs (sockets, create, remove, spawns) run in
+//! separate lanes of it, so a long closure never stalls the toolkit.
+//!
+//! # Tracing
+//!
+//! The async operations (`create`, `attach`, `remove`, `pids`, and the
+//! [`Executor`]'s `run_in`, `run_in_short`, `run_home` and `run_in_new`,
+//! behind [`NetNs::run`] and [`NetNs::run_short`]) each run in a DEBUG span
+//! named after the operation, with the fields `netns` (the
+//! name), `inode` (where known), `outcome` (`ok` or `error`) and `error`
+//! (its Display). A [`Monitor`] that overran (events lost, the directory
+//! re-read) logs a WARN event.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -76,9 +94,10 @@ mod rundir;
 mod sys;
 mod target;
 mod thread;
+mod trace;
 
 pub use error::{Error, Result};
-pub use monitor::{Event, Monitor};
+pub use monitor::{Monitor, RunDirEvent};
 pub use name::{NAME_MAX, NsName};
 pub use netns::{NetNs, NsId};
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};

@@ -28,7 +28,9 @@ use tokio::io::unix::AsyncFd;
 use crate::sys::{self, InotifyFd};
 use crate::{EntryState, Error, NsName, Result, RunDir};
 
-/// A change in a run directory, as [`Monitor`] reports it.
+/// A change in a run directory, as [`Monitor`] reports it: a name that
+/// came or went (not to be confused with the facade's netlink events, which
+/// report links, addresses and routes inside one namespace).
 ///
 /// Per name, events come in the order things happened: an `Added` is always
 /// followed by a `Removed` before the next `Added` of the same name.
@@ -44,9 +46,9 @@ use crate::{EntryState, Error, NsName, Result, RunDir};
 /// let mut events = nsfs::RunDir::default().monitor()?;
 /// while let Some(event) = events.next().await {
 ///     match event? {
-///         nsfs::Event::Added(name) => { names.insert(name); }
-///         nsfs::Event::Removed(name) => { names.remove(&name); }
-///         nsfs::Event::Resync(now) => names = now.into_iter().collect(),
+///         nsfs::RunDirEvent::Added(name) => { names.insert(name); }
+///         nsfs::RunDirEvent::Removed(name) => { names.remove(&name); }
+///         nsfs::RunDirEvent::Resync(now) => names = now.into_iter().collect(),
 ///         _ => {}
 ///     }
 /// }
@@ -54,7 +56,7 @@ use crate::{EntryState, Error, NsName, Result, RunDir};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Event {
+pub enum RunDirEvent {
     /// A namespace is now mounted under this name (reported once the mount is
     /// there, never at the bare placeholder file).
     Added(NsName),
@@ -67,7 +69,7 @@ pub enum Event {
     Resync(Vec<NsName>),
 }
 
-/// An endless [`Stream`] of [`Event`]s on a run directory, like
+/// An endless [`Stream`] of [`RunDirEvent`]s on a run directory, like
 /// `ip netns monitor`: made by [`RunDir::monitor`].
 ///
 /// Namespaces already there when the monitor starts are not reported as
@@ -94,14 +96,14 @@ pub enum Event {
 /// use futures::StreamExt;
 ///
 /// let mut events = nsfs::RunDir::default().monitor()?;
-/// if let Some(Ok(nsfs::Event::Added(name))) = events.next().await {
+/// if let Some(Ok(nsfs::RunDirEvent::Added(name))) = events.next().await {
 ///     let ns = nsfs::RunDir::default().open(&name)?; // mounted: this works
 /// }
 /// # Ok(()) }
 /// ```
 pub struct Monitor {
     path: PathBuf,
-    inner: Pin<Box<dyn Stream<Item = Result<Event>> + Send + Sync>>,
+    inner: Pin<Box<dyn Stream<Item = Result<RunDirEvent>> + Send + Sync>>,
 }
 
 impl fmt::Debug for Monitor {
@@ -113,9 +115,12 @@ impl fmt::Debug for Monitor {
 }
 
 impl Stream for Monitor {
-    type Item = Result<Event>;
+    type Item = Result<RunDirEvent>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<RunDirEvent>>> {
         self.inner.as_mut().poll_next(cx)
     }
 }
@@ -248,7 +253,7 @@ struct State {
     /// Entries seen, not mounted yet, in the order they appeared.
     pending: VecDeque<NsName>,
     /// Events (and a final error) not returned yet, in order.
-    queue: VecDeque<Result<Event>>,
+    queue: VecDeque<Result<RunDirEvent>>,
     /// No more reading: the stream ends once `queue` is drained.
     done: bool,
     backoff: Duration,
@@ -256,7 +261,7 @@ struct State {
 
 impl State {
     /// The next event; `None` once the stream has ended.
-    async fn next(&mut self) -> Option<Result<Event>> {
+    async fn next(&mut self) -> Option<Result<RunDirEvent>> {
         loop {
             if let Some(item) = self.queue.pop_front() {
                 return Some(item);
@@ -344,7 +349,7 @@ impl State {
         }
         if is_mounted(&self.dir.entry(&name)) {
             self.known.insert(name.clone());
-            self.queue.push_back(Ok(Event::Added(name)));
+            self.queue.push_back(Ok(RunDirEvent::Added(name)));
         } else {
             self.pending.push_back(name);
             self.backoff = FALLBACK_FIRST;
@@ -354,7 +359,7 @@ impl State {
     /// An entry went away: report it only if it was reported (or known).
     fn disappeared(&mut self, name: &NsName) {
         if self.known.remove(name) {
-            self.queue.push_back(Ok(Event::Removed(name.clone())));
+            self.queue.push_back(Ok(RunDirEvent::Removed(name.clone())));
         } else {
             self.pending.retain(|p| p != name);
         }
@@ -367,7 +372,7 @@ impl State {
         for name in pending {
             if is_mounted(&self.dir.entry(&name)) {
                 self.known.insert(name.clone());
-                self.queue.push_back(Ok(Event::Added(name)));
+                self.queue.push_back(Ok(RunDirEvent::Added(name)));
             } else {
                 // Still a placeholder (or gone: its removal event follows).
                 self.pending.push_back(name);
@@ -377,6 +382,10 @@ impl State {
 
     /// Events were lost: read the directory again and say so.
     fn resync(&mut self) {
+        tracing::warn!(
+            run_dir = %self.dir.path().display(),
+            "run-directory monitor overran (inotify queue overflow): events were lost, re-reading the directory"
+        );
         match self.dir.list() {
             Ok(entries) => {
                 self.known.clear();
@@ -391,7 +400,7 @@ impl State {
                         EntryState::Stale => self.pending.push_back(entry.name),
                     }
                 }
-                self.queue.push_back(Ok(Event::Resync(now)));
+                self.queue.push_back(Ok(RunDirEvent::Resync(now)));
             }
             Err(err) => {
                 self.done = true;
@@ -455,14 +464,14 @@ mod tests {
         .unwrap();
         let next = tokio::time::timeout(Duration::from_secs(20), events.next()).await;
         assert!(
-            matches!(next, Ok(Some(Ok(Event::Added(ref n)))) if *n == late),
+            matches!(next, Ok(Some(Ok(RunDirEvent::Added(ref n)))) if *n == late),
             "{next:?}"
         );
         umount2(&entry, MntFlags::MNT_DETACH).unwrap();
         fs::remove_file(&entry).unwrap();
         let next = tokio::time::timeout(Duration::from_secs(20), events.next()).await;
         assert!(
-            matches!(next, Ok(Some(Ok(Event::Removed(ref n)))) if *n == late),
+            matches!(next, Ok(Some(Ok(RunDirEvent::Removed(ref n)))) if *n == late),
             "{next:?}"
         );
         fs::remove_dir(&path).unwrap();

@@ -1,9 +1,10 @@
 //! `NetNs`: an owned handle on a network namespace.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,11 +76,18 @@ impl NetNs {
     /// Opens the network namespace file at `path` (a run-directory entry,
     /// `/proc/PID/ns/net`, or any bind mount of one).
     ///
+    /// Never blocks, whatever is at `path`: the file is first opened with
+    /// `O_PATH` (which neither waits for a FIFO's writer nor wakes a device)
+    /// and checked to be on nsfs, and only then opened for real, through that
+    /// first fd (so it is the same file). Anything else is
+    /// [`Error::NotNamespace`], at once.
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`] if nothing is there, [`Error::NotNamespace`] if the
-    /// file is not on nsfs, [`Error::WrongNamespaceType`] for another kind of
-    /// namespace, [`Error::Open`] for other failures.
+    /// file is not on nsfs (a plain file, a FIFO, a directory...),
+    /// [`Error::WrongNamespaceType`] for another kind of namespace,
+    /// [`Error::Open`] for other failures.
     ///
     /// # Examples
     ///
@@ -89,13 +97,29 @@ impl NetNs {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<NetNs> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
-            _ => Error::Open {
-                path: path.into(),
-                source,
-            },
-        })?;
+        let open = |source: io::Error| Error::Open {
+            path: path.into(),
+            source,
+        };
+        // An `O_PATH` open has no side effect and never blocks (a plain open
+        // of a FIFO waits for a writer): check the type on it first.
+        let probe = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
+                _ => open(source),
+            })?;
+        let stat = fstatfs(&probe).map_err(|e| open(e.into()))?;
+        if stat.filesystem_type() != NSFS_MAGIC {
+            return Err(Error::NotNamespace { path: path.into() });
+        }
+        // The same nsfs file, opened for real (`ioctl` and `setns` refuse an
+        // `O_PATH` fd): through the first fd, not the path, which may have
+        // changed since.
+        let file =
+            File::open(format!("/proc/thread-self/fd/{}", probe.as_raw_fd())).map_err(open)?;
         NetNs::from_fd_at(OwnedFd::from(file), Some(path.into()))
     }
 
@@ -227,8 +251,20 @@ impl NetNs {
         self.inner.path.as_deref()
     }
 
-    /// A description for messages: the path, or the nsfs identity.
-    pub(crate) fn describe(&self) -> PathBuf {
+    /// A description of this namespace for messages: the path it was opened
+    /// from, or, without one, its identity (`net:[INODE]`, as
+    /// `readlink /proc/PID/ns/net` shows it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ns = nsfs::NetNs::open("/run/netns/blue")?;
+    /// assert_eq!(ns.describe(), std::path::Path::new("/run/netns/blue"));
+    /// let here = nsfs::NetNs::current_thread()?;
+    /// assert_eq!(here.describe(), std::path::Path::new(&here.id().to_string()));
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn describe(&self) -> PathBuf {
         self.inner
             .path
             .clone()
@@ -254,6 +290,12 @@ impl NetNs {
 
     /// Runs the blocking closure `f` inside this namespace, on a namespace
     /// thread of the global [`Executor`], and returns its result.
+    ///
+    /// At most [`Executor::size`] such closures run at once (more wait their
+    /// turn); however long they run, the toolkit's own jobs (sockets,
+    /// creating and removing names, spawns) do not wait for them. The global
+    /// executor, once used, keeps its threads and one fd until the process
+    /// exits (see [`Executor::global`]).
     ///
     /// `f` runs on a thread the toolkit owns, never on a runtime worker or a
     /// blocking-pool thread; the thread switches into the namespace for the
@@ -322,6 +364,43 @@ impl NetNs {
         R: Send + 'static,
     {
         Executor::global()?.run_in_short(self, f).await
+    }
+
+    /// Runs a toolkit job inside this namespace: what [`run`](NetNs::run)
+    /// does, in the global executor's [toolkit lane](Executor::toolkit), so
+    /// that it never waits behind users' closures, however long those run.
+    ///
+    /// For jobs of the toolkit (or a library on top of it) that finish
+    /// promptly whatever happens elsewhere, such as spawning a process with
+    /// `posix_spawn` (the fast path of `nsproc`): never for a closure that
+    /// waits on another party (a channel, a lock, the network, a child's
+    /// exit), which would stall every socket and spawn of the process. A job
+    /// of a few microseconds whose caller waits for it is better off with
+    /// [`run_short`](NetNs::run_short), which also lends it the caller's CPU.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](NetNs::run).
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](NetNs::run).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(ns: nsfs::NetNs) -> Result<(), Box<dyn std::error::Error>> {
+    /// let child = ns
+    ///     .run_toolkit(|| std::process::Command::new("true").spawn())
+    ///     .await??;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_toolkit<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Executor::global()?.toolkit().run_in(self, f).await
     }
 }
 

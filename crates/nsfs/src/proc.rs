@@ -8,6 +8,9 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use tracing::{Instrument, Span};
+
+use crate::trace::{self, op_span};
 use crate::{Error, Executor, NsId, NsName, Result, RunDir, Target};
 
 impl RunDir {
@@ -113,8 +116,19 @@ impl RunDir {
     /// ```
     #[doc(alias = "ip netns pids")]
     pub async fn pids(&self, name: &NsName) -> Result<Vec<i32>> {
-        let id = self.open(name)?.id();
-        Executor::global()?.run_home(move || pids_in(id)).await?
+        let span = op_span!("pids", name);
+        let result = async {
+            let id = self.open(name)?.id();
+            Span::current().record("inode", id.ino);
+            Executor::global()?
+                .toolkit()
+                .run_home_untraced(move || pids_in(id))
+                .await?
+        }
+        .instrument(span.clone())
+        .await;
+        trace::finish(&span, &result, |_| None);
+        result
     }
 }
 

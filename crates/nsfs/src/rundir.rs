@@ -11,6 +11,9 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statfs::{NSFS_MAGIC, statfs};
 
+use tracing::Instrument;
+
+use crate::trace::{self, op_span};
 use crate::{Error, Executor, NetNs, NsName, Result};
 
 /// Where iproute2 names network namespaces (`/var/run/netns` is the same
@@ -251,10 +254,14 @@ impl RunDir {
 
     /// Opens the namespace named `name`, like `ip -n NAME` does.
     ///
+    /// Never blocks, whatever the entry is (see [`NetNs::open`]).
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`] if there is no such entry, [`Error::Stale`] if the
-    /// entry has no namespace mounted on it, [`Error::Open`] otherwise.
+    /// entry is a plain file with no namespace mounted on it,
+    /// [`Error::NotNamespace`] if it is anything else that is not a namespace
+    /// (a FIFO, a directory, a device), [`Error::Open`] otherwise.
     ///
     /// # Examples
     ///
@@ -265,7 +272,9 @@ impl RunDir {
     pub fn open(&self, name: &NsName) -> Result<NetNs> {
         let path = self.entry(name);
         match NetNs::open(&path) {
-            Err(Error::NotNamespace { path }) => Err(Error::Stale { path }),
+            Err(Error::NotNamespace { path }) if is_placeholder(&path) => {
+                Err(Error::Stale { path })
+            }
             other => other,
         }
     }
@@ -293,6 +302,8 @@ impl RunDir {
     ///
     /// [`Error::AlreadyExists`], [`Error::NotFound`] (`OpenOnly`),
     /// [`Error::Stale`] (a placeholder nobody mounts within a second),
+    /// [`Error::NotNamespace`] (an entry that is neither a namespace nor a
+    /// plain file, such as a FIFO: at once, and never opened for real),
     /// [`Error::PrepareRunDir`], [`Error::Create`] naming the failed step.
     ///
     /// # Examples
@@ -312,6 +323,16 @@ impl RunDir {
     /// `ip-netns(8)`, `unshare(2)`, `mount(2)`.
     #[doc(alias = "ip netns add")]
     pub async fn create(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
+        let span = op_span!("create", name);
+        let result = self
+            .create_untraced(name, mode)
+            .instrument(span.clone())
+            .await;
+        trace::finish(&span, &result, |ns| Some(ns.id().ino));
+        result
+    }
+
+    async fn create_untraced(&self, name: &NsName, mode: OpenMode) -> Result<NetNs> {
         let dir = self.clone();
         let path = self.entry(name);
         // An existing, mounted name is opened right here (a few syscalls on
@@ -323,6 +344,7 @@ impl RunDir {
             return Ok(ns);
         }
         Executor::global()?
+            .toolkit()
             .run_worker(move |w| RunDir::create_blocking(Some(&dir), w, path, mode))
             .await
     }
@@ -365,7 +387,7 @@ impl RunDir {
                 Ok(file) => {
                     drop(file);
                     return mount_new(w, &path).inspect_err(|_| {
-                        let _ = umount2(&path, MntFlags::MNT_DETACH);
+                        let _ = umount2(&path, DETACH_NOFOLLOW);
                         let _ = fs::remove_file(&path);
                     });
                 }
@@ -377,6 +399,11 @@ impl RunDir {
                         Ok(ns) => return Ok(ns),
                         // Another creator is between its placeholder and its
                         // mount, or gave up and removed the entry: look again.
+                        // (Only a plain file can be such a placeholder: a
+                        // FIFO or a directory is an error at once.)
+                        Err(Error::NotNamespace { path }) if !is_placeholder(&path) => {
+                            return Err(Error::NotNamespace { path });
+                        }
                         Err(Error::NotNamespace { .. }) if Instant::now() < deadline => {}
                         Err(Error::NotFound { .. })
                             if mode != OpenMode::OpenOnly && Instant::now() < deadline => {}
@@ -424,11 +451,22 @@ impl RunDir {
     /// ```
     #[doc(alias = "ip netns attach")]
     pub async fn attach(&self, name: &NsName, pid: i32) -> Result<NetNs> {
+        let span = op_span!("attach", name);
+        let result = self
+            .attach_untraced(name, pid)
+            .instrument(span.clone())
+            .await;
+        trace::finish(&span, &result, |ns| Some(ns.id().ino));
+        result
+    }
+
+    async fn attach_untraced(&self, name: &NsName, pid: i32) -> Result<NetNs> {
         let target = NetNs::from_pid(pid)?;
         let dir = self.clone();
         let path = self.entry(name);
         Executor::global()?
-            .run_home(move || {
+            .toolkit()
+            .run_home_untraced(move || {
                 dir.prepare()?;
                 let attach = |step, source| Error::Attach {
                     path: path.clone(),
@@ -462,7 +500,7 @@ impl RunDir {
                 .map_err(|e| attach("bind mount", e.into()))
                 .and_then(|()| NetNs::open(&path));
                 if mounted.is_err() {
-                    let _ = umount2(&path, MntFlags::MNT_DETACH);
+                    let _ = umount2(&path, DETACH_NOFOLLOW);
                     let _ = fs::remove_file(&path);
                 }
                 mounted
@@ -474,6 +512,11 @@ impl RunDir {
     /// failure is ignored, so a stale plain file is cleaned up too), then
     /// unlink. The namespace itself lives on while anything holds it (a
     /// [`NetNs`], a socket, a process).
+    ///
+    /// Safer than `ip netns delete` here: the unmount never follows a
+    /// symlink (`UMOUNT_NOFOLLOW`). An entry that is a symlink is removed as
+    /// itself, and what it points at (another name's namespace, any mount
+    /// point) stays mounted; iproute2 would detach that target first.
     ///
     /// # Cancel safety
     ///
@@ -495,10 +538,18 @@ impl RunDir {
     /// ```
     #[doc(alias = "ip netns delete")]
     pub async fn remove(&self, name: &NsName) -> Result<()> {
+        let span = op_span!("remove", name);
         let path = self.entry(name);
-        Executor::global()?
-            .run_home(move || remove_entry(&path))
-            .await?
+        let result = async {
+            Executor::global()?
+                .toolkit()
+                .run_home_untraced(move || remove_entry(&path))
+                .await?
+        }
+        .instrument(span.clone())
+        .await;
+        trace::finish(&span, &result, |()| None);
+        result
     }
 
     /// The entries of the directory, sorted by name, each with its state: a
@@ -554,6 +605,13 @@ impl RunDir {
     }
 }
 
+/// Whether the entry at `path` is a plain file (what a creator makes before
+/// it mounts a namespace on it, or what is left when it died half-way).
+/// `stat` only: it never opens the file.
+fn is_placeholder(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|md| md.file_type().is_file())
+}
+
 /// On a namespace thread: new namespace, bind mount on `path`, open it.
 fn mount_new(w: &mut crate::thread::Worker<'_>, path: &Path) -> Result<NetNs> {
     let create = |step, source| Error::Create {
@@ -573,8 +631,13 @@ fn mount_new(w: &mut crate::thread::Worker<'_>, path: &Path) -> Result<NetNs> {
     NetNs::open(path)
 }
 
+/// A lazy unmount of the entry itself, never of what a symlink points at.
+const DETACH_NOFOLLOW: MntFlags = MntFlags::MNT_DETACH.union(MntFlags::UMOUNT_NOFOLLOW);
+
 pub(crate) fn remove_entry(path: &Path) -> Result<()> {
-    let _ = umount2(path, MntFlags::MNT_DETACH);
+    // On a symlink, `UMOUNT_NOFOLLOW` fails (`EINVAL`) and only the link is
+    // unlinked below: `ip netns del` would detach the link's target.
+    let _ = umount2(path, DETACH_NOFOLLOW);
     fs::remove_file(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
         _ => Error::Remove {

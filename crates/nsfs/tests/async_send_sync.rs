@@ -1,7 +1,7 @@
 //! The public futures and types are Send (and Sync/Unpin where it matters),
 //! so they can be spawned and shared. Compile-time checks; the one runtime
 //! assertion makes the test binary do something.
-use nsfs::{Error, Event, Executor, Monitor, NetNs, NsName, OpenMode, RunDir, Target};
+use nsfs::{Error, Executor, Monitor, NetNs, NsName, OpenMode, RunDir, RunDirEvent, Target};
 
 fn send<T: Send>(_: &T) {}
 fn send_sync<T: Send + Sync>() {}
@@ -26,7 +26,7 @@ fn types_are_send_sync_unpin() {
     send_sync::<NsName>();
     send_sync::<Executor>();
     send_sync::<Error>();
-    send_sync::<Event>();
+    send_sync::<RunDirEvent>();
     send_sync::<Target>();
     send_sync::<Monitor>();
     unpin::<Monitor>();

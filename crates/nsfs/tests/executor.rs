@@ -256,10 +256,14 @@ async fn a_short_closure_runs_in_its_namespace_on_the_lent_cpu_and_the_thread_gi
     assert_eq!(exec.run_in_short(&ns, here).await.unwrap(), ns.id());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
-    let (exec, ns, own) = one_thread().await;
-    // The one thread is busy until released: nothing is idle to lend to.
+/// Runs a job on `exec` that blocks its thread until the sender returned is
+/// used or dropped; returns once the job runs, with its task.
+async fn occupy(
+    exec: &Executor,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<nsfs::Result<()>>,
+) {
     let (release, wait) = std::sync::mpsc::channel::<()>();
     let (started, running) = tokio::sync::oneshot::channel();
     let busy = tokio::spawn({
@@ -267,23 +271,147 @@ async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
         async move {
             exec.run_home(move || {
                 started.send(()).unwrap();
-                wait.recv().unwrap()
+                let _ = wait.recv();
             })
             .await
         }
     });
     running.await.unwrap();
+    (release, busy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_closure_with_no_idle_thread_waits_its_turn_unconfined() {
+    let (exec, ns, own) = one_thread().await;
+    // Both threads (the closure's and the reserved one) are busy until
+    // released: nothing is idle to lend to.
+    let (release, busy) = occupy(&exec).await;
+    let (release_toolkit, busy_toolkit) = occupy(&exec.toolkit()).await;
     let short = tokio::spawn({
         let (exec, ns) = (exec.clone(), ns.clone());
         async move { exec.run_in_short(&ns, || (here(), affinity())).await }
     });
     settle().await;
     assert!(!short.is_finished());
-    release.send(()).unwrap();
-    busy.await.unwrap().unwrap();
+    release_toolkit.send(()).unwrap();
+    busy_toolkit.await.unwrap().unwrap();
     let (id, (cpus, _)) = short.await.unwrap().unwrap();
     assert_eq!(id, ns.id());
     assert_eq!(cpus, own, "a queued short job must not confine a thread");
+    release.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+}
+
+/// Closures beyond the pool's size wait for a running one to finish, while
+/// jobs of the toolkit lane run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closures_are_capped_at_the_size_and_toolkit_jobs_go_past_them() {
+    require_root();
+    let exec = Executor::new(1).unwrap();
+    let (release, busy) = occupy(&exec).await;
+    let queued = tokio::spawn({
+        let exec = exec.clone();
+        async move { exec.run_home(|| ()).await }
+    });
+    let in_lane = tokio::time::timeout(Duration::from_secs(10), exec.toolkit().run_home(|| 7))
+        .await
+        .expect("a toolkit job waited behind a closure");
+    assert_eq!(in_lane.unwrap(), 7);
+    settle().await;
+    assert!(!queued.is_finished(), "a second closure ran past the size");
+    release.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+}
+
+/// Regression (hardening issue, "long closures starve everything"): with
+/// every closure thread of the global executor busy in a long `NetNs::run`,
+/// the toolkit's own jobs (create, a socket made with `run_short`, a spawn
+/// with `run_toolkit`, pids, remove) waited behind them without bound. They
+/// now run in the toolkit lane. Runs in a process of its own, since it
+/// occupies the process-wide executor.
+#[test]
+fn long_closures_do_not_stall_toolkit_jobs() {
+    run_role("role_long_closures_do_not_stall_toolkit_jobs", "TOOLKIT-OK");
+}
+
+#[test]
+#[ignore = "the process of long_closures_do_not_stall_toolkit_jobs (which runs it)"]
+fn role_long_closures_do_not_stall_toolkit_jobs() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let exec = Executor::global().unwrap();
+        let (ns, ()) = exec.run_in_new(|| ()).await.unwrap();
+        // Every closure thread blocks until released, and one more closure
+        // waits behind them.
+        let mut held = Vec::new();
+        for _ in 0..exec.size() {
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let (started, running) = tokio::sync::oneshot::channel();
+            let ns = ns.clone();
+            let busy = tokio::spawn(async move {
+                ns.run(move || {
+                    started.send(()).unwrap();
+                    let _ = wait.recv();
+                })
+                .await
+            });
+            running.await.unwrap();
+            held.push((release, busy));
+        }
+        let queued = tokio::spawn({
+            let ns = ns.clone();
+            async move { ns.run(|| ()).await }
+        });
+
+        let bounded = Duration::from_secs(10);
+        let tmp = TempRunDir::new("starve");
+        let name = unique("starve");
+        let created =
+            tokio::time::timeout(bounded, tmp.dir.create(&name, OpenMode::CreateExclusive))
+                .await
+                .expect("create waited behind long closures")
+                .unwrap();
+        let socket = tokio::time::timeout(
+            bounded,
+            created.run_short(|| std::net::UdpSocket::bind("127.0.0.1:0")),
+        )
+        .await
+        .expect("run_short (a socket) waited behind long closures")
+        .unwrap()
+        .unwrap();
+        drop(socket);
+        let child = tokio::time::timeout(
+            bounded,
+            created.run_toolkit(|| std::process::Command::new("true").spawn()),
+        )
+        .await
+        .expect("run_toolkit (a spawn) waited behind long closures")
+        .unwrap();
+        assert!(child.unwrap().wait().unwrap().success());
+        let pids = tokio::time::timeout(bounded, tmp.dir.pids(&name))
+            .await
+            .expect("pids waited behind long closures")
+            .unwrap();
+        assert_eq!(pids, Vec::<i32>::new());
+        tokio::time::timeout(bounded, tmp.dir.remove(&name))
+            .await
+            .expect("remove waited behind long closures")
+            .unwrap();
+        assert!(!queued.is_finished(), "a closure ran past the pool's size");
+
+        for (release, busy) in held {
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+        }
+        queued.await.unwrap().unwrap();
+    });
+    println!("TOOLKIT-OK");
 }
 
 #[test]

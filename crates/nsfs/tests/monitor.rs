@@ -10,10 +10,10 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use nix::mount::{MsFlags, mount};
-use nsfs::{Event, Monitor, NetNs, NsName, OpenMode, RunDir};
+use nsfs::{Monitor, NetNs, NsName, OpenMode, RunDir, RunDirEvent};
 
 /// The next event, failing the test (not hanging it) if none comes.
-async fn next(events: &mut Monitor) -> Event {
+async fn next(events: &mut Monitor) -> RunDirEvent {
     match tokio::time::timeout(Duration::from_secs(20), events.next()).await {
         Ok(Some(Ok(event))) => event,
         other => panic!("expected an event, got {other:?}"),
@@ -22,10 +22,10 @@ async fn next(events: &mut Monitor) -> Event {
 
 /// The next event about a name starting with `prefix` (the default run
 /// directory is shared with the other tests of this binary).
-async fn next_of(events: &mut Monitor, prefix: &str) -> Event {
+async fn next_of(events: &mut Monitor, prefix: &str) -> RunDirEvent {
     loop {
         match next(events).await {
-            Event::Added(n) | Event::Removed(n) if !n.as_str().starts_with(prefix) => {}
+            RunDirEvent::Added(n) | RunDirEvent::Removed(n) if !n.as_str().starts_with(prefix) => {}
             event => return event,
         }
     }
@@ -75,9 +75,9 @@ async fn events_in_order_ours_and_iproute2s() {
     assert_eq!(
         got,
         [
-            Event::Added(a.clone()),
-            Event::Added(b.clone()),
-            Event::Added(c.clone())
+            RunDirEvent::Added(a.clone()),
+            RunDirEvent::Added(b.clone()),
+            RunDirEvent::Added(c.clone())
         ]
     );
     dir.remove(&b).await.unwrap();
@@ -90,26 +90,32 @@ async fn events_in_order_ours_and_iproute2s() {
     assert_eq!(
         got,
         [
-            Event::Removed(b.clone()),
-            Event::Removed(a.clone()),
-            Event::Removed(c.clone())
+            RunDirEvent::Removed(b.clone()),
+            RunDirEvent::Removed(a.clone()),
+            RunDirEvent::Removed(c.clone())
         ]
     );
 
     // One change at a time, awaited: add, remove, add by ip, remove by ip.
     dir.create(&a, OpenMode::CreateExclusive).await.unwrap();
-    assert_eq!(next_of(&mut events, &prefix).await, Event::Added(a.clone()));
+    assert_eq!(
+        next_of(&mut events, &prefix).await,
+        RunDirEvent::Added(a.clone())
+    );
     dir.remove(&a).await.unwrap();
     assert_eq!(
         next_of(&mut events, &prefix).await,
-        Event::Removed(a.clone())
+        RunDirEvent::Removed(a.clone())
     );
     ip(&["netns", "add", a.as_str()]);
-    assert_eq!(next_of(&mut events, &prefix).await, Event::Added(a.clone()));
+    assert_eq!(
+        next_of(&mut events, &prefix).await,
+        RunDirEvent::Added(a.clone())
+    );
     ip(&["netns", "delete", a.as_str()]);
     assert_eq!(
         next_of(&mut events, &prefix).await,
-        Event::Removed(a.clone())
+        RunDirEvent::Removed(a.clone())
     );
 }
 
@@ -132,17 +138,17 @@ async fn added_only_once_mounted_and_stale_never_reported() {
     dir.create(&marker, OpenMode::CreateExclusive)
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, Event::Added(marker.clone()));
+    assert_eq!(next(&mut events).await, RunDirEvent::Added(marker.clone()));
 
     // Reported through the mount-table change (inotify sees no mount).
     let ns = mount_new_ns_on(&dir.entry(&late)).await;
-    assert_eq!(next(&mut events).await, Event::Added(late.clone()));
+    assert_eq!(next(&mut events).await, RunDirEvent::Added(late.clone()));
     assert_eq!(dir.open(&late).unwrap(), ns);
 
     dir.remove(&late).await.unwrap();
     dir.remove(&marker).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(late));
-    assert_eq!(next(&mut events).await, Event::Removed(marker));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(late));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(marker));
 }
 
 #[tokio::test]
@@ -156,16 +162,16 @@ async fn present_at_start_not_added_but_removed() {
     fs::write(dir.entry(&half), b"").unwrap();
     let mut events = dir.monitor().unwrap();
     dir.create(&new, OpenMode::CreateExclusive).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Added(new.clone()));
+    assert_eq!(next(&mut events).await, RunDirEvent::Added(new.clone()));
     let ns = mount_new_ns_on(&dir.entry(&half)).await;
-    assert_eq!(next(&mut events).await, Event::Added(half.clone()));
+    assert_eq!(next(&mut events).await, RunDirEvent::Added(half.clone()));
     assert_eq!(dir.open(&half).unwrap(), ns);
     dir.remove(&half).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(half));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(half));
     dir.remove(&old).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(old));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(old));
     dir.remove(&new).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(new));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(new));
 }
 
 #[tokio::test]
@@ -188,20 +194,38 @@ async fn moved_in_and_out() {
     fs::rename(&outside, dir.entry(&r)).unwrap();
     fs::write(dir.entry(&marker), b"").unwrap();
     let ns = mount_new_ns_on(&dir.entry(&marker)).await;
-    assert_eq!(next(&mut events).await, Event::Added(marker.clone()));
+    assert_eq!(next(&mut events).await, RunDirEvent::Added(marker.clone()));
     assert_eq!(dir.open(&marker).unwrap(), ns);
     let ns = mount_new_ns_on(&dir.entry(&r)).await;
-    assert_eq!(next(&mut events).await, Event::Added(r.clone()));
+    assert_eq!(next(&mut events).await, RunDirEvent::Added(r.clone()));
     assert_eq!(dir.open(&r).unwrap(), ns);
     dir.remove(&r).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(r));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(r));
     dir.remove(&marker).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(marker));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(marker));
 }
 
+/// Counts this crate's WARN events (on the thread it is the default of).
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if *meta.level() == tracing::Level::WARN && meta.target().starts_with("nsfs") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// An overflow is a Resync event, and a WARN (events were lost).
 #[tokio::test]
 async fn overflow_is_reported_as_a_resync() {
     require_root();
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Warnings::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
     let tmp = TempRunDir::new("mon-overflow");
     let dir = &tmp.dir;
     dir.prepare().unwrap();
@@ -222,11 +246,11 @@ async fn overflow_is_reported_as_a_resync() {
     let mut resync = None;
     for _ in 0..3 {
         match next(&mut events).await {
-            Event::Resync(now) => {
+            RunDirEvent::Resync(now) => {
                 resync = Some(now);
                 break;
             }
-            Event::Added(n) => assert_eq!(n, kept),
+            RunDirEvent::Added(n) => assert_eq!(n, kept),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -234,9 +258,14 @@ async fn overflow_is_reported_as_a_resync() {
         resync.expect("no Resync after an overflow"),
         vec![kept.clone()]
     );
+    assert_eq!(
+        warnings.0.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "an overrun logs one WARN"
+    );
     // Events go on from the resynced state.
     dir.remove(&kept).await.unwrap();
-    assert_eq!(next(&mut events).await, Event::Removed(kept));
+    assert_eq!(next(&mut events).await, RunDirEvent::Removed(kept));
 }
 
 #[tokio::test]

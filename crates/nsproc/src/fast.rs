@@ -57,7 +57,7 @@ pub(crate) async fn spawn(cmd: &Command, mut plan: Plan) -> Result<Child> {
     let spawned = match resolved {
         Some(ns) => ns
             .netns
-            .run(launch)
+            .run_toolkit(launch)
             .await
             .map_err(|source| Error::Namespace {
                 ns: ns.described,
