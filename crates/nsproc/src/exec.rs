@@ -12,7 +12,6 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use nsfs::{NetNs, NsName, RunDir};
@@ -247,12 +246,10 @@ impl ExecAgent {
     pub async fn close(self) -> Result<ExitStatus> {
         let pid = self.agent.pid();
         let ns = self.described.clone();
-        let raw = self
-            .agent
+        self.agent
             .close()
             .await
-            .map_err(|source| Error::Close { pid, ns, source })?;
-        Ok(ExitStatus::from_raw(raw))
+            .map_err(|source| Error::Close { pid, ns, source })
     }
 }
 
@@ -303,24 +300,24 @@ impl AgentChild {
     }
 
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let raw = self.child.wait().await.map_err(io_of)?;
+        let status = self.child.wait().await.map_err(io_of)?;
         self.reaped = true;
-        Ok(ExitStatus::from_raw(raw))
+        Ok(status)
     }
 
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let raw = self.child.try_wait().map_err(io_of)?;
-        if raw.is_some() {
+        let status = self.child.try_wait().map_err(io_of)?;
+        if status.is_some() {
             self.reaped = true;
         }
-        Ok(raw.map(ExitStatus::from_raw))
+        Ok(status)
     }
 
     pub(crate) fn signal(&mut self, signal: i32) -> io::Result<()> {
         if self.reaped {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        self.child.kill(signal).map_err(io_of)
+        self.child.signal(signal).map_err(io_of)
     }
 }
 

@@ -71,6 +71,18 @@ pub enum Error {
         /// The agent's pid.
         pid: i32,
     },
+    /// The operation `op` did not finish within the deadline `after` the
+    /// caller set ([`AgentOptions::start_timeout`](crate::AgentOptions::start_timeout),
+    /// [`AgentOptions::request_timeout`](crate::AgentOptions::request_timeout)).
+    /// Nothing it started is left behind.
+    #[error("nsproxy: {op} timed out after {after:?}")]
+    Timeout {
+        /// The operation: `"agent start"`, `"open_socket"`, `"netlink"`,
+        /// `"spawn"`.
+        op: &'static str,
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// A request was rejected before anything was sent.
     #[error("invalid {what}: {why}")]
     InvalidInput {
@@ -97,6 +109,7 @@ impl Error {
             | Error::Io { source, .. } => source.raw_os_error(),
             Error::Protocol { .. } => Some(libc::EPROTO),
             Error::AgentGone { .. } => Some(libc::ECONNRESET),
+            Error::Timeout { .. } => Some(libc::ETIMEDOUT),
             Error::InvalidInput { .. } => Some(libc::EINVAL),
         }
     }
@@ -116,6 +129,7 @@ impl Error {
             | Error::Io { source, .. } => source.kind(),
             Error::Protocol { .. } => io::ErrorKind::InvalidData,
             Error::AgentGone { .. } => io::ErrorKind::ConnectionReset,
+            Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::InvalidInput { .. } => io::ErrorKind::InvalidInput,
         }
     }

@@ -51,12 +51,15 @@ mod agent;
 mod client;
 mod error;
 mod hook;
+mod pending;
 pub mod proto;
 mod relay;
 mod sys;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Agent, AgentChild, AgentOptions, AgentStdio, SpawnRequest};
+pub use client::{
+    Agent, AgentChild, AgentOptions, AgentStdio, DEFAULT_START_TIMEOUT, SpawnRequest,
+};
 pub use error::{Error, Result};
 pub use relay::RelaySocket;
