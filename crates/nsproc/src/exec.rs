@@ -60,7 +60,7 @@ use crate::{Command, Error, Namespace, Result, cache};
 pub struct ExecAgent {
     agent: Agent,
     netns: NetNs,
-    name: NsName,
+    name: Option<NsName>,
     pub(crate) described: String,
 }
 
@@ -131,9 +131,7 @@ impl ExecAgent {
         resolved: Resolved,
         dir: RunDir,
     ) -> Result<ExecAgent> {
-        let name = ns
-            .name_in(&dir, &resolved.netns)
-            .unwrap_or_else(|| unnamed(&resolved.netns));
+        let name = ns.name_in(&dir, &resolved.netns);
         let opts = AgentOptions::new().exec_mounts(name.clone());
         let agent = Agent::start(&resolved.netns, opts)
             .await
@@ -177,18 +175,20 @@ impl ExecAgent {
     }
 
     /// The name whose `/etc/netns/NAME` files the agent's children see over
-    /// `/etc` (for a namespace without a name, a placeholder
-    /// `nsproc-unnamed-INODE` with no such directory).
+    /// `/etc`; `None` for a namespace without a name (nothing is bound over
+    /// `/etc`).
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # async fn demo(agent: nsproc::ExecAgent) {
-    /// println!("/etc/netns/{}", agent.name());
+    /// if let Some(name) = agent.name() {
+    ///     println!("/etc/netns/{name}");
+    /// }
     /// # }
     /// ```
-    pub fn name(&self) -> &NsName {
-        &self.name
+    pub fn name(&self) -> Option<&NsName> {
+        self.name.as_ref()
     }
 
     /// Whether the agent is still running.
@@ -261,12 +261,6 @@ impl fmt::Debug for ExecAgent {
             .field("name", &self.name)
             .finish()
     }
-}
-
-/// A name for a namespace that has none: `/sys` is still remounted, and no
-/// `/etc/netns` directory is expected to exist for it.
-fn unnamed(ns: &NetNs) -> NsName {
-    NsName::new(format!("nsproc-unnamed-{}", ns.id().ino)).expect("a valid name")
 }
 
 /// A child of the agent.

@@ -38,7 +38,7 @@
 //!
 //! let ns = nsfs::NetNs::open("/run/netns/blue").expect("namespace");
 //! let name = nsfs::NsName::new("blue").expect("name");
-//! let agent = Agent::start(&ns, AgentOptions::new().exec_mounts(name)).await?;
+//! let agent = Agent::start(&ns, AgentOptions::new().exec_mounts(Some(name))).await?;
 //! let mut child = agent
 //!     .spawn(SpawnRequest::new("/bin/ls").arg("/sys/class/net").stdout(AgentStdio::Pipe))
 //!     .await?;

@@ -503,7 +503,10 @@ pub enum Request {
         version: u32,
         /// Whether a user namespace fd follows the netns fd.
         user_ns: bool,
-        /// The namespace name for exec-mode mounts (`/sys`, `/etc/netns/NAME`).
+        /// Exec-mode mounts (`/sys`, and `/etc/netns/NAME` for a name):
+        /// `None` for none, `Some` of the namespace's name, or `Some` of an
+        /// empty name for a namespace without one (no `/etc` binds). On the
+        /// wire, a presence byte 0, 1 (then the name) or 2.
         exec_name: Option<Vec<u8>>,
     },
     /// Open a socket inside the namespace and send it back.
@@ -855,6 +858,7 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<(), P
             w.u32(*version);
             w.u32(if *user_ns { HELLO_USERNS } else { 0 });
             match exec_name {
+                Some(name) if name.is_empty() => w.u8(2),
                 Some(name) => {
                     w.u8(1);
                     w.bytes(name);
@@ -965,10 +969,11 @@ pub fn decode_request(frame: &[u8], fds: usize) -> Result<(u32, Request), ProtoE
                     }
                     Some(name)
                 }
+                2 => Some(Vec::new()),
                 _ => {
                     return Err(ProtoError::Invalid {
                         what: "Hello.exec_name",
-                        why: "presence byte is not 0 or 1",
+                        why: "presence byte is not 0, 1 or 2",
                     });
                 }
             };

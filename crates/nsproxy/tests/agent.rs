@@ -407,7 +407,7 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
         .unwrap();
     assert!(st.success(), "ip link add in the namespace");
 
-    let opts = AgentOptions::new().exec_mounts(named.name.clone());
+    let opts = AgentOptions::new().exec_mounts(Some(named.name.clone()));
     let agent = guard(Agent::start(&named.ns, opts)).await.unwrap();
     let req = SpawnRequest::new("/bin/sh")
         .args(["-c", "ls /sys/class/net; cat /etc/resolv.conf"])
@@ -502,7 +502,7 @@ async fn user_namespace_is_entered() {
             .into();
         let opts = AgentOptions::new()
             .user_namespace(userns)
-            .exec_mounts(NsName::new(format!("nsproxy-userns-{pid}")).unwrap());
+            .exec_mounts(Some(NsName::new(format!("nsproxy-userns-{pid}")).unwrap()));
         let agent = guard(Agent::start(&netns, opts)).await.unwrap();
         let req = SpawnRequest::new("/bin/ls")
             .arg("/sys/class/net")
@@ -645,7 +645,7 @@ async fn helper_spawn_kill_on_drop_and_wait() {
     let ns = anon_ns().await;
     let plain = Agent::start(&ns, AgentOptions::new()).await.unwrap();
     let name = NsName::new("pdeathsig").unwrap();
-    let exec = Agent::start(&ns, AgentOptions::new().exec_mounts(name))
+    let exec = Agent::start(&ns, AgentOptions::new().exec_mounts(Some(name)))
         .await
         .unwrap();
     let a = spawn_sleeper(&plain).await;

@@ -30,13 +30,14 @@ use crate::{Error, Result, sys};
 /// # Examples
 ///
 /// ```
-/// let opts = nsproxy::AgentOptions::new().exec_mounts(nsfs::NsName::new("blue")?);
+/// let opts = nsproxy::AgentOptions::new().exec_mounts(Some(nsfs::NsName::new("blue")?));
 /// # Ok::<(), nsfs::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     pub(super) user_ns: Option<Arc<OwnedFd>>,
-    pub(super) exec_name: Option<NsName>,
+    /// Exec-mode mounts, for this name (if any).
+    pub(super) exec: Option<Option<NsName>>,
     pub(super) start_timeout: Option<Duration>,
     pub(super) request_timeout: Option<Duration>,
 }
@@ -54,7 +55,7 @@ impl AgentOptions {
     pub fn new() -> AgentOptions {
         AgentOptions {
             user_ns: None,
-            exec_name: None,
+            exec: None,
             start_timeout: Some(DEFAULT_START_TIMEOUT),
             request_timeout: None,
         }
@@ -114,17 +115,19 @@ impl AgentOptions {
 
     /// Prepares the agent for running programs the way `ip netns exec NAME`
     /// does: a private mount namespace with `/` a recursive slave, a sysfs of
-    /// the namespace on `/sys` (so `/sys/class/net` lists its devices), and
-    /// every file of `/etc/netns/NAME` bind-mounted over `/etc`.
+    /// the namespace on `/sys` (so `/sys/class/net` lists its devices), and,
+    /// for a `name`, every file of `/etc/netns/NAME` bind-mounted over
+    /// `/etc`. A namespace without a name (`None`) gets the first two.
     ///
     /// # Examples
     ///
     /// ```
-    /// let opts = nsproxy::AgentOptions::new().exec_mounts(nsfs::NsName::new("blue")?);
+    /// let opts = nsproxy::AgentOptions::new().exec_mounts(Some(nsfs::NsName::new("blue")?));
+    /// let anonymous = nsproxy::AgentOptions::new().exec_mounts(None);
     /// # Ok::<(), nsfs::Error>(())
     /// ```
-    pub fn exec_mounts(mut self, name: NsName) -> AgentOptions {
-        self.exec_name = Some(name);
+    pub fn exec_mounts(mut self, name: Option<NsName>) -> AgentOptions {
+        self.exec = Some(name);
         self
     }
 }
@@ -369,10 +372,10 @@ impl Agent {
         let hello = Request::Hello {
             version: proto::VERSION,
             user_ns: opts.user_ns.is_some(),
-            exec_name: opts
-                .exec_name
-                .as_ref()
-                .map(|n| n.as_str().as_bytes().to_vec()),
+            exec_name: opts.exec.as_ref().map(|name| {
+                name.as_ref()
+                    .map_or_else(Vec::new, |n| n.as_str().as_bytes().to_vec())
+            }),
         };
         let mut buf = Vec::new();
         proto::encode_request(HELLO_ID, &hello, &mut buf)?;
@@ -409,7 +412,7 @@ impl Agent {
 /// What the spans call the namespace: the `ip netns exec` name, else the
 /// path it was opened from.
 fn label(ns: &NetNs, opts: &AgentOptions) -> Option<Arc<str>> {
-    match (&opts.exec_name, ns.path()) {
+    match (opts.exec.as_ref().and_then(Option::as_ref), ns.path()) {
         (Some(name), _) => Some(name.as_str().into()),
         (None, Some(path)) => Some(path.display().to_string().into()),
         (None, None) => None,
