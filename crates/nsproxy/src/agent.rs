@@ -381,7 +381,10 @@ impl Agent {
                             // port), so that request fails and the
                             // connection goes on.
                             let mut answer = Vec::with_capacity(64);
-                            proto::truncated_answer(&nlbuf[proto::RELAY_HEADER_LEN..], &mut answer);
+                            crate::netlink::truncated_answer(
+                                &nlbuf[proto::RELAY_HEADER_LEN..],
+                                &mut answer,
+                            );
                             let mut header = Vec::with_capacity(proto::RELAY_HEADER_LEN);
                             proto::encode_relay_header(0, 0, &mut header);
                             nlbuf[..proto::RELAY_HEADER_LEN].copy_from_slice(&header);

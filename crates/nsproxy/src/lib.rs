@@ -51,6 +51,7 @@ mod agent;
 mod client;
 mod error;
 mod hook;
+pub mod netlink;
 mod pending;
 pub mod proto;
 mod relay;
