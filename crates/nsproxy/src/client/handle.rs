@@ -253,7 +253,7 @@ impl Agent {
 
     /// Runs a program inside the namespace, in the agent (and in its mount
     /// namespace if the agent was started with
-    /// [`exec_mounts`](AgentOptions::exec_mounts)).
+    /// [`exec_mounts`](crate::AgentOptions::exec_mounts)).
     ///
     /// Returns once the program runs (or failed to start), with its pid,
     /// pidfd and the client ends of the pipes asked for. Its exit status
