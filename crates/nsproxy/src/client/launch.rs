@@ -308,6 +308,13 @@ impl Agent {
     /// # Errors
     ///
     /// [`Error::Start`] if the process could not be started or registered,
+    /// or at once, with step `"secure mode (AT_SECURE)"` and `EPERM`, in a process
+    /// running with `AT_SECURE` (setuid, setgid or file capabilities, gained
+    /// from the executable by an unprivileged caller): the agent, which is
+    /// this executable again, refuses to run as such, so that no caller can
+    /// use the executable's privilege through it. Give such a program its
+    /// capabilities as ambient capabilities (a service manager's
+    /// `AmbientCapabilities=`, `setpriv --ambient-caps`) instead;
     /// [`Error::Remote`] if it could not enter a namespace or set up the
     /// mounts (the step says which), [`Error::AgentGone`] if it died during
     /// the handshake (for example, the init hook was not linked into this
@@ -331,6 +338,11 @@ impl Agent {
     pub async fn start(ns: &NetNs, opts: AgentOptions) -> Result<Agent> {
         let span = start_span(ns, &opts);
         let start = async {
+            if sys::secure_mode() {
+                // The agent would refuse (see the init hook): say why now.
+                let source = io::Error::from_raw_os_error(libc::EPERM);
+                return Err(start_err("secure mode (AT_SECURE)")(source));
+            }
             let (ours, theirs) = frame_pair().map_err(start_err("socketpair"))?;
             let exec = nsfs::Executor::global().map_err(|e| start_err("executor")(e.into()))?;
             let ppid = std::process::id();
