@@ -212,7 +212,7 @@ impl ReadAhead {
                     if size > big.len() {
                         // Larger than any dump datagram: answer its request
                         // with EMSGSIZE rather than hand over part of it.
-                        nsproxy::proto::truncated_answer(&big, &mut data);
+                        nsproxy::netlink::truncated_answer(&big, &mut data);
                     } else {
                         data.extend_from_slice(&big);
                     }
@@ -328,7 +328,7 @@ mod tests {
         head[8..12].copy_from_slice(&77u32.to_ne_bytes());
         head[12..16].copy_from_slice(&4242u32.to_ne_bytes());
         let mut out = vec![1, 2, 3];
-        nsproxy::proto::truncated_answer(&head, &mut out);
+        nsproxy::netlink::truncated_answer(&head, &mut out);
         use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::RouteNetlinkMessage;
         let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&out).unwrap();

@@ -12,7 +12,6 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use nsfs::{NetNs, NsName, RunDir};
@@ -62,7 +61,7 @@ use crate::{Command, Error, Result, Target, cache, trace};
 pub struct ExecAgent {
     agent: Agent,
     netns: NetNs,
-    name: NsName,
+    name: Option<NsName>,
     pub(crate) described: String,
 }
 
@@ -137,8 +136,7 @@ impl ExecAgent {
         resolved: Resolved,
         dir: RunDir,
     ) -> Result<ExecAgent> {
-        let name = namespace::name_in(&ns, &dir, &resolved.netns)
-            .unwrap_or_else(|| unnamed(&resolved.netns));
+        let name = namespace::name_in(&ns, &dir, &resolved.netns);
         let opts = AgentOptions::new().exec_mounts(name.clone());
         let agent = Agent::start(&resolved.netns, opts)
             .await
@@ -182,18 +180,20 @@ impl ExecAgent {
     }
 
     /// The name whose `/etc/netns/NAME` files the agent's children see over
-    /// `/etc` (for a namespace without a name, a placeholder
-    /// `nsproc-unnamed-INODE` with no such directory).
+    /// `/etc`; `None` for a namespace without a name (nothing is bound over
+    /// `/etc`).
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # async fn demo(agent: nsproc::ExecAgent) {
-    /// println!("/etc/netns/{}", agent.name());
+    /// if let Some(name) = agent.name() {
+    ///     println!("/etc/netns/{name}");
+    /// }
     /// # }
     /// ```
-    pub fn name(&self) -> &NsName {
-        &self.name
+    pub fn name(&self) -> Option<&NsName> {
+        self.name.as_ref()
     }
 
     /// Whether the agent is still running.
@@ -257,12 +257,10 @@ impl ExecAgent {
     async fn close_inner(self) -> Result<ExitStatus> {
         let pid = self.agent.pid();
         let ns = self.described.clone();
-        let raw = self
-            .agent
+        self.agent
             .close()
             .await
-            .map_err(|source| Error::Close { pid, ns, source })?;
-        Ok(ExitStatus::from_raw(raw))
+            .map_err(|source| Error::Close { pid, ns, source })
     }
 }
 
@@ -274,12 +272,6 @@ impl fmt::Debug for ExecAgent {
             .field("name", &self.name)
             .finish()
     }
-}
-
-/// A name for a namespace that has none: `/sys` is still remounted, and no
-/// `/etc/netns` directory is expected to exist for it.
-fn unnamed(ns: &NetNs) -> NsName {
-    NsName::new(format!("nsproc-unnamed-{}", ns.id().ino)).expect("a valid name")
 }
 
 /// A child of the agent.
@@ -313,17 +305,17 @@ impl AgentChild {
     }
 
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let raw = self.child.wait().await.map_err(io_of)?;
+        let status = self.child.wait().await.map_err(io_of)?;
         self.reaped = true;
-        Ok(ExitStatus::from_raw(raw))
+        Ok(status)
     }
 
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let raw = self.child.try_wait().map_err(io_of)?;
-        if raw.is_some() {
+        let status = self.child.try_wait().map_err(io_of)?;
+        if status.is_some() {
             self.reaped = true;
         }
-        Ok(raw.map(ExitStatus::from_raw))
+        Ok(status)
     }
 
     pub(crate) fn pidfd(&self) -> io::Result<std::os::fd::OwnedFd> {
@@ -334,7 +326,7 @@ impl AgentChild {
         if self.reaped {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        self.child.kill(signal).map_err(io_of)
+        self.child.signal(signal).map_err(io_of)
     }
 }
 

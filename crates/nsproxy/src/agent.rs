@@ -194,7 +194,8 @@ impl Agent {
         if let Some(name) = exec_name {
             // The client sends an `NsName`; anything else (a `/`, `..`) must
             // not reach outside /etc/netns.
-            let valid = std::str::from_utf8(&name).is_ok_and(|s| nsfs::NsName::new(s).is_ok());
+            let valid = name.is_empty()
+                || std::str::from_utf8(&name).is_ok_and(|s| nsfs::NsName::new(s).is_ok());
             if !valid {
                 let e = proto::ProtoError::Invalid {
                     what: "exec name",
@@ -380,7 +381,10 @@ impl Agent {
                             // port), so that request fails and the
                             // connection goes on.
                             let mut answer = Vec::with_capacity(64);
-                            proto::truncated_answer(&nlbuf[proto::RELAY_HEADER_LEN..], &mut answer);
+                            crate::netlink::truncated_answer(
+                                &nlbuf[proto::RELAY_HEADER_LEN..],
+                                &mut answer,
+                            );
                             let mut header = Vec::with_capacity(proto::RELAY_HEADER_LEN);
                             proto::encode_relay_header(0, 0, &mut header);
                             nlbuf[..proto::RELAY_HEADER_LEN].copy_from_slice(&header);
@@ -538,9 +542,14 @@ fn pollfd(fd: BorrowedFd<'_>, events: i16) -> libc::pollfd {
 /// `ip netns exec`'s mount setup (iproute2 `netns_switch` and `bind_etc`):
 /// a private mount namespace with / a recursive slave, a sysfs of this
 /// network namespace on /sys, and each file of /etc/netns/NAME bound over
-/// /etc/FILE.
+/// /etc/FILE (none for an empty name: a namespace without a name).
 fn exec_mounts(name: &[u8]) -> Result<(), (Step, io::Error, String)> {
     let name_os = OsStr::from_bytes(name);
+    let source = if name.is_empty() {
+        OsStr::new("sysfs")
+    } else {
+        name_os
+    };
     let fail = |step, e: nix::Error, detail: &str| (step, io::Error::from(e), detail.to_string());
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| fail(Step::UnshareMount, e, ""))?;
     mount(
@@ -559,8 +568,11 @@ fn exec_mounts(name: &[u8]) -> Result<(), (Step, io::Error, String)> {
         flags |= MsFlags::MS_RDONLY;
     }
     let _ = umount2("/sys", MntFlags::MNT_DETACH);
-    mount(Some(name_os), "/sys", Some("sysfs"), flags, None::<&str>)
+    mount(Some(source), "/sys", Some("sysfs"), flags, None::<&str>)
         .map_err(|e| fail(Step::MountSys, e, "/sys"))?;
+    if name.is_empty() {
+        return Ok(());
+    }
     let dir = Path::new("/etc/netns").join(name_os);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(());

@@ -8,7 +8,9 @@ use crate::proto::{ProtoError, Step};
 ///
 /// Every variant names the operation that failed. Where the kernel said no,
 /// in this process or in the agent, the errno stays queryable through
-/// [`Error::raw_os_error`] and [`Error::kind`].
+/// [`Error::raw_os_error`] and [`Error::kind`]. A variant with a source does
+/// not repeat it in its message: an error reporter walks
+/// [`std::error::Error::source`] and prints each cause once.
 ///
 /// # Examples
 ///
@@ -21,12 +23,13 @@ use crate::proto::{ProtoError, Step};
 /// };
 /// assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
 /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// assert_eq!(err.to_string(), "nsproxy agent: exec \"/no/such/program\" failed");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Starting the agent process failed at `step` (nothing is left running).
-    #[error("cannot start the nsproxy agent: {step}: {source}")]
+    #[error("cannot start the nsproxy agent: {step}")]
     Start {
         /// The step (for example `"spawn"`, `"handshake"`).
         step: &'static str,
@@ -45,7 +48,7 @@ pub enum Error {
     },
     /// The agent tried and the kernel said no: `step` failed with the errno
     /// in `source`.
-    #[error("nsproxy agent: {step} {detail:?}: {source}")]
+    #[error("nsproxy agent: {step} {detail:?} failed")]
     Remote {
         /// The step that failed in the agent.
         step: Step,
@@ -56,7 +59,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A local operation on the agent's sockets or fds failed.
-    #[error("nsproxy: {op}: {source}")]
+    #[error("nsproxy: {op} failed")]
     Io {
         /// The operation (for example `"send request"`).
         op: &'static str,
@@ -70,6 +73,18 @@ pub enum Error {
     AgentGone {
         /// The agent's pid.
         pid: i32,
+    },
+    /// The operation `op` did not finish within the deadline `after` the
+    /// caller set ([`AgentOptions::start_timeout`](crate::AgentOptions::start_timeout),
+    /// [`AgentOptions::request_timeout`](crate::AgentOptions::request_timeout)).
+    /// Nothing it started is left behind.
+    #[error("nsproxy: {op} timed out after {after:?}")]
+    Timeout {
+        /// The operation: `"agent start"`, `"open_socket"`, `"netlink"`,
+        /// `"spawn"`.
+        op: &'static str,
+        /// The deadline.
+        after: std::time::Duration,
     },
     /// A request was rejected before anything was sent.
     #[error("invalid {what}: {why}")]
@@ -97,6 +112,7 @@ impl Error {
             | Error::Io { source, .. } => source.raw_os_error(),
             Error::Protocol { .. } => Some(libc::EPROTO),
             Error::AgentGone { .. } => Some(libc::ECONNRESET),
+            Error::Timeout { .. } => Some(libc::ETIMEDOUT),
             Error::InvalidInput { .. } => Some(libc::EINVAL),
         }
     }
@@ -116,6 +132,7 @@ impl Error {
             | Error::Io { source, .. } => source.kind(),
             Error::Protocol { .. } => io::ErrorKind::InvalidData,
             Error::AgentGone { .. } => io::ErrorKind::ConnectionReset,
+            Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::InvalidInput { .. } => io::ErrorKind::InvalidInput,
         }
     }
@@ -147,3 +164,38 @@ impl From<Error> for io::Error {
 /// assert!(check().is_ok());
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the Display of a variant with a source printed the
+    /// source too, so every error reporter printed the errno twice.
+    #[test]
+    fn display_says_each_cause_once() {
+        let source = || io::Error::from_raw_os_error(libc::EMFILE);
+        let errors = [
+            Error::Start {
+                step: "spawn",
+                source: source(),
+            },
+            Error::Remote {
+                step: Step::Socket,
+                detail: String::new(),
+                source: source(),
+            },
+            Error::Io {
+                op: "send request",
+                source: source(),
+            },
+        ];
+        let errno_text = source().to_string();
+        for err in errors {
+            let shown = err.to_string();
+            assert!(!shown.contains(&errno_text), "{shown:?} repeats its source");
+            let source = std::error::Error::source(&err).expect("a source");
+            assert_eq!(source.to_string(), errno_text);
+            assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
+        }
+    }
+}

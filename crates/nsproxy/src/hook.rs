@@ -18,7 +18,11 @@
 //!   code, before reading anything from its control socket. Otherwise an
 //!   unprivileged user could start it as an agent and use its privilege
 //!   through the protocol. An agent thus only ever runs with its caller's own
-//!   credentials, and can do nothing its caller could not do.
+//!   credentials, and can do nothing its caller could not do. The other side
+//!   of this: an application that itself runs with `AT_SECURE` gets no agent
+//!   (`Agent::start` fails at once, saying so); one that needs capabilities
+//!   without root gets them as ambient capabilities, which set no
+//!   `AT_SECURE`.
 //! - **Environment**: the marker must carry this build's protocol version
 //!   (else the agent exits at once); the parent-pid variable is a liveness
 //!   check, not a credential. The environment passes to no program the agent

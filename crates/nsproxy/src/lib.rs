@@ -38,7 +38,7 @@
 //!
 //! let ns = nsfs::NetNs::open("/run/netns/blue").expect("namespace");
 //! let name = nsfs::NsName::new("blue").expect("name");
-//! let agent = Agent::start(&ns, AgentOptions::new().exec_mounts(name)).await?;
+//! let agent = Agent::start(&ns, AgentOptions::new().exec_mounts(Some(name))).await?;
 //! let mut child = agent
 //!     .spawn(SpawnRequest::new("/bin/ls").arg("/sys/class/net").stdout(AgentStdio::Pipe))
 //!     .await?;
@@ -51,12 +51,16 @@ mod agent;
 mod client;
 mod error;
 mod hook;
+pub mod netlink;
+mod pending;
 pub mod proto;
 mod relay;
 mod sys;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Agent, AgentChild, AgentOptions, AgentStdio, SpawnRequest};
+pub use client::{
+    Agent, AgentChild, AgentOptions, AgentStdio, DEFAULT_START_TIMEOUT, SpawnRequest,
+};
 pub use error::{Error, Result};
 pub use relay::RelaySocket;

@@ -350,8 +350,7 @@ pub(crate) fn agent_setup(expected_ppid: i32) -> io::Result<Option<OwnedFd>> {
     }
     // Close every inherited fd above stdio, then move the control socket off
     // stdin to a close-on-exec fd so that programs we spawn never hold it.
-    // SAFETY: closes fds nothing in this process owns yet (we run before main).
-    cvt(unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) })?;
+    close_from(3)?;
     // SAFETY: fcntl on fd 0 with integer arguments.
     let ctl = owned(unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) } as libc::c_long)?;
     // SAFETY: a NUL-terminated path literal.
@@ -389,6 +388,42 @@ pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
             Ok(())
         })
     };
+}
+
+/// Closes every fd from `first` up: `close_range` (Linux 5.9), or on a
+/// kernel without it (`ENOSYS`, Linux 5.8) one by one up to the fd limit.
+/// For the agent before `main`: nothing in the process owns those fds yet.
+fn close_from(first: u32) -> io::Result<()> {
+    // SAFETY: closes fds nothing in this process owns (see above).
+    match cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            close_each(first, fd_limit());
+            Ok(())
+        }
+        other => other.map(drop),
+    }
+}
+
+/// An end for the fds to close: the larger `RLIMIT_NOFILE` limit (an fd can
+/// sit above a soft limit lowered after it was opened), capped at 2^20 (the
+/// kernel's default `nr_open`, the most any process can have).
+fn fd_limit() -> u32 {
+    // SAFETY: rlimit is plain old data; getrlimit fills it.
+    let mut lim: libc::rlimit = unsafe { mem::zeroed() };
+    // SAFETY: lim is a valid out-parameter.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1 << 20;
+    }
+    lim.rlim_cur.max(lim.rlim_max).min(1 << 20) as u32
+}
+
+/// Closes fds `first..end` one by one (`EBADF` for the unused ones is
+/// expected). Raw syscalls only, no allocation: async-signal-safe.
+fn close_each(first: u32, end: u32) {
+    for fd in first..end {
+        // SAFETY: see `close_from`; a closed fd gives EBADF, ignored.
+        unsafe { libc::close(fd as RawFd) };
+    }
 }
 
 /// `getenv` before `main` (std's environment is not set up yet).
@@ -439,4 +474,33 @@ pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Owned
     // SAFETY: an OwnedFd is open, and stays open and the same fd for its whole
     // life inside the AsyncFd (we never swap it out).
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `close_range` fallback (which this kernel never needs: it runs on
+    /// `ENOSYS`, Linux 5.8) closes every fd of its range and nothing else.
+    #[test]
+    fn close_each_closes_the_range_only() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // Fds far above anything the test harness uses.
+        let base = 5000;
+        let mut fds = Vec::new();
+        for target in [base, base + 7, base + 63, base + 64] {
+            // SAFETY: F_DUPFD_CLOEXEC of an open fd onto a free slot >= target.
+            let fd = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, target) };
+            assert_eq!(fd, target, "{}", io::Error::last_os_error());
+            fds.push(fd);
+        }
+        close_each(base as u32, (base + 64) as u32);
+        // SAFETY: F_GETFD only queries.
+        let open = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        assert!(!open(base) && !open(base + 7) && !open(base + 63));
+        assert!(open(base + 64), "the end of the range is left open");
+        // SAFETY: ours, opened above and not closed by the range.
+        unsafe { libc::close(base + 64) };
+        assert!(fd_limit() > 3);
+    }
 }

@@ -269,11 +269,131 @@ impl Raw {
     }
 }
 
-/// Regression: `Agent::start` waited for the handshake's answer forever; a
-/// process that takes the Hello and never answers now fails the start with a
-/// timeout instead of hanging it.
+/// A fake agent: the other endpoint of a real socketpair, speaking the
+/// framed protocol from a thread. It answers the Hello with `ready`, then
+/// each request with what `answer` makes of it, until end of file.
+fn fake_agent(
+    ready: Reply,
+    answer: impl Fn(u32, &Request) -> Reply + Send + 'static,
+) -> (OwnedFd, std::thread::JoinHandle<()>) {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let peer = std::thread::spawn(move || {
+        let mut buf = vec![0; MAX_FRAME + 1];
+        let mut out = Vec::new();
+        let mut first = true;
+        loop {
+            let Ok(got) = sys::recv_frame(theirs.as_fd(), &mut buf, false) else {
+                return;
+            };
+            if got.len == 0 && got.fds.is_empty() {
+                return;
+            }
+            let (id, req) = proto::decode_request(&buf[..got.len], got.fds.len()).unwrap();
+            let reply = if first {
+                ready.clone()
+            } else {
+                answer(id, &req)
+            };
+            first = false;
+            proto::encode_reply(id, &reply, &mut out).unwrap();
+            if sys::send_frame(theirs.as_fd(), &out, &[], false).is_err() {
+                return;
+            }
+        }
+    });
+    (ours, peer)
+}
+
+fn ready() -> Reply {
+    Reply::Ready {
+        version: proto::VERSION,
+        pid: 4242,
+    }
+}
+
+async fn connect(ctl: OwnedFd) -> crate::Result<crate::Agent> {
+    let ns = nsfs::NetNs::current_thread().unwrap();
+    let reaper = crate::client::Reaper { pidfd: None };
+    crate::Agent::handshake(&ns, &crate::AgentOptions::new(), ctl, 4242, reaper).await
+}
+
+async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(20), f)
+        .await
+        .expect("hang guard: the request never finished")
+}
+
+/// Regression: an `Exited` answering an `OpenSocket` was routed to the exit
+/// watchers and left the request pending forever. A reply of the wrong kind
+/// is now a protocol error: it fails the request and closes the connection
+/// (the peer cannot be trusted any more), failing what comes after too.
 #[tokio::test]
-async fn a_silent_agent_times_out_the_handshake() {
+async fn a_reply_of_the_wrong_kind_fails_the_request_and_the_connection() {
+    let (ctl, peer) = fake_agent(ready(), |_, _| Reply::Exited { pid: 1, status: 0 });
+    let agent = connect(ctl).await.unwrap();
+    let err = guard(agent.open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
+        .await
+        .unwrap_err();
+    match &err {
+        crate::Error::Protocol { expected, got } => {
+            assert!(expected.starts_with("Socket or Failed"), "{err}");
+            assert!(got.starts_with("Exited"), "{err}");
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert!(!agent.is_alive(), "the connection is closed");
+    let again = guard(agent.spawn(crate::SpawnRequest::new("/bin/true")))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, crate::Error::Protocol { .. }), "{again}");
+    drop(agent);
+    peer.join().unwrap();
+
+    // Another wrong kind for another verb: a Ready answering a Spawn.
+    let (ctl, peer) = fake_agent(ready(), |_, _| ready());
+    let agent = connect(ctl).await.unwrap();
+    let err = guard(agent.spawn(crate::SpawnRequest::new("/bin/true")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Spawned or Failed"), "{err}");
+    assert_eq!(err.raw_os_error(), Some(libc::EPROTO));
+    drop(agent);
+    peer.join().unwrap();
+}
+
+/// Regression: a `Ready` of another protocol version was reported as
+/// "expected Ready, got Ready"; the error now names both versions.
+#[tokio::test]
+async fn a_version_mismatch_names_both_versions() {
+    let other = proto::VERSION + 1;
+    let (ctl, peer) = fake_agent(
+        Reply::Ready {
+            version: other,
+            pid: 1,
+        },
+        |_, _| unreachable!("no request after a failed handshake"),
+    );
+    let err = guard(connect(ctl)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, crate::Error::Protocol { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("protocol version {}", proto::VERSION))
+            && msg.contains(&format!("version {other}")),
+        "{msg}"
+    );
+    peer.join().unwrap();
+}
+
+/// A process that takes the Hello and never answers fails the start with a
+/// timeout (the start deadline) instead of hanging it.
+#[tokio::test]
+async fn a_silent_agent_times_out_the_start() {
     let (ours, silent) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -281,31 +401,23 @@ async fn a_silent_agent_times_out_the_handshake() {
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
     )
     .unwrap();
-    let ctl = sys::async_fd(ours).unwrap();
-    let mut hello = Vec::new();
-    let req = Request::Hello {
-        version: proto::VERSION,
-        user_ns: false,
-        exec_name: None,
-    };
-    proto::encode_request(1, &req, &mut hello).unwrap();
-    let ns = nsfs::NetNs::current_thread().unwrap();
-    let mut rbuf = vec![0; MAX_FRAME + 1];
     let within = std::time::Duration::from_millis(50);
-    let shook = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        crate::client::handshake(&ctl, 1234, &hello, &[ns.as_fd()], &mut rbuf, within),
-    )
-    .await
-    .expect("hang guard: the handshake never gave up");
+    let shook = guard(crate::client::within(
+        Some(within),
+        "agent start",
+        connect(ours),
+    ))
+    .await;
     match shook {
-        Err(crate::Error::Start { step, source }) => {
-            assert_eq!(step, "handshake");
-            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        Err(crate::Error::Timeout { op, after }) => {
+            assert_eq!((op, after), ("agent start", within));
         }
-        other => panic!("expected a handshake timeout, got {other:?}"),
+        other => panic!("expected a start timeout, got {other:?}"),
     }
-    // The Hello did go out, with its fd.
+    // The Hello did go out, with its fd; then the connection was closed.
+    let mut rbuf = vec![0; MAX_FRAME + 1];
     let got = sys::recv_frame(silent.as_fd(), &mut rbuf, true).unwrap();
-    assert_eq!((got.len, got.fds.len()), (hello.len(), 1));
+    assert_eq!(got.fds.len(), 1);
+    let eof = sys::recv_frame(silent.as_fd(), &mut rbuf, true).unwrap();
+    assert_eq!((eof.len, eof.fds.len()), (0, 0));
 }

@@ -9,7 +9,6 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use nsfs::{NetNs, NsName, OpenMode, RunDir};
@@ -148,7 +147,7 @@ async fn start_enters_namespace_and_close_reaps() {
         "this process ignores SIGPIPE"
     );
     let status = guard(agent.close()).await.unwrap();
-    assert_eq!(status, 0, "clean exit on end of file");
+    assert!(status.success(), "clean exit on end of file");
     assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
 }
 
@@ -197,7 +196,7 @@ async fn open_socket_belongs_to_the_namespace() {
     guard(agent.open_socket(libc::AF_INET6, libc::SOCK_STREAM, 0))
         .await
         .unwrap();
-    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+    assert!(guard(agent.close()).await.unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,11 +225,11 @@ async fn spawn_with_pipes_and_exit_status() {
     assert_eq!(out, "got hello in /tmp bar\n");
     assert_eq!(err, "oops\n");
     let status = guard(child.wait()).await.unwrap();
-    assert_eq!(ExitStatus::from_raw(status).code(), Some(3));
+    assert_eq!(status.code(), Some(3));
     // wait is repeatable.
     assert_eq!(guard(child.wait()).await.unwrap(), status);
     drop(child);
-    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+    assert!(guard(agent.close()).await.unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +245,7 @@ async fn spawn_with_fd_stdio_arg0_and_process_group() {
     let mut child = guard(agent.spawn(req)).await.unwrap();
     let out = read_all(r);
     let status = guard(child.wait()).await.unwrap();
-    assert!(ExitStatus::from_raw(status).success());
+    assert!(status.success());
     let fields: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(fields[0], "custom-name");
     // Process group 0: a new group led by the child (pgid == pid of the shell;
@@ -294,7 +293,7 @@ async fn spawn_missing_or_non_executable_fails_promptly() {
     let mut child = guard(agent.spawn(SpawnRequest::new("/bin/true")))
         .await
         .unwrap();
-    assert_eq!(guard(child.wait()).await.unwrap(), 0);
+    assert!(guard(child.wait()).await.unwrap().success());
     drop(child);
     guard(agent.close()).await.unwrap();
 }
@@ -307,10 +306,10 @@ async fn kill_through_pidfd_and_kill_on_drop() {
         .await
         .unwrap();
     assert_eq!(child.try_wait().unwrap(), None);
-    child.kill(libc::SIGTERM).unwrap();
+    child.signal(libc::SIGTERM).unwrap();
     let status = guard(child.wait()).await.unwrap();
-    assert_eq!(ExitStatus::from_raw(status).signal(), Some(libc::SIGTERM));
-    let err = child.kill(libc::SIGTERM).unwrap_err();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    let err = child.signal(libc::SIGTERM).unwrap_err();
     assert_eq!(
         err.raw_os_error(),
         Some(libc::ESRCH),
@@ -408,14 +407,14 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
         .unwrap();
     assert!(st.success(), "ip link add in the namespace");
 
-    let opts = AgentOptions::new().exec_mounts(named.name.clone());
+    let opts = AgentOptions::new().exec_mounts(Some(named.name.clone()));
     let agent = guard(Agent::start(&named.ns, opts)).await.unwrap();
     let req = SpawnRequest::new("/bin/sh")
         .args(["-c", "ls /sys/class/net; cat /etc/resolv.conf"])
         .stdout(AgentStdio::Pipe);
     let mut child = guard(agent.spawn(req)).await.unwrap();
     let out = read_all(child.take_stdout().unwrap());
-    assert_eq!(guard(child.wait()).await.unwrap(), 0);
+    assert!(guard(child.wait()).await.unwrap().success());
     let mut lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.pop(), Some("nameserver 192.0.2.53"), "{out}");
     lines.sort();
@@ -439,7 +438,7 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
         .arg(format!("/sys/class/net/{link}"))
         .stderr(AgentStdio::Null);
     let mut child = guard(agent.spawn(req)).await.unwrap();
-    assert_ne!(guard(child.wait()).await.unwrap(), 0);
+    assert!(!guard(child.wait()).await.unwrap().success());
     drop(child);
     guard(agent.close()).await.unwrap();
 }
@@ -489,7 +488,7 @@ async fn user_namespace_is_entered() {
             .stdout(AgentStdio::Pipe);
         let mut child = guard(agent.spawn(req)).await.unwrap();
         let out = read_all(child.take_stdout().unwrap());
-        assert_eq!(guard(child.wait()).await.unwrap(), 0);
+        assert!(guard(child.wait()).await.unwrap().success());
         assert_eq!(out.trim(), "0");
         guard(agent.open_socket(libc::AF_NETLINK, libc::SOCK_RAW, 0))
             .await
@@ -503,14 +502,14 @@ async fn user_namespace_is_entered() {
             .into();
         let opts = AgentOptions::new()
             .user_namespace(userns)
-            .exec_mounts(NsName::new(format!("nsproxy-userns-{pid}")).unwrap());
+            .exec_mounts(Some(NsName::new(format!("nsproxy-userns-{pid}")).unwrap()));
         let agent = guard(Agent::start(&netns, opts)).await.unwrap();
         let req = SpawnRequest::new("/bin/ls")
             .arg("/sys/class/net")
             .stdout(AgentStdio::Pipe);
         let mut child = guard(agent.spawn(req)).await.unwrap();
         let out = read_all(child.take_stdout().unwrap());
-        assert_eq!(guard(child.wait()).await.unwrap(), 0);
+        assert!(guard(child.wait()).await.unwrap().success());
         assert_eq!(
             out, "lo\n",
             "the user namespace's network namespace has only lo"
@@ -548,7 +547,7 @@ async fn agent_killed_mid_request_fails_pending_and_a_new_agent_works() {
     assert!(matches!(err, Error::AgentGone { .. }), "{err}");
     assert!(!agent.is_alive());
     let status = guard(agent.close()).await.unwrap();
-    assert_eq!(ExitStatus::from_raw(status).signal(), Some(libc::SIGKILL));
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
     // The orphaned program was not killed (the agent could not), clean it up.
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(sleeper),
@@ -646,7 +645,7 @@ async fn helper_spawn_kill_on_drop_and_wait() {
     let ns = anon_ns().await;
     let plain = Agent::start(&ns, AgentOptions::new()).await.unwrap();
     let name = NsName::new("pdeathsig").unwrap();
-    let exec = Agent::start(&ns, AgentOptions::new().exec_mounts(name))
+    let exec = Agent::start(&ns, AgentOptions::new().exec_mounts(Some(name)))
         .await
         .unwrap();
     let a = spawn_sleeper(&plain).await;
@@ -746,7 +745,7 @@ async fn helper_start_spawn_close() {
     let ns = anon_ns().await;
     let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
     let mut child = agent.spawn(SpawnRequest::new("/bin/true")).await.unwrap();
-    assert_eq!(child.wait().await.unwrap(), 0);
+    assert!(child.wait().await.unwrap().success());
     drop(child);
     agent.close().await.unwrap();
 }
@@ -804,9 +803,9 @@ async fn a_frame_near_max_frame_goes_through() {
         .args([&big, &big]);
     let mut child = guard(agent.spawn(req)).await.unwrap();
     let status = guard(child.wait()).await.unwrap();
-    assert_eq!(ExitStatus::from_raw(status).code(), Some(7));
+    assert_eq!(status.code(), Some(7));
     drop(child);
-    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+    assert!(guard(agent.close()).await.unwrap().success());
 }
 
 /// The pids of `pid`'s children.
@@ -856,5 +855,5 @@ async fn a_dropped_kill_on_drop_spawn_kills_its_program() {
         }
     }
     assert!(agent.is_alive());
-    assert_eq!(guard(agent.close()).await.unwrap(), 0);
+    assert!(guard(agent.close()).await.unwrap().success());
 }

@@ -45,6 +45,30 @@ fn require(tool: &str) {
     assert!(found, "this test needs `{tool}`: run scripts/setup");
 }
 
+/// A copy of this test binary with file capabilities, in a temporary
+/// directory uid 65534 can enter.
+fn privileged_copy() -> (TempDir, PathBuf) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (setcap, setpriv): run it as root"
+    );
+    require("setcap");
+    require("setpriv");
+    let dir = TempDir::new();
+    let bin = dir.0.join("privileged-cli");
+    std::fs::copy(std::env::current_exe().unwrap(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    setcap(&bin);
+    (dir, bin)
+}
+
+/// `setpriv` as uid/gid 65534, no groups: it execs what follows in place.
+fn as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    cmd
+}
+
 fn setcap(file: &Path) {
     let status = Command::new("setcap")
         .arg("cap_sys_admin,cap_net_admin+ep")
@@ -61,18 +85,7 @@ fn setcap(file: &Path) {
 /// refuses: a message, a non-zero exit, and no answer to the handshake.
 #[test]
 fn a_binary_with_file_capabilities_refuses_agent_mode() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (setcap, setpriv): run it as root"
-    );
-    require("setcap");
-    require("setpriv");
-    let dir = TempDir::new();
-    let bin = dir.0.join("privileged-cli");
-    std::fs::copy(std::env::current_exe().unwrap(), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    setcap(&bin);
-
+    let (_dir, bin) = privileged_copy();
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -81,8 +94,7 @@ fn a_binary_with_file_capabilities_refuses_agent_mode() {
     )
     .unwrap();
     // setpriv execs the binary in place: its parent is this process.
-    let mut agent = Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+    let mut agent = as_nobody()
         .arg(&bin)
         .arg("--nsproxy-agent")
         .env_clear()
@@ -160,5 +172,48 @@ fn a_binary_with_file_capabilities_refuses_agent_mode() {
     assert!(
         stderr.contains("refusing agent mode") && stderr.contains("AT_SECURE"),
         "it says why: {stderr:?}"
+    );
+}
+
+/// Run by `a_privileged_application_is_told_why_it_gets_no_agent`, as uid
+/// 65534 in a copy of this binary with file capabilities.
+#[tokio::test]
+#[ignore = "helper process of a_privileged_application_is_told_why_it_gets_no_agent"]
+async fn helper_start_in_secure_mode() {
+    let ns = nsfs::NetNs::current_thread().unwrap();
+    let err = nsproxy::Agent::start(&ns, nsproxy::AgentOptions::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nsproxy::Error::Start { step, .. } if step.contains("AT_SECURE")),
+        "{err:?}"
+    );
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    println!("REFUSED: {err}");
+}
+
+/// An application running with file capabilities cannot have agents (they
+/// are the same executable, which refuses agent mode under `AT_SECURE`):
+/// `Agent::start` says so at once with a typed error, rather than an agent
+/// that dies during the handshake.
+#[test]
+fn a_privileged_application_is_told_why_it_gets_no_agent() {
+    let (_dir, bin) = privileged_copy();
+    let out = as_nobody()
+        .arg(&bin)
+        .args([
+            "--exact",
+            "helper_start_in_secure_mode",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("REFUSED: "),
+        "{out:?}"
     );
 }

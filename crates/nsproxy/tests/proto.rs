@@ -228,7 +228,18 @@ fn nul_bytes_and_bad_names_are_rejected() {
         proto::decode_request(&bytes, 0),
         Err(ProtoError::Invalid { .. })
     ));
-    for bad in [&b"a/b"[..], b"", b".", b".."] {
+    // An empty name is exec mode for a namespace without a name (presence
+    // byte 2), not a bad name.
+    let unnamed = Request::Hello {
+        version: VERSION,
+        user_ns: false,
+        exec_name: Some(Vec::new()),
+    };
+    assert_eq!(
+        proto::decode_request(&enc_req(1, &unnamed), 1),
+        Ok((1, unnamed))
+    );
+    for bad in [&b"a/b"[..], b".", b".."] {
         let req = Request::Hello {
             version: VERSION,
             user_ns: false,
