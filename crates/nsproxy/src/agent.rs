@@ -326,13 +326,13 @@ impl Agent {
             relays, buf, nlbuf, ..
         } = self;
         let r = &mut relays[i];
-        if data_ev & libc::POLLOUT != 0 {
-            if let Some(frame) = r.pending.take() {
-                match sys::send_frame(r.data.as_fd(), &frame, &[], true) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => r.pending = Some(frame),
-                    Err(_) => return false,
-                }
+        if data_ev & libc::POLLOUT != 0
+            && let Some(frame) = r.pending.take()
+        {
+            match sys::send_frame(r.data.as_fd(), &frame, &[], true) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => r.pending = Some(frame),
+                Err(_) => return false,
             }
         }
         let mut drain = nl_ev & (libc::POLLIN | libc::POLLERR) != 0;

@@ -55,13 +55,13 @@ extern "C" fn nsproxy_agent_init(
 ) {
     // Both the marker and our argument: a program that merely inherited the
     // variable from somewhere runs its `main` as usual.
-    if let Some(marker) = sys::getenv(agent::MARKER) {
-        if is_agent_cmdline() {
-            if sys::secure_mode() {
-                refuse();
-            }
-            agent::run(&marker);
+    if let Some(marker) = sys::getenv(agent::MARKER)
+        && is_agent_cmdline()
+    {
+        if sys::secure_mode() {
+            refuse();
         }
+        agent::run(&marker);
     }
 }
 

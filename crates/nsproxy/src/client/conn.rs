@@ -155,10 +155,12 @@ impl Drop for PendingGuard<'_> {
         // over: either the answer is in `rx` or the table abandons it.
         let mut table = self.conn.table();
         let kill = self.kill_on_drop;
-        if !table.cancel(self.id, self.sent, kill) && kill && self.sent {
-            if let Ok(Ok((reply, fds))) = self.rx.try_recv() {
-                kill_abandoned(&reply, &fds);
-            }
+        if !table.cancel(self.id, self.sent, kill)
+            && kill
+            && self.sent
+            && let Ok(Ok((reply, fds))) = self.rx.try_recv()
+        {
+            kill_abandoned(&reply, &fds);
         }
     }
 }

@@ -344,9 +344,11 @@ impl Agent {
                 return Err(start_err("secure mode (AT_SECURE)")(source));
             }
             let (ours, theirs) = frame_pair().map_err(start_err("socketpair"))?;
+            // The toolkit's lane: a user's long closures never delay an agent.
             let exec = nsfs::Executor::global().map_err(|e| start_err("executor")(e.into()))?;
             let ppid = std::process::id();
             let (pid, reaper) = exec
+                .toolkit()
                 .run_home(move || {
                     // If this future is dropped meanwhile, the Reaper is
                     // dropped with the result: the agent is killed and reaped.
