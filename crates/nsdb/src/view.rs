@@ -1336,7 +1336,8 @@ async fn follow(
     }
     drop(inner);
     loop {
-        let Some(first) = events.next().await else {
+        // A stream error ends the stream (the next item is None).
+        let Some(Ok(first)) = events.next().await else {
             if let Some(inner) = weak.upgrade() {
                 inner.set_status(
                     &ns,
@@ -1351,7 +1352,7 @@ async fn follow(
         batch.push(first);
         while batch.len() < 4096 {
             match futures::FutureExt::now_or_never(events.next()) {
-                Some(Some(event)) => batch.push(event),
+                Some(Some(Ok(event))) => batch.push(event),
                 _ => break,
             }
         }
