@@ -10,7 +10,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use rtnetlink::MulticastGroup;
 
-use crate::socket::NetlinkSocket;
+use crate::transport::NetlinkSocket;
 use crate::{Error, Handle, Result};
 
 /// One item of an [`Events`] stream.
@@ -285,7 +285,7 @@ impl Events {
         receive_buffer: usize,
     ) -> Result<Events> {
         let socket = NetlinkSocket::open(netns, receive_buffer).await?;
-        Events::with_socket(socket, crate::handle::describe_netns(netns), groups)
+        Events::with_socket(socket, crate::error::describe_netns(netns), groups)
     }
 
     fn with_socket(

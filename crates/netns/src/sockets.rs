@@ -1,9 +1,8 @@
 //! Sockets that live inside a namespace, as tokio types.
-#![allow(unsafe_code)]
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
@@ -89,7 +88,7 @@ impl Handle {
         };
         let fd = self
             .in_ns("create TCP socket", move || {
-                new_socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
+                crate::sys::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
             })
             .await?;
         let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
@@ -165,19 +164,9 @@ impl Handle {
     ///
     /// `socket(2)`, `packet(7)`, `raw(7)`.
     pub async fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
-        self.in_ns("create socket", move || new_socket(domain, ty, protocol))
-            .await
+        self.in_ns("create socket", move || {
+            crate::sys::socket(domain, ty, protocol)
+        })
+        .await
     }
-}
-
-/// `socket(2)` with `SOCK_CLOEXEC`, as an `OwnedFd`.
-fn new_socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) takes plain integers and touches no memory of ours.
-    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2), is open, and nothing else
-    // owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
