@@ -242,9 +242,13 @@ impl Handle {
     /// ```
     #[doc(alias = "ip monitor")]
     pub async fn events(&self, groups: &[MulticastGroup]) -> Result<Events> {
-        // Read only when polled: back-pressure stays in the kernel.
-        let socket = self.open_socket().await?.with_read_ahead(false);
-        Events::with_socket(socket, self.describe(), groups)
+        let span = crate::trace::handle_span!(self, "events");
+        crate::trace::traced(span, async move {
+            // Read only when polled: back-pressure stays in the kernel.
+            let socket = self.open_socket().await?.with_read_ahead(false);
+            Events::with_socket(socket, self.describe(), groups)
+        })
+        .await
     }
 }
 
@@ -284,8 +288,12 @@ impl Events {
         groups: &[MulticastGroup],
         receive_buffer: usize,
     ) -> Result<Events> {
-        let socket = NetlinkSocket::open(netns, receive_buffer).await?;
-        Events::with_socket(socket, crate::error::describe_netns(netns), groups)
+        let span = crate::trace::netns_span!(netns, "events");
+        crate::trace::traced(span, async move {
+            let socket = NetlinkSocket::open(netns, receive_buffer).await?;
+            Events::with_socket(socket, crate::error::describe_netns(netns), groups)
+        })
+        .await
     }
 
     fn with_socket(

@@ -242,21 +242,40 @@ impl Builder {
     /// # Ok(()) }
     /// ```
     pub async fn open(self) -> Result<Handle> {
-        let Some(after) = self.open_timeout else {
-            return self.open_now().await;
-        };
-        let ns = self.target.to_string();
-        tokio::time::timeout(after, self.open_now())
-            .await
-            .map_err(|_| Error::Timeout {
-                op: "open handle",
-                ns: ns.into(),
-                after,
-            })?
+        let span = tracing::debug_span!(
+            "open",
+            netns = %self.target,
+            inode = tracing::field::Empty,
+            transport = ?self.options.transport,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        crate::trace::traced(span, async move {
+            let Some(after) = self.open_timeout else {
+                return self.open_now().await;
+            };
+            let ns = self.target.to_string();
+            tokio::time::timeout(after, self.open_now())
+                .await
+                .map_err(|_| Error::Timeout {
+                    op: "open handle",
+                    ns: ns.into(),
+                    after,
+                })?
+        })
+        .await
     }
 
     async fn open_now(self) -> Result<Handle> {
         let resolved = self.target.resolve(&self.run_dir, self.mode).await?;
+        let span = tracing::Span::current();
+        span.record("inode", resolved.netns.id().ino);
+        span.record(
+            "netns",
+            tracing::field::display(
+                describe(&resolved.netns, resolved.name.as_ref(), &self.run_dir).display(),
+            ),
+        );
         let agent = match self.options.transport {
             Transport::Direct => None,
             Transport::Relay => Some(
@@ -599,11 +618,15 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn connection(&self) -> Result<(Connection, rtnetlink::Handle, Messages)> {
-        let (socket, _) = self
-            .open_socket()
-            .await?
-            .tracked(false, self.options.request_timeout);
-        Ok(rtnetlink::from_socket(socket))
+        let span = crate::trace::handle_span!(self, "connection");
+        crate::trace::traced(span, async move {
+            let (socket, _) = self
+                .open_socket()
+                .await?
+                .tracked(false, self.options.request_timeout);
+            Ok(rtnetlink::from_socket(socket))
+        })
+        .await
     }
 
     /// A new netlink socket inside the namespace, on the handle's transport.
@@ -665,16 +688,21 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn close(mut self) {
-        self.conn.close().await;
-        if let Some(mut fd_conn) = self.fd_conn.take() {
-            fd_conn.close().await;
-        }
-        if let Some(mut dump_conn) = self.dump_conn.take() {
-            dump_conn.close().await;
-        }
-        // The agent exits once nothing it handed out (relayed sockets of
-        // event streams or connections made from this handle) is left.
-        drop(self.agent.take());
+        let span = crate::trace::handle_span!(self, "close");
+        let closing = async move {
+            self.conn.close().await;
+            if let Some(mut fd_conn) = self.fd_conn.take() {
+                fd_conn.close().await;
+            }
+            if let Some(mut dump_conn) = self.dump_conn.take() {
+                dump_conn.close().await;
+            }
+            // The agent exits once nothing it handed out (relayed sockets of
+            // event streams or connections made from this handle) is left.
+            drop(self.agent.take());
+            Ok::<(), std::convert::Infallible>(())
+        };
+        let _ = crate::trace::traced(span, closing).await;
     }
 
     /// A description of the namespace for error messages.
@@ -722,8 +750,12 @@ pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle,
         read_ahead: true,
         request_timeout: None,
     };
-    let (socket, _) = open_socket(netns, options, None)
-        .await?
-        .tracked(false, None);
-    Ok(rtnetlink::from_socket(socket))
+    let span = crate::trace::netns_span!(netns, "connection");
+    crate::trace::traced(span, async move {
+        let (socket, _) = open_socket(netns, options, None)
+            .await?
+            .tracked(false, None);
+        Ok(rtnetlink::from_socket(socket))
+    })
+    .await
 }

@@ -66,6 +66,7 @@ mod readahead;
 mod sockets;
 mod sys;
 mod target;
+mod trace;
 mod transport;
 
 pub use error::{Error, Result, error_code, error_message};

@@ -359,7 +359,8 @@ impl NetlinkSocket {
             read_ahead: false,
             request_timeout: None,
         };
-        open_socket(netns, options, None).await
+        let span = crate::trace::netns_span!(netns, "netlink_socket");
+        crate::trace::traced(span, open_socket(netns, options, None)).await
     }
 
     /// Registers a configured socket with the current runtime's reactor.
