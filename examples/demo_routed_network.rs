@@ -105,8 +105,8 @@ async fn run(names: &[NsName]) -> Result<()> {
                 Some((ns, event)) = all.next() => {
                     let entry = counts.entry(ns).or_default();
                     match event {
-                        Event::Message(_) => entry.0 += 1,
-                        Event::Overrun => entry.1 += 1,
+                        Ok(Event::Message(_)) => entry.0 += 1,
+                        Ok(Event::Overrun) => entry.1 += 1,
                         _ => {}
                     }
                 }

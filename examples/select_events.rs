@@ -86,7 +86,7 @@ async fn run(names: &[NsName]) -> Result<()> {
             Some(e) = blue.next() => (&names[2], e),
             _ = &mut quiet => break,
         };
-        println!("{who}: {}", describe(&event));
+        println!("{who}: {}", describe(&event?));
         seen += 1;
         // Stop a moment after the last change.
         if changes.is_finished() {

@@ -8,7 +8,9 @@ use netlink_packet_core::ErrorMessage;
 /// What went wrong in a [`Handle`](crate::Handle) operation.
 ///
 /// Every variant names the operation that failed and carries the namespace it
-/// was about. The errno stays queryable through [`Error::raw_os_error`] and
+/// was about. Its Display says what failed; the cause (an errno, the agent's
+/// error) is its [`source`](std::error::Error::source), printed by an error
+/// reporter that walks the chain, not repeated in the Display. The errno stays queryable through [`Error::raw_os_error`] and
 /// [`Error::kind`]; when the kernel rejected a request, its extended-ack
 /// message is in [`Error::kernel_message`].
 ///
@@ -45,7 +47,7 @@ pub enum Error {
         nsid: i32,
     },
     /// Creating or configuring a socket inside the namespace failed.
-    #[error("cannot {op} in network namespace {}: {source}", ns.display())]
+    #[error("cannot {op} in network namespace {}", ns.display())]
     Socket {
         /// What was being done (for example `"create netlink socket"`).
         op: &'static str,
@@ -56,7 +58,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The kernel rejected a request, or the request could not be sent.
-    #[error("{op} in network namespace {}: {}", ns.display(), describe(source))]
+    #[error("{op} in network namespace {}{}", ns.display(), kernel_says(source))]
     Request {
         /// The operation (for example `"move link"`).
         op: &'static str,
@@ -90,7 +92,7 @@ pub enum Error {
     },
     /// The relay transport (the nsproxy agent) failed: starting the agent or
     /// opening its relayed netlink socket.
-    #[error("relay transport for network namespace {}: {source}", ns.display())]
+    #[error("relay transport for network namespace {}", ns.display())]
     Relay {
         /// The namespace.
         ns: PathBuf,
@@ -100,13 +102,12 @@ pub enum Error {
     },
 }
 
-fn describe(err: &rtnetlink::Error) -> String {
-    match (error_code(err), error_message(err)) {
-        (Some(code), Some(msg)) => {
-            format!("{} ({msg})", io::Error::from_raw_os_error(code))
-        }
-        (Some(code), None) => io::Error::from_raw_os_error(code).to_string(),
-        _ => err.to_string(),
+/// The kernel's extended-ack explanation, which the source's own Display
+/// (rtnetlink's) does not print: ` (kernel: ...)`, or nothing.
+fn kernel_says(err: &rtnetlink::Error) -> String {
+    match error_message(err) {
+        Some(msg) => format!(" (kernel: {msg})"),
+        None => String::new(),
     }
 }
 
@@ -295,6 +296,14 @@ fn parse_tlvs(mut bytes: &[u8]) -> Option<Vec<(u16, &[u8])>> {
     Some(out)
 }
 
+/// A description of `netns` for messages: its path, or its identity.
+pub(crate) fn describe_netns(netns: &nsfs::NetNs) -> PathBuf {
+    netns
+        .path()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| netns.id().to_string().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +330,58 @@ mod tests {
         e.code = std::num::NonZeroI32::new(-libc::EINVAL);
         e.header = bytes;
         e
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        use std::error::Error as _;
+        let errno = io::Error::from_raw_os_error(libc::EMFILE);
+        let errno_text = errno.to_string();
+        let mut kernel = ErrorMessage::default();
+        kernel.code = std::num::NonZeroI32::new(-libc::EBUSY);
+        let all = [
+            Error::Socket {
+                op: "create netlink socket",
+                ns: "/run/netns/a".into(),
+                source: errno,
+            },
+            Error::Request {
+                op: "move link",
+                ns: "/run/netns/a".into(),
+                source: rtnetlink::Error::NetlinkError(kernel),
+            },
+            Error::Relay {
+                ns: "/run/netns/a".into(),
+                source: nsproxy::Error::Io {
+                    op: "start agent",
+                    source: io::Error::from_raw_os_error(libc::EMFILE),
+                },
+            },
+        ];
+        for err in all {
+            let shown = err.to_string();
+            let source = err.source().expect("a source").to_string();
+            assert!(shown.contains("/run/netns/a"), "{shown}");
+            assert!(!shown.contains(&source), "{shown:?} repeats {source:?}");
+            assert!(!shown.contains(&errno_text), "{shown:?}");
+            assert!(!shown.contains("busy"), "{shown:?}");
+            assert!(err.raw_os_error().is_some());
+        }
+    }
+
+    #[test]
+    fn a_kernel_explanation_is_shown_once() {
+        let mut bytes = header(16);
+        bytes.extend(nla(NLMSGERR_ATTR_MSG, b"Invalid prefix\0"));
+        let err = Error::Request {
+            op: "add address",
+            ns: "/run/netns/a".into(),
+            source: rtnetlink::Error::NetlinkError(error(bytes)),
+        };
+        assert_eq!(
+            err.to_string(),
+            "add address in network namespace /run/netns/a (kernel: Invalid prefix)"
+        );
     }
 
     #[test]

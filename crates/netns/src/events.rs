@@ -10,7 +10,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use rtnetlink::MulticastGroup;
 
-use crate::socket::NetlinkSocket;
+use crate::transport::NetlinkSocket;
 use crate::{Error, Handle, Result};
 
 /// One item of an [`Events`] stream.
@@ -23,7 +23,7 @@ use crate::{Error, Handle, Result};
 /// use netns::{Event, MulticastGroup};
 /// let mut events = h.events(&[MulticastGroup::Link]).await?;
 /// while let Some(event) = events.next().await {
-///     match event {
+///     match event? {
 ///         Event::Message(msg) => println!("{:?}", msg.payload),
 ///         Event::Overrun => println!("events were lost: dump again to resync"),
 ///         _ => {}
@@ -56,8 +56,12 @@ pub enum Event {
 /// datagram is held between polls. Several streams from several namespaces
 /// can be `tokio::select!`ed or merged (`futures::stream::select_all`);
 /// polling is cancel safe. The stream never ends on its own while the socket
-/// works; it ends if the socket fails. A message the kernel sent that
+/// works; if the socket fails (for example, on the relay transport, the
+/// agent exits) it yields that error ([`Error::Socket`], the errno
+/// queryable) and then ends: a stream that ends always says why. A message
+/// the kernel sent that
 /// `netlink-packet-route` cannot parse is skipped, as `rtnetlink` does.
+/// Like `nsfs`'s monitor, the items are `Result`s.
 ///
 /// The stream is independent of the [`Handle`] that made it: it keeps its
 /// namespace (and, on the relay transport, the agent) alive and goes on after
@@ -76,8 +80,8 @@ pub enum Event {
 /// let mut ea = a.events(&[Link, Ipv4Ifaddr]).await?;
 /// let mut eb = b.events(&[Link]).await?;
 /// tokio::select! {
-///     Some(e) = ea.next() => println!("a: {e:?}"),
-///     Some(e) = eb.next() => println!("b: {e:?}"),
+///     Some(e) = ea.next() => println!("a: {:?}", e?),
+///     Some(e) = eb.next() => println!("b: {:?}", e?),
 /// }
 /// # Ok(()) }
 /// ```
@@ -88,6 +92,8 @@ pub struct Events {
     datagram: Vec<u8>,
     next: usize,
     ns: PathBuf,
+    /// The socket failed and the error was yielded: the stream has ended.
+    ended: bool,
 }
 
 /// Room offered to each receive: the largest datagram the kernel builds for
@@ -138,16 +144,19 @@ impl Events {
 }
 
 impl Stream for Events {
-    type Item = Event;
+    type Item = Result<Event>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
         let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
         loop {
             while let Some(msg) = this.next_message() {
                 match msg.payload {
-                    NetlinkPayload::Overrun(_) => return Poll::Ready(Some(Event::Overrun)),
+                    NetlinkPayload::Overrun(_) => return Poll::Ready(Some(Ok(Event::Overrun))),
                     NetlinkPayload::Noop | NetlinkPayload::Done(_) => {}
-                    _ => return Poll::Ready(Some(Event::Message(msg))),
+                    _ => return Poll::Ready(Some(Ok(Event::Message(msg)))),
                 }
             }
             this.datagram.reserve(DATAGRAM);
@@ -155,9 +164,17 @@ impl Stream for Events {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     this.drain(cx);
-                    return Poll::Ready(Some(Event::Overrun));
+                    return Poll::Ready(Some(Ok(Event::Overrun)));
                 }
-                Err(_) => return Poll::Ready(None),
+                Err(source) => {
+                    this.ended = true;
+                    tracing::debug!(ns = %this.ns.display(), error = %source, "event stream ended");
+                    return Poll::Ready(Some(Err(Error::Socket {
+                        op: "receive events",
+                        ns: this.ns.clone(),
+                        source,
+                    })));
+                }
             }
         }
     }
@@ -225,9 +242,13 @@ impl Handle {
     /// ```
     #[doc(alias = "ip monitor")]
     pub async fn events(&self, groups: &[MulticastGroup]) -> Result<Events> {
-        // Read only when polled: back-pressure stays in the kernel.
-        let socket = self.open_socket().await?.with_read_ahead(false);
-        Events::with_socket(socket, self.describe(), groups)
+        let span = crate::trace::handle_span!(self, "events");
+        crate::trace::traced(span, async move {
+            // Read only when polled: back-pressure stays in the kernel.
+            let socket = self.open_socket().await?.with_read_ahead(false);
+            Events::with_socket(socket, self.describe(), groups)
+        })
+        .await
     }
 }
 
@@ -267,8 +288,12 @@ impl Events {
         groups: &[MulticastGroup],
         receive_buffer: usize,
     ) -> Result<Events> {
-        let socket = NetlinkSocket::open(netns, receive_buffer).await?;
-        Events::with_socket(socket, crate::handle::describe_netns(netns), groups)
+        let span = crate::trace::netns_span!(netns, "events");
+        crate::trace::traced(span, async move {
+            let socket = NetlinkSocket::open(netns, receive_buffer).await?;
+            Events::with_socket(socket, crate::error::describe_netns(netns), groups)
+        })
+        .await
     }
 
     fn with_socket(
@@ -294,6 +319,7 @@ impl Events {
             datagram: Vec::new(),
             next: 0,
             ns,
+            ended: false,
         })
     }
 }

@@ -13,7 +13,9 @@ use netlink_sys::SocketAddr;
 use nsfs::{NetNs, NsName, OpenMode, RunDir};
 use tokio::task::JoinHandle;
 
-use crate::socket::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket, Tracker, new_route_socket};
+use crate::transport::{
+    DEFAULT_RECEIVE_BUFFER, NetlinkSocket, Options, Tracker, Transport, open_socket,
+};
 use crate::{Error, Result, Target};
 
 /// The connection future of a namespace's netlink socket: spawn it (or poll
@@ -46,34 +48,6 @@ pub type Connection = netlink_proto::Connection<RouteNetlinkMessage, NetlinkSock
 /// ```
 pub type Messages = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
 
-/// How the handle's netlink requests reach the kernel.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn demo() -> netns::Result<()> {
-/// use netns::{Handle, Transport};
-/// let h = Handle::builder("blue").transport(Transport::Direct).open().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Transport {
-    /// A netlink socket created inside the namespace on a namespace thread
-    /// (or on the calling thread when it is already inside that namespace)
-    /// and used directly from the caller's runtime (the default: requests
-    /// cost what they cost in the root namespace).
-    #[default]
-    Direct,
-    /// Netlink relayed through an nsproxy agent: a process started (not
-    /// forked) inside the namespace, holding the netlink socket. Costs a
-    /// process and about 36 us more per request; for when a process must
-    /// hold the socket. Requests that carry an fd of this process (moving a
-    /// link, namespace ids) still go through a direct socket, made on first
-    /// use, because the agent could not resolve those fd numbers.
-    Relay,
-}
-
 /// Options for opening a [`Handle`]: made by [`Handle::builder`].
 ///
 /// # Examples
@@ -97,16 +71,6 @@ pub struct Builder {
     run_dir: RunDir,
     options: Options,
     open_timeout: Option<Duration>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Options {
-    pub(crate) transport: Transport,
-    pub(crate) receive_buffer: usize,
-    /// Large dumps are read ahead on another thread (direct transport).
-    pub(crate) read_ahead: bool,
-    /// The deadline of every netlink request on the handle's connections.
-    pub(crate) request_timeout: Option<Duration>,
 }
 
 impl Builder {
@@ -278,21 +242,40 @@ impl Builder {
     /// # Ok(()) }
     /// ```
     pub async fn open(self) -> Result<Handle> {
-        let Some(after) = self.open_timeout else {
-            return self.open_now().await;
-        };
-        let ns = self.target.to_string();
-        tokio::time::timeout(after, self.open_now())
-            .await
-            .map_err(|_| Error::Timeout {
-                op: "open handle",
-                ns: ns.into(),
-                after,
-            })?
+        let span = tracing::debug_span!(
+            "open",
+            netns = %self.target,
+            inode = tracing::field::Empty,
+            transport = ?self.options.transport,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        crate::trace::traced(span, async move {
+            let Some(after) = self.open_timeout else {
+                return self.open_now().await;
+            };
+            let ns = self.target.to_string();
+            tokio::time::timeout(after, self.open_now())
+                .await
+                .map_err(|_| Error::Timeout {
+                    op: "open handle",
+                    ns: ns.into(),
+                    after,
+                })?
+        })
+        .await
     }
 
     async fn open_now(self) -> Result<Handle> {
         let resolved = crate::target::resolve(&self.target, &self.run_dir, self.mode).await?;
+        let span = tracing::Span::current();
+        span.record("inode", resolved.netns.id().ino);
+        span.record(
+            "netns",
+            tracing::field::display(
+                describe(&resolved.netns, resolved.name.as_ref(), &self.run_dir).display(),
+            ),
+        );
         let agent = match self.options.transport {
             Transport::Direct => None,
             Transport::Relay => Some(
@@ -635,11 +618,15 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn connection(&self) -> Result<(Connection, rtnetlink::Handle, Messages)> {
-        let (socket, _) = self
-            .open_socket()
-            .await?
-            .tracked(false, self.options.request_timeout);
-        Ok(rtnetlink::from_socket(socket))
+        let span = crate::trace::handle_span!(self, "connection");
+        crate::trace::traced(span, async move {
+            let (socket, _) = self
+                .open_socket()
+                .await?
+                .tracked(false, self.options.request_timeout);
+            Ok(rtnetlink::from_socket(socket))
+        })
+        .await
     }
 
     /// A new netlink socket inside the namespace, on the handle's transport.
@@ -701,16 +688,21 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn close(mut self) {
-        self.conn.close().await;
-        if let Some(mut fd_conn) = self.fd_conn.take() {
-            fd_conn.close().await;
-        }
-        if let Some(mut dump_conn) = self.dump_conn.take() {
-            dump_conn.close().await;
-        }
-        // The agent exits once nothing it handed out (relayed sockets of
-        // event streams or connections made from this handle) is left.
-        drop(self.agent.take());
+        let span = crate::trace::handle_span!(self, "close");
+        let closing = async move {
+            self.conn.close().await;
+            if let Some(mut fd_conn) = self.fd_conn.take() {
+                fd_conn.close().await;
+            }
+            if let Some(mut dump_conn) = self.dump_conn.take() {
+                dump_conn.close().await;
+            }
+            // The agent exits once nothing it handed out (relayed sockets of
+            // event streams or connections made from this handle) is left.
+            drop(self.agent.take());
+            Ok::<(), std::convert::Infallible>(())
+        };
+        let _ = crate::trace::traced(span, closing).await;
     }
 
     /// A description of the namespace for error messages.
@@ -758,66 +750,12 @@ pub async fn connection(netns: &NetNs) -> Result<(Connection, rtnetlink::Handle,
         read_ahead: true,
         request_timeout: None,
     };
-    let (socket, _) = open_socket(netns, options, None)
-        .await?
-        .tracked(false, None);
-    Ok(rtnetlink::from_socket(socket))
-}
-
-/// A description of `netns` for messages: its path, or its identity.
-pub(crate) fn describe_netns(netns: &NetNs) -> PathBuf {
-    netns
-        .path()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netns.id().to_string().into())
-}
-
-pub(crate) async fn open_socket(
-    netns: &NetNs,
-    options: Options,
-    agent: Option<&nsproxy::Agent>,
-) -> Result<NetlinkSocket> {
-    let ns_path = || describe_netns(netns);
-    let rcvbuf = options.receive_buffer;
-    if let Some(agent) = agent {
-        let relay = agent
-            .netlink(netlink_sys::protocols::NETLINK_ROUTE)
-            .await
-            .map_err(|source| Error::Relay {
-                ns: ns_path(),
-                source,
-            })?;
-        return NetlinkSocket::from_relay(relay, rcvbuf).map_err(|source| Error::Socket {
-            op: "configure relayed netlink socket",
-            ns: ns_path(),
-            source,
-        });
-    }
-    // socket() makes the socket in the calling thread's namespace and has no
-    // other namespace-sensitive effect, nor does it block: when the calling
-    // thread is already inside `netns`, make it here and skip the hop to a
-    // namespace thread. If the calling thread's namespace cannot be read
-    // (no /proc), hop as for any other namespace. Reading it costs a /proc
-    // lookup (~5 us, a sixth of opening a handle), so it is asked only when
-    // the target is the executor's home, where runtime threads live; a
-    // thread switched elsewhere by its owner just takes the hop.
-    let here = nsfs::Executor::global().is_ok_and(|e| e.home().id() == netns.id())
-        && nsfs::NetNs::current_thread().is_ok_and(|cur| cur.id() == netns.id());
-    let made = if here {
-        new_route_socket(rcvbuf)
-    } else {
-        netns.run_short(move || new_route_socket(rcvbuf)).await?
-    };
-    let socket = made.map_err(|source| Error::Socket {
-        op: "create netlink socket",
-        ns: ns_path(),
-        source,
-    })?;
-    NetlinkSocket::from_socket(socket)
-        .map(|s| s.with_read_ahead(options.read_ahead))
-        .map_err(|source| Error::Socket {
-            op: "register netlink socket",
-            ns: ns_path(),
-            source,
-        })
+    let span = crate::trace::netns_span!(netns, "connection");
+    crate::trace::traced(span, async move {
+        let (socket, _) = open_socket(netns, options, None)
+            .await?
+            .tracked(false, None);
+        Ok(rtnetlink::from_socket(socket))
+    })
+    .await
 }

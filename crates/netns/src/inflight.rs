@@ -15,7 +15,7 @@
 //! Sans IO: it reads netlink headers out of datagrams, writes error
 //! datagrams, and is told the time; the socket feeds it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 const NLMSG_HDRLEN: usize = 16;
@@ -131,8 +131,9 @@ pub(crate) struct InFlight {
     pending: HashMap<u32, Pending>,
     /// Error replies to hand out, in order.
     failures: VecDeque<Failure>,
-    /// Requests that timed out and may still get (late) answers.
-    expired: HashSet<u32>,
+    /// Requests that timed out and may still get (late) answers, with
+    /// whether they asked for an ack (then only the ack is their last).
+    expired: HashMap<u32, bool>,
     expired_order: VecDeque<u32>,
     /// The dump running on the socket (sent, not ended).
     dump: Option<u32>,
@@ -225,17 +226,18 @@ impl InFlight {
                 keep.push(range);
                 continue;
             }
+            let wants_ack = match self.pending.get(&h.seq) {
+                Some(p) => p.wants_ack,
+                None => self.expired.get(&h.seq).copied().unwrap_or(false),
+            };
             let last = match h.kind {
                 NLMSG_DONE | NLMSG_ERROR => true,
-                _ => {
-                    h.flags & NLM_F_MULTI == 0
-                        && self.pending.get(&h.seq).is_none_or(|p| !p.wants_ack)
-                }
+                _ => h.flags & NLM_F_MULTI == 0 && !wants_ack,
             };
             if last && self.dump == Some(h.seq) {
                 self.dump = None;
             }
-            if self.expired.contains(&h.seq) {
+            if self.expired.contains_key(&h.seq) {
                 late = true;
                 if last {
                     self.expired.remove(&h.seq);
@@ -279,7 +281,7 @@ impl InFlight {
                 self.held.remove(i);
             } else {
                 // A running dump stays running until its late end comes.
-                self.expired.insert(seq);
+                self.expired.insert(seq, p.wants_ack);
                 self.expired_order.push_back(seq);
                 if self.expired_order.len() > EXPIRED_MAX {
                     if let Some(old) = self.expired_order.pop_front() {
@@ -473,6 +475,7 @@ mod tests {
         let soon = t0 + Duration::from_secs(1);
         let later = t0 + Duration::from_secs(5);
         f.sent(&msg(GETLINK, NLM_F_REQUEST, 1, 16), Some(soon));
+        f.sent(&msg(NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 4, 16), Some(soon));
         f.sent(&msg(GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 2, 16), Some(soon));
         f.sent(
             &msg(GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 3, 16),
@@ -481,16 +484,17 @@ mod tests {
         assert_eq!(f.expire(t0), Some(soon));
         assert!(f.next_failure().is_none());
         assert_eq!(f.expire(soon), Some(later));
-        let mut seqs = vec![
-            seq_of(&f.next_failure().unwrap()),
-            seq_of(&f.next_failure().unwrap()),
-        ];
+        let mut seqs: Vec<u32> = std::iter::from_fn(|| f.next_failure())
+            .map(|e| seq_of(&e))
+            .collect();
         seqs.sort();
-        assert_eq!(seqs, [1, 2]);
-        assert!(f.next_failure().is_none());
-        // The late reply to 1 is dropped; a datagram mixing late and current
+        assert_eq!(seqs, [1, 2, 4]);
+        // The late reply to 1 is dropped, so are 4's reply and its ack; a datagram mixing late and current
         // answers keeps the current ones.
         assert_eq!(f.received(&msg(NEWLINK, 0, 1, 40)), Received::Nothing);
+        assert_eq!(f.received(&msg(NEWLINK, 0, 4, 40)), Received::Nothing);
+        assert_eq!(f.received(&msg(NLMSG_ERROR, 0, 4, 20)), Received::Nothing);
+        assert!(!f.expired.contains_key(&4));
         let mut mixed = msg(NEWLINK, NLM_F_MULTI, 2, 40);
         mixed.extend(msg(NLMSG_NOOP, 0, 0, 0));
         match f.received(&mixed) {

@@ -63,17 +63,19 @@ mod links;
 mod nsid;
 mod process;
 mod readahead;
-mod socket;
 mod sockets;
+mod sys;
 mod target;
+mod trace;
+mod transport;
 
 pub use error::{Error, Result, error_code, error_message};
 pub use events::{Event, Events};
-pub use handle::{Builder, Connection, Handle, Messages, Transport, connection};
+pub use handle::{Builder, Connection, Handle, Messages, connection};
 pub use links::{AddVeth, LinkRef, MoveLink};
 pub use nsid::{ListNsids, Nsid, NsidEntry};
-pub use socket::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket};
 pub use target::Target;
+pub use transport::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket, Transport};
 
 pub use nsfs::{
     DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, Executor, NAME_MAX, NetNs, NsId, NsName,

@@ -126,6 +126,11 @@ impl MoveLink<'_> {
     /// ```
     #[doc(alias = "ip link set netns")]
     pub async fn execute(self) -> Result<()> {
+        let span = crate::trace::handle_span!(self.handle, "move_link");
+        crate::trace::traced(span, self.run()).await
+    }
+
+    async fn run(self) -> Result<()> {
         let MoveLink {
             handle,
             link,
@@ -218,6 +223,11 @@ impl AddVeth<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn execute(self) -> Result<()> {
+        let span = crate::trace::handle_span!(self.handle, "add_veth");
+        crate::trace::traced(span, self.run()).await
+    }
+
+    async fn run(self) -> Result<()> {
         let AddVeth {
             handle,
             name,

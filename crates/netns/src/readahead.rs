@@ -22,11 +22,10 @@
 //!
 //! Order is kept: while the thread is active, the task reads only from the
 //! queue; the thread marks itself inactive after its last datagram is queued.
-#![allow(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
@@ -158,9 +157,7 @@ impl ReadAhead {
         let Ok(dup) = socket.as_fd().try_clone_to_owned() else {
             return;
         };
-        // SAFETY: `into_raw_fd` gives up the OwnedFd's ownership of a fresh fd
-        // nothing else holds; the `Socket` takes it over and closes it.
-        let reader = unsafe { Socket::from_raw_fd(dup.into_raw_fd()) };
+        let reader = crate::sys::netlink_socket(dup);
         self.state().active = true;
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::trace!(
@@ -588,7 +585,7 @@ mod tests {
             }
             assert!(ready < 100, "never yielded");
         }
-        assert_eq!(ready, crate::socket::YIELD_EVERY);
+        assert_eq!(ready, crate::transport::YIELD_EVERY);
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "a yield wakes its task");
         // Polled again, it goes on with the dump.
         let mut d = Vec::new();

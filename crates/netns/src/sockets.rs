@@ -1,9 +1,8 @@
 //! Sockets that live inside a namespace, as tokio types.
-#![allow(unsafe_code)]
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
@@ -47,18 +46,22 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn tcp_listener(&self, addr: SocketAddr) -> Result<TcpListener> {
-        let std = self
-            .in_ns("bind TCP listener", move || {
-                let l = std::net::TcpListener::bind(addr)?;
-                l.set_nonblocking(true)?;
-                Ok(l)
+        let span = crate::trace::handle_span!(self, "tcp_listener");
+        crate::trace::traced(span, async move {
+            let std = self
+                .in_ns("bind TCP listener", move || {
+                    let l = std::net::TcpListener::bind(addr)?;
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                })
+                .await?;
+            TcpListener::from_std(std).map_err(|source| Error::Socket {
+                op: "register TCP listener",
+                ns: self.describe(),
+                source,
             })
-            .await?;
-        TcpListener::from_std(std).map_err(|source| Error::Socket {
-            op: "register TCP listener",
-            ns: self.describe(),
-            source,
         })
+        .await
     }
 
     /// A TCP connection to `addr` from inside the namespace. The socket is
@@ -82,22 +85,26 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn tcp_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
-        let domain = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        let fd = self
-            .in_ns("create TCP socket", move || {
-                new_socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
+        let span = crate::trace::handle_span!(self, "tcp_connect");
+        crate::trace::traced(span, async move {
+            let domain = if addr.is_ipv4() {
+                libc::AF_INET
+            } else {
+                libc::AF_INET6
+            };
+            let fd = self
+                .in_ns("create TCP socket", move || {
+                    crate::sys::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
+                })
+                .await?;
+            let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+            socket.connect(addr).await.map_err(|source| Error::Socket {
+                op: "connect TCP socket",
+                ns: self.describe(),
+                source,
             })
-            .await?;
-        let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
-        socket.connect(addr).await.map_err(|source| Error::Socket {
-            op: "connect TCP socket",
-            ns: self.describe(),
-            source,
         })
+        .await
     }
 
     /// A UDP socket bound to `addr` inside the namespace, registered with the
@@ -120,18 +127,22 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn udp_bind(&self, addr: SocketAddr) -> Result<UdpSocket> {
-        let std = self
-            .in_ns("bind UDP socket", move || {
-                let s = std::net::UdpSocket::bind(addr)?;
-                s.set_nonblocking(true)?;
-                Ok(s)
+        let span = crate::trace::handle_span!(self, "udp_bind");
+        crate::trace::traced(span, async move {
+            let std = self
+                .in_ns("bind UDP socket", move || {
+                    let s = std::net::UdpSocket::bind(addr)?;
+                    s.set_nonblocking(true)?;
+                    Ok(s)
+                })
+                .await?;
+            UdpSocket::from_std(std).map_err(|source| Error::Socket {
+                op: "register UDP socket",
+                ns: self.describe(),
+                source,
             })
-            .await?;
-        UdpSocket::from_std(std).map_err(|source| Error::Socket {
-            op: "register UDP socket",
-            ns: self.describe(),
-            source,
         })
+        .await
     }
 
     /// Any socket, made inside the namespace: `socket(domain, type,
@@ -165,19 +176,13 @@ impl Handle {
     ///
     /// `socket(2)`, `packet(7)`, `raw(7)`.
     pub async fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
-        self.in_ns("create socket", move || new_socket(domain, ty, protocol))
+        let span = crate::trace::handle_span!(self, "socket");
+        crate::trace::traced(span, async move {
+            self.in_ns("create socket", move || {
+                crate::sys::socket(domain, ty, protocol)
+            })
             .await
+        })
+        .await
     }
-}
-
-/// `socket(2)` with `SOCK_CLOEXEC`, as an `OwnedFd`.
-fn new_socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) takes plain integers and touches no memory of ours.
-    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2), is open, and nothing else
-    // owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -12,10 +12,12 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkAttribute;
 use netns::{Event, Events, Handle, MulticastGroup, OpenMode};
 
-/// The name of a new link announced by `event`, if it is one.
-fn new_link(event: &Event) -> Option<String> {
+/// The name of a new link announced by `event`, if it is one (an error
+/// fails the test).
+fn new_link(event: &netns::Result<Event>) -> Option<String> {
     match event {
-        Event::Message(msg) => match &msg.payload {
+        Err(e) => panic!("the event stream failed: {e}"),
+        Ok(Event::Message(msg)) => match &msg.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
                 link.attributes.iter().find_map(|a| match a {
                     LinkAttribute::IfName(n) => Some(n.clone()),
@@ -157,7 +159,7 @@ async fn overrun_is_reported(transport: netns::Transport) {
     h.add_veth("after0", "after1").execute().await.unwrap();
     let alive = async {
         while let Some(event) = events.next().await {
-            if matches!(event, Event::Overrun)
+            if matches!(event, Ok(Event::Overrun))
                 || new_link(&event).is_some_and(|n| n.starts_with("after"))
             {
                 return;
@@ -201,9 +203,10 @@ async fn count_until_quiet(events: &mut netns::Events) -> (usize, usize) {
     let (mut overruns, mut messages) = (0, 0);
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
         match event {
-            Event::Overrun => overruns += 1,
-            Event::Message(_) => messages += 1,
-            _ => {}
+            Ok(Event::Overrun) => overruns += 1,
+            Ok(Event::Message(_)) => messages += 1,
+            Ok(_) => {}
+            Err(e) => panic!("the event stream failed: {e}"),
         }
     }
     (overruns, messages)
@@ -236,7 +239,7 @@ async fn a_second_overflow_after_an_overrun_is_reported_too() {
     // Read up to the first overrun, and not one event further.
     loop {
         match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
-            Ok(Some(Event::Overrun)) => break,
+            Ok(Some(Ok(Event::Overrun))) => break,
             Ok(Some(_)) => {}
             other => panic!("no overrun after the first burst: {other:?}"),
         }
@@ -280,4 +283,32 @@ async fn events_without_a_handle() {
     let h = common::open(ns.name(), netns::Transport::Direct).await;
     h.add_veth("sub0", "sub1").execute().await.unwrap();
     expect_link(&mut events, "sub").await;
+}
+
+// Regression: a stream whose socket failed used to end silently, as if
+// there were nothing more to say. It now yields the error, then ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_agent_dies_says_why_it_ended() {
+    let ns = Ns::new("evdies").await;
+    let h = common::open(ns.name(), netns::Transport::Relay).await;
+    let mut events = h.events(&[MulticastGroup::Link]).await.unwrap();
+    let pid = h.agent().unwrap().pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(20), events.next())
+        .await
+        .expect("the stream hung after its agent died");
+    match end {
+        Some(Err(err @ netns::Error::Socket { .. })) => {
+            assert!(
+                err.raw_os_error().is_some() || err.kind() == std::io::ErrorKind::ConnectionReset
+            );
+            assert!(err.to_string().contains(ns.name()), "{err}");
+        }
+        other => panic!("expected the stream's error, got {other:?}"),
+    }
+    assert!(
+        events.next().await.is_none(),
+        "the stream ends after its error"
+    );
+    h.close().await;
 }

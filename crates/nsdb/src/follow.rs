@@ -188,6 +188,8 @@ pub(crate) async fn follow(
     mut events: futures::stream::Abortable<netns::Events>,
 ) {
     let mut batch = Vec::new();
+    // An error met while a batch was gathered, reported after that batch.
+    let mut failed: Option<netns::Error> = None;
     // The initial dump may have caught a veth pair being made.
     let Some(inner) = weak.upgrade() else { return };
     if !refetch_half_made(&inner, &ns, &mut handle).await {
@@ -195,22 +197,34 @@ pub(crate) async fn follow(
     }
     drop(inner);
     loop {
-        let Some(first) = events.next().await else {
-            if let Some(inner) = weak.upgrade() {
-                inner.set_status(
-                    &ns,
-                    NsStatus::Stale {
-                        reason: "event connection closed".into(),
-                    },
-                );
+        // The events stream says why it ends: an error, then None.
+        let next = match failed.take() {
+            Some(err) => Some(Err(err)),
+            None => events.next().await,
+        };
+        let first = match next {
+            Some(Ok(first)) => first,
+            ended => {
+                let reason = match ended {
+                    Some(Err(err)) => format!("event connection failed: {err}"),
+                    _ => "event connection closed".into(),
+                };
+                if let Some(inner) = weak.upgrade() {
+                    inner.set_status(&ns, NsStatus::Stale { reason });
+                }
+                return;
             }
-            return;
         };
         batch.clear();
         batch.push(first);
         while batch.len() < 4096 {
             match futures::FutureExt::now_or_never(events.next()) {
-                Some(Some(event)) => batch.push(event),
+                Some(Some(Ok(event))) => batch.push(event),
+                Some(Some(Err(err))) => {
+                    failed = Some(err);
+                    break;
+                }
+                // The end is met again by the next await.
                 _ => break,
             }
         }

@@ -28,7 +28,6 @@
 //! - **A quiet close.** Closing answers what is in flight with `ECANCELED`;
 //!   the task driving a handle's connection then drops it (netlink-proto
 //!   would end it only through a read error, which it logs as an ERROR).
-#![allow(unsafe_code)]
 
 use std::fmt;
 use std::future::Future;
@@ -46,7 +45,9 @@ use netlink_sys::{AsyncSocket, Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::inflight::{InFlight, Received, Send};
 use crate::readahead::{Next, ReadAhead};
+use crate::{Error, Result};
 use nix::sys::socket::{setsockopt, sockopt};
+use nsfs::NetNs;
 use tokio::io::unix::AsyncFd;
 
 /// Default receive buffer of the sockets this crate makes: large enough for
@@ -352,24 +353,21 @@ impl NetlinkSocket {
     /// ```
     pub async fn open(netns: &nsfs::NetNs, receive_buffer: usize) -> crate::Result<NetlinkSocket> {
         // Read only as its owner reads: back-pressure stays in the kernel.
-        let options = crate::handle::Options {
-            transport: crate::Transport::Direct,
+        let options = Options {
+            transport: Transport::Direct,
             receive_buffer,
             read_ahead: false,
             request_timeout: None,
         };
-        crate::handle::open_socket(netns, options, None).await
+        let span = crate::trace::netns_span!(netns, "netlink_socket");
+        crate::trace::traced(span, open_socket(netns, options, None)).await
     }
 
     /// Registers a configured socket with the current runtime's reactor.
     /// Must be called from within a tokio runtime.
     pub(crate) fn from_socket(socket: Socket) -> io::Result<NetlinkSocket> {
         socket.set_non_blocking(true)?;
-        // SAFETY: the `Socket` owns its fd (it closes it on drop, and nothing
-        // else holds it); the AsyncFd owns the `Socket` for its whole life, so
-        // the fd stays open and names the same socket until the AsyncFd is
-        // dropped, and `as_raw_fd` always returns it.
-        let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
+        let fd = crate::sys::register(socket)?;
         Ok(NetlinkSocket {
             inner: Inner::Direct(fd),
             streak: AtomicUsize::new(0),
@@ -742,6 +740,94 @@ impl NetlinkSocket {
             return Poll::Ready(Ok(addr));
         }
     }
+}
+
+/// How the handle's netlink requests reach the kernel.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> netns::Result<()> {
+/// use netns::{Handle, Transport};
+/// let h = Handle::builder("blue").transport(Transport::Direct).open().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A netlink socket created inside the namespace on a namespace thread
+    /// (or on the calling thread when it is already inside that namespace)
+    /// and used directly from the caller's runtime (the default: requests
+    /// cost what they cost in the root namespace).
+    #[default]
+    Direct,
+    /// Netlink relayed through an nsproxy agent: a process started (not
+    /// forked) inside the namespace, holding the netlink socket. Costs a
+    /// process and about 36 us more per request; for when a process must
+    /// hold the socket. Requests that carry an fd of this process (moving a
+    /// link, namespace ids) still go through a direct socket, made on first
+    /// use, because the agent could not resolve those fd numbers.
+    Relay,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    pub(crate) transport: Transport,
+    pub(crate) receive_buffer: usize,
+    /// Large dumps are read ahead on another thread (direct transport).
+    pub(crate) read_ahead: bool,
+    /// The deadline of every netlink request on the handle's connections.
+    pub(crate) request_timeout: Option<Duration>,
+}
+
+pub(crate) async fn open_socket(
+    netns: &NetNs,
+    options: Options,
+    agent: Option<&nsproxy::Agent>,
+) -> Result<NetlinkSocket> {
+    let ns_path = || crate::error::describe_netns(netns);
+    let rcvbuf = options.receive_buffer;
+    if let Some(agent) = agent {
+        let relay = agent
+            .netlink(netlink_sys::protocols::NETLINK_ROUTE)
+            .await
+            .map_err(|source| Error::Relay {
+                ns: ns_path(),
+                source,
+            })?;
+        return NetlinkSocket::from_relay(relay, rcvbuf).map_err(|source| Error::Socket {
+            op: "configure relayed netlink socket",
+            ns: ns_path(),
+            source,
+        });
+    }
+    // socket() makes the socket in the calling thread's namespace and has no
+    // other namespace-sensitive effect, nor does it block: when the calling
+    // thread is already inside `netns`, make it here and skip the hop to a
+    // namespace thread. If the calling thread's namespace cannot be read
+    // (no /proc), hop as for any other namespace. Reading it costs a /proc
+    // lookup (~5 us, a sixth of opening a handle), so it is asked only when
+    // the target is the executor's home, where runtime threads live; a
+    // thread switched elsewhere by its owner just takes the hop.
+    let here = nsfs::Executor::global().is_ok_and(|e| e.home().id() == netns.id())
+        && nsfs::NetNs::current_thread().is_ok_and(|cur| cur.id() == netns.id());
+    let made = if here {
+        new_route_socket(rcvbuf)
+    } else {
+        netns.run_short(move || new_route_socket(rcvbuf)).await?
+    };
+    let socket = made.map_err(|source| Error::Socket {
+        op: "create netlink socket",
+        ns: ns_path(),
+        source,
+    })?;
+    NetlinkSocket::from_socket(socket)
+        .map(|s| s.with_read_ahead(options.read_ahead))
+        .map_err(|source| Error::Socket {
+            op: "register netlink socket",
+            ns: ns_path(),
+            source,
+        })
 }
 
 #[cfg(test)]
