@@ -296,14 +296,6 @@ fn parse_tlvs(mut bytes: &[u8]) -> Option<Vec<(u16, &[u8])>> {
     Some(out)
 }
 
-/// A description of `netns` for messages: its path, or its identity.
-pub(crate) fn describe_netns(netns: &nsfs::NetNs) -> PathBuf {
-    netns
-        .path()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netns.id().to_string().into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -291,7 +291,7 @@ impl Events {
         let span = crate::trace::netns_span!(netns, "events");
         crate::trace::traced(span, async move {
             let socket = NetlinkSocket::open(netns, receive_buffer).await?;
-            Events::with_socket(socket, crate::error::describe_netns(netns), groups)
+            Events::with_socket(socket, netns.describe(), groups)
         })
         .await
     }

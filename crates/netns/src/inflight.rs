@@ -283,10 +283,10 @@ impl InFlight {
                 // A running dump stays running until its late end comes.
                 self.expired.insert(seq, p.wants_ack);
                 self.expired_order.push_back(seq);
-                if self.expired_order.len() > EXPIRED_MAX {
-                    if let Some(old) = self.expired_order.pop_front() {
-                        self.expired.remove(&old);
-                    }
+                if self.expired_order.len() > EXPIRED_MAX
+                    && let Some(old) = self.expired_order.pop_front()
+                {
+                    self.expired.remove(&old);
                 }
             }
             self.failures.push_back(Failure {

@@ -346,17 +346,15 @@ impl Handle {
     }
 
     pub(crate) fn request_error(&self, op: &'static str, source: rtnetlink::Error) -> Error {
-        if let Some(after) = self.request_timeout() {
-            if crate::error_code(&source) == Some(libc::ETIMEDOUT)
-                && crate::error_message(&source).as_deref()
-                    == Some(crate::inflight::TIMEOUT_MESSAGE)
-            {
-                return Error::Timeout {
-                    op,
-                    ns: self.describe(),
-                    after,
-                };
-            }
+        if let Some(after) = self.request_timeout()
+            && crate::error_code(&source) == Some(libc::ETIMEDOUT)
+            && crate::error_message(&source).as_deref() == Some(crate::inflight::TIMEOUT_MESSAGE)
+        {
+            return Error::Timeout {
+                op,
+                ns: self.describe(),
+                after,
+            };
         }
         Error::Request {
             op,

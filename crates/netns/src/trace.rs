@@ -25,7 +25,7 @@ macro_rules! netns_span {
     ($ns:expr, $name:literal) => {
         tracing::debug_span!(
             $name,
-            netns = %crate::error::describe_netns($ns).display(),
+            netns = %$ns.describe().display(),
             inode = $ns.id().ino,
             outcome = tracing::field::Empty,
             error = tracing::field::Empty,

@@ -785,7 +785,7 @@ pub(crate) async fn open_socket(
     options: Options,
     agent: Option<&nsproxy::Agent>,
 ) -> Result<NetlinkSocket> {
-    let ns_path = || crate::error::describe_netns(netns);
+    let ns_path = || netns.describe();
     let rcvbuf = options.receive_buffer;
     if let Some(agent) = agent {
         let relay = agent
