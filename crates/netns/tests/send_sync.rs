@@ -4,10 +4,7 @@
 use std::future::Future;
 
 use netns::{Handle, MulticastGroup, OpenMode};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[allow(dead_code)]
 async fn futures_are_send(h: &Handle, ns: &netns::NetNs, owned: Handle) {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Ns;
+use common::{Ns, add_ifbs};
 use futures::StreamExt;
 use futures::TryStreamExt;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
@@ -15,7 +15,6 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netns::{Handle, Transport};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
 
 /// A bound for waits that must end: a hang fails the test instead.
 const HANG: Duration = Duration::from_secs(20);
@@ -24,22 +23,6 @@ async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(HANG, f)
         .await
         .unwrap_or_else(|_| panic!("{what} hung"))
-}
-
-/// Adds `n` ifb links to `ns` with one `ip -batch`.
-async fn add_ifbs(ns: &Ns, n: usize) {
-    let batch: String = (0..n)
-        .map(|i| format!("link add ifb{i} type ifb\n"))
-        .collect();
-    let mut ip = tokio::process::Command::new("ip")
-        .args(["-n", ns.name(), "-batch", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = ip.stdin.take().unwrap();
-    stdin.write_all(batch.as_bytes()).await.unwrap();
-    drop(stdin);
-    assert!(ip.wait().await.unwrap().success());
 }
 
 fn signal_agent(h: &Handle, signal: Signal) {

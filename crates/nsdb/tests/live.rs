@@ -91,13 +91,7 @@ async fn a_thousand_changes_from_outside_leave_the_view_equal_to_a_dump() {
 async fn an_overrun_is_detected_and_resynced() {
     let nss = Namespaces::create(&["ov-a"]).await;
     let a = nss.ns(0);
-    // The smallest receive buffer the kernel allows: a burst overruns it.
-    let view = View::builder()
-        .namespace(a.clone())
-        .receive_buffer(1)
-        .build()
-        .await
-        .unwrap();
+    let view = common::overrunnable_view(&a).await;
     let mut changes = view.changes();
     let mut lines = Vec::new();
     for i in 0..150 {

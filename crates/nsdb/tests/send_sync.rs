@@ -3,10 +3,7 @@
 use std::time::Duration;
 
 use nsdb::{Change, Changes, Namespace, NsView, Snapshot, Transaction, View};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[test]
 fn types_are_send_and_sync() {

@@ -2,10 +2,7 @@
 //! so they can be spawned and shared. Compile-time checks; the one runtime
 //! assertion makes the test binary do something.
 use nsfs::{Error, Executor, Monitor, NetNs, NsName, OpenMode, RunDir, RunDirEvent, Target};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[allow(dead_code, clippy::diverging_sub_expression)]
 fn futures_are_send(dir: RunDir, name: NsName, ns: NetNs, exec: Executor) {

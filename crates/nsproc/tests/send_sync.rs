@@ -1,10 +1,7 @@
 //! The public types and futures can cross tasks and threads.
 
 use nsproc::{Child, Command, Error, ExecAgent, Stdio, Target};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[test]
 fn types_are_send_and_sync() {

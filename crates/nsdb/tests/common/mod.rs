@@ -8,14 +8,7 @@ use std::time::{Duration, Instant};
 
 use nsdb::{Namespace, NsState, View};
 use nsfs::{NsName, OpenMode, RunDir};
-
-/// Fails loudly (never skips) when the test cannot run.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "nsdb integration tests need root (network namespaces); run them as root"
-    );
-}
+pub use testkit::require_root;
 
 /// Namespaces made for one test; removed on drop.
 pub struct Namespaces {
@@ -49,16 +42,6 @@ impl Drop for Namespaces {
                 .status();
         }
     }
-}
-
-/// Runs `ip ARGS`; panics with its stderr on failure.
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs `ip -n NS -batch -` with `lines` on stdin (`-force`: keep going).
@@ -161,4 +144,20 @@ pub async fn view_of(namespaces: &[&Namespace]) -> View {
         builder = builder.namespace((*ns).clone());
     }
     builder.build().await.unwrap()
+}
+
+/// A view of `ns` with the smallest receive buffer the kernel allows: a
+/// burst of changes overruns it.
+pub async fn overrunnable_view(ns: &Namespace) -> View {
+    View::builder()
+        .namespace(ns.clone())
+        .receive_buffer(1)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Runs `ip ARGS`; panics with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    testkit::ip(args);
 }

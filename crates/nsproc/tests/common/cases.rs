@@ -22,7 +22,36 @@ macro_rules! tests_for_mode {
     };
 }
 
-fn cmd(mode: ExecMode, ns: &TestNs, program: &str, args: &[&str]) -> Command {
+/// Generates the tests every mode passes, then those named after the mode.
+#[macro_export]
+macro_rules! all_tests_for_mode {
+    ($mode:expr $(, $name:ident)* $(,)?) => {
+        tests_for_mode!(
+            $mode,
+            exit_code_3,
+            sigterm_is_signal,
+            cat_echoes_stdin,
+            output_collects_both_streams,
+            child_is_in_the_namespace,
+            ip_link_lists_the_namespace_links,
+            env_cwd_arg0_pgroup,
+            missing_binary,
+            not_executable,
+            missing_namespace,
+            only_stdio_fds_in_child,
+            given_fd_as_stdout,
+            kill_on_drop_kills,
+            kill_kills,
+            process_group_is_killable_as_a_whole,
+            pidfd_names_the_child,
+            concurrent_spawns_across_namespaces,
+            $($name,)*
+        );
+    };
+}
+
+/// `program args` in `ns`, launched by `mode`.
+pub fn cmd(mode: ExecMode, ns: &TestNs, program: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args).netns(&ns.name).exec_mode(mode);
     cmd

@@ -36,18 +36,7 @@ impl TestNs {
 
     /// Runs `ip -n NAME args...` and panics with its stderr if it fails.
     pub fn ip(&self, args: &[&str]) {
-        let out = std::process::Command::new("ip")
-            .arg("-n")
-            .arg(self.name.as_str())
-            .args(args)
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip -n {} {args:?}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        testkit::ip(&[&["-n", self.name.as_str()], args].concat());
     }
 }
 
