@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Namespaces, ip, ip_batch};
+use common::{Namespaces, add_veth, ip_batch};
 use futures::StreamExt;
 use nsdb::{Change, ResyncReason};
 use testkit::{Collector, Seen};
@@ -36,9 +36,7 @@ async fn operations_have_spans_with_identity_and_outcome() {
         .id()
         .ino
         .to_string();
-    ip(&[
-        "-n", "tr-a", "link", "add", "tr0", "type", "veth", "peer", "name", "tr1",
-    ]);
+    add_veth("tr-a", "tr0", "tr1");
     let view = common::overrunnable_view(&a).await;
 
     // View creation: `build`, and `add` for the namespace, with its inode.

@@ -32,6 +32,15 @@ async fn spawn_sleeper(agent: &Agent) -> nsproxy::AgentChild {
     .unwrap()
 }
 
+/// Asserts that `err` is the agent's failure at `step`, with errno `errno`.
+fn assert_remote(err: &Error, step: Step, errno: i32) {
+    assert!(
+        matches!(err, Error::Remote { step: s, .. } if *s == step),
+        "{err}"
+    );
+    assert_eq!(err.raw_os_error(), Some(errno));
+}
+
 fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     std::fs::File::from(fd).read_to_string(&mut s).unwrap();
@@ -156,17 +165,7 @@ async fn open_socket_belongs_to_the_namespace() {
     let err = guard(agent.open_socket(12345, libc::SOCK_DGRAM, 0))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Remote {
-                step: Step::Socket,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
+    assert_remote(&err, Step::Socket, libc::EAFNOSUPPORT);
     // The agent survives a failed request.
     guard(agent.open_socket(libc::AF_INET6, libc::SOCK_STREAM, 0))
         .await
@@ -690,17 +689,7 @@ async fn a_failed_handshake_names_the_step() {
     ))
     .await
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Remote {
-                step: Step::SetnsUser,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    assert_remote(&err, Step::SetnsUser, libc::EINVAL);
 }
 
 /// Run under strace by `no_process_is_forked`: starts an agent, spawns a

@@ -34,6 +34,18 @@ async fn direct(ns: &NetNs) -> Handle {
     handle
 }
 
+/// Brings link `index` up through `handle`.
+async fn set_up(handle: &Handle, index: u32) {
+    guard(
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute(),
+    )
+    .await
+    .unwrap();
+}
+
 async fn relayed(agent: &Agent) -> Handle {
     let relay = guard(agent.netlink(NETLINK_ROUTE)).await.unwrap();
     let (conn, handle, _) = rtnetlink::from_socket(relay);
@@ -115,14 +127,7 @@ async fn dump_and_get_link_match_the_direct_socket() {
     // one after another (no stall after a notify).
     for i in 0..5 {
         let index = want.iter().find(|(_, n)| *n == format!("br{i}")).unwrap().0;
-        guard(
-            relay
-                .link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute(),
-        )
-        .await
-        .unwrap();
+        set_up(&relay, index).await;
     }
     let up = guard(
         direct
@@ -243,14 +248,7 @@ async fn enobufs_is_passed_through() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS), "{err}");
     // The relay keeps working after an overrun.
-    guard(
-        direct
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute(),
-    )
-    .await
-    .unwrap();
+    set_up(&direct, index).await;
     loop {
         buf.clear();
         match guard(sock.recv_from(&mut buf)).await {

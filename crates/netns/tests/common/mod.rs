@@ -119,26 +119,19 @@ pub(crate) async fn open(target: impl Into<netns::Target>, transport: netns::Tra
 #[macro_export]
 macro_rules! both_transports {
     ($( $(#[$meta:meta])* async fn $name:ident($t:ident) $body:block )*) => {
-        mod direct {
+        both_transports!(@in direct Direct $( $(#[$meta])* async fn $name($t) $body )*);
+        both_transports!(@in relay Relay $( $(#[$meta])* async fn $name($t) $body )*);
+    };
+    (@in $module:ident $transport:ident
+        $( $(#[$meta:meta])* async fn $name:ident($t:ident) $body:block )*) => {
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
             $(
                 $(#[$meta])*
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let $t = netns::Transport::Direct;
-                    $body
-                }
-            )*
-        }
-        mod relay {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                $(#[$meta])*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let $t = netns::Transport::Relay;
+                    let $t = netns::Transport::$transport;
                     $body
                 }
             )*

@@ -134,28 +134,22 @@ pub async fn child_is_in_the_namespace(mode: ExecMode) {
         ns.ns.id().to_string()
     );
     // By path and by handle too.
-    let by_path = Command::new("readlink")
-        .arg("/proc/self/ns/net")
-        .netns(ns.path())
-        .exec_mode(mode)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(by_path.stdout).unwrap().trim(),
-        ns.ns.id().to_string()
-    );
-    let by_handle = Command::new("readlink")
-        .arg("/proc/self/ns/net")
-        .netns(&ns.ns)
-        .exec_mode(mode)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(by_handle.stdout).unwrap().trim(),
-        ns.ns.id().to_string()
-    );
+    for target in [
+        nsproc::Target::from(ns.path()),
+        nsproc::Target::from(&ns.ns),
+    ] {
+        let out = Command::new("readlink")
+            .arg("/proc/self/ns/net")
+            .netns(target)
+            .exec_mode(mode)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            ns.ns.id().to_string()
+        );
+    }
 }
 
 pub async fn ip_link_lists_the_namespace_links(mode: ExecMode) {
@@ -275,28 +269,23 @@ pub async fn not_executable(mode: ExecMode) {
     assert!(err.to_string().contains("script"), "{err}");
 }
 
-pub async fn missing_namespace(mode: ExecMode) {
-    let err = Command::new("true")
-        .netns(format!("nsproc-missing-{}", std::process::id()))
+/// The error of spawning `true` in `netns`, which must fail.
+async fn spawn_true_in(netns: impl Into<nsproc::Target>, mode: ExecMode) -> Error {
+    Command::new("true")
+        .netns(netns)
         .exec_mode(mode)
         .spawn()
         .await
-        .unwrap_err();
+        .unwrap_err()
+}
+
+pub async fn missing_namespace(mode: ExecMode) {
+    let err = spawn_true_in(format!("nsproc-missing-{}", std::process::id()), mode).await;
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(matches!(err, Error::Namespace { .. }), "{err:?}");
-    let err = Command::new("true")
-        .netns("bad/name")
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap_err();
+    let err = spawn_true_in("bad/name", mode).await;
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    let err = Command::new("true")
-        .netns("/nonexistent/ns")
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap_err();
+    let err = spawn_true_in("/nonexistent/ns", mode).await;
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
 
