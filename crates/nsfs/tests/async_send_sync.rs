@@ -18,14 +18,17 @@ fn futures_are_send(dir: RunDir, name: NsName, ns: NetNs, exec: Executor) {
 
 #[test]
 fn types_are_send_sync_unpin() {
-    send_sync::<RunDir>();
-    send_sync::<NetNs>();
-    send_sync::<NsName>();
-    send_sync::<Executor>();
-    send_sync::<Error>();
-    send_sync::<RunDirEvent>();
-    send_sync::<Target>();
-    send_sync::<Monitor>();
+    // A tuple is Send and Sync only if each of its types is.
+    send_sync::<(
+        RunDir,
+        NetNs,
+        NsName,
+        Executor,
+        Error,
+        RunDirEvent,
+        Target,
+        Monitor,
+    )>();
     unpin::<Monitor>();
     let _ = futures_are_send;
 }

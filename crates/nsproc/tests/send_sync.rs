@@ -5,14 +5,10 @@ use testkit::{send, send_sync, unpin};
 
 #[test]
 fn types_are_send_and_sync() {
-    send_sync::<Command>();
-    send_sync::<Child>();
-    send_sync::<Stdio>();
-    send_sync::<Target>();
-    send_sync::<Error>();
-    send_sync::<ExecAgent>();
-    unpin::<Child>();
-    unpin::<Command>();
+    // A tuple is Send and Sync only if each of its types is.
+    send_sync::<(Command, Child, Stdio, Target, Error, ExecAgent)>();
+    // A tuple is Unpin only if each of its types is.
+    unpin::<(Child, Command)>();
 }
 
 #[allow(dead_code)]

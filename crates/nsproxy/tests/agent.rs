@@ -41,6 +41,17 @@ fn assert_remote(err: &Error, step: Step, errno: i32) {
     assert_eq!(err.raw_os_error(), Some(errno));
 }
 
+/// The stdout of `sh -c SCRIPT` run by `agent`, which must succeed.
+async fn sh_output(agent: &Agent, script: &str) -> String {
+    let req = SpawnRequest::new("/bin/sh")
+        .args(["-c", script])
+        .stdout(AgentStdio::Pipe);
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    let out = read_all(child.take_stdout().unwrap());
+    assert!(guard(child.wait()).await.unwrap().success());
+    out
+}
+
 fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     std::fs::File::from(fd).read_to_string(&mut s).unwrap();
@@ -378,12 +389,7 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
 
     let opts = AgentOptions::new().exec_mounts(Some(named.name.clone()));
     let agent = guard(Agent::start(&named.ns, opts)).await.unwrap();
-    let req = SpawnRequest::new("/bin/sh")
-        .args(["-c", "ls /sys/class/net; cat /etc/resolv.conf"])
-        .stdout(AgentStdio::Pipe);
-    let mut child = guard(agent.spawn(req)).await.unwrap();
-    let out = read_all(child.take_stdout().unwrap());
-    assert!(guard(child.wait()).await.unwrap().success());
+    let out = sh_output(&agent, "ls /sys/class/net; cat /etc/resolv.conf").await;
     let mut lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.pop(), Some("nameserver 192.0.2.53"), "{out}");
     lines.sort();
@@ -396,7 +402,6 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
         std::fs::read_to_string("/etc/resolv.conf").unwrap(),
         "nameserver 192.0.2.53\n"
     );
-    drop(child);
     guard(agent.close()).await.unwrap();
 
     // Without exec mounts, /sys is the application's.
@@ -452,17 +457,11 @@ async fn user_namespace_is_entered() {
         );
         assert_eq!(netns_of_pid(apid), netns.id());
         // Inside, the agent is root of the user namespace and can make sockets.
-        let req = SpawnRequest::new("/bin/sh")
-            .args(["-c", "id -u"])
-            .stdout(AgentStdio::Pipe);
-        let mut child = guard(agent.spawn(req)).await.unwrap();
-        let out = read_all(child.take_stdout().unwrap());
-        assert!(guard(child.wait()).await.unwrap().success());
+        let out = sh_output(&agent, "id -u").await;
         assert_eq!(out.trim(), "0");
         guard(agent.open_socket(libc::AF_NETLINK, libc::SOCK_RAW, 0))
             .await
             .unwrap();
-        drop(child);
         guard(agent.close()).await.unwrap();
 
         // Exec mode inside the user namespace: its own sysfs on /sys.
