@@ -25,6 +25,13 @@ async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
+/// A builder for a relay handle on the existing namespace `ns`.
+fn relay_builder(ns: &Ns) -> netns::Builder {
+    Handle::builder(ns.name())
+        .mode(netns::OpenMode::OpenOnly)
+        .transport(Transport::Relay)
+}
+
 fn signal_agent(h: &Handle, signal: Signal) {
     let pid = h.agent().expect("a relay handle has an agent").pid();
     kill(Pid::from_raw(pid), signal).unwrap();
@@ -154,9 +161,7 @@ both_transports! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_a_stopped_agent_times_out() {
     let ns = Ns::new("stopped").await;
-    let h = Handle::builder(ns.name())
-        .mode(netns::OpenMode::OpenOnly)
-        .transport(Transport::Relay)
+    let h = relay_builder(&ns)
         .request_timeout(Duration::from_millis(300))
         .open()
         .await
@@ -197,9 +202,7 @@ async fn a_request_to_a_stopped_agent_times_out() {
 async fn opening_past_the_open_timeout_fails_with_a_timeout() {
     let ns = Ns::new("opento").await;
     // Starting an agent takes a process start: never done within 1 ns.
-    let err = Handle::builder(ns.name())
-        .mode(netns::OpenMode::OpenOnly)
-        .transport(Transport::Relay)
+    let err = relay_builder(&ns)
         .open_timeout(Duration::from_nanos(1))
         .open()
         .await
@@ -216,12 +219,6 @@ async fn opening_past_the_open_timeout_fails_with_a_timeout() {
     );
     assert_eq!(err.raw_os_error(), Some(libc::ETIMEDOUT));
     // A deadline that leaves time is met.
-    let h = Handle::builder(ns.name())
-        .mode(netns::OpenMode::OpenOnly)
-        .transport(Transport::Relay)
-        .open_timeout(HANG)
-        .open()
-        .await
-        .unwrap();
+    let h = relay_builder(&ns).open_timeout(HANG).open().await.unwrap();
     h.close().await;
 }
