@@ -9,126 +9,53 @@
 //!
 //! One test in this binary: the subscriber is process-wide.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-
 use netns::nsproc::ExecMode;
 use netns::{Handle, OpenMode, RunDir, Transport};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
+use testkit::{Collector, Seen};
+use tracing_subscriber::layer::SubscriberExt;
 
-/// One span as the layer saw it.
-#[derive(Clone, Debug, Default)]
-struct Seen {
-    name: &'static str,
-    target: String,
-    fields: BTreeMap<String, String>,
+/// Spans named `name` whose target starts with `krate`.
+fn named(collect: &Collector, krate: &str, name: &str) -> Vec<Seen> {
+    let mut spans = collect.spans(name);
+    spans.retain(|s| s.target.starts_with(krate));
+    spans
 }
 
-/// Collects spans; events at WARN or ERROR are kept apart, as text.
-#[derive(Clone, Default)]
-struct Collect {
-    spans: Arc<Mutex<BTreeMap<u64, Seen>>>,
-    loud: Arc<Mutex<Vec<String>>>,
+/// Asserts that a span `krate::name` exists with `outcome = "ok"` and the
+/// given fields present; returns the first such span.
+fn expect_ok(collect: &Collector, krate: &str, name: &str, fields: &[&str]) -> Seen {
+    let spans = named(collect, krate, name);
+    let Some(ok) = spans.iter().find(|s| s.field("outcome") == Some("ok")) else {
+        panic!(
+            "no span {krate}::{name} with outcome=ok; seen with that name: {spans:#?}\nall names: {:?}",
+            names(collect)
+        );
+    };
+    for field in fields {
+        assert!(
+            ok.fields.contains_key(*field),
+            "span {krate}::{name} lacks field {field}: {ok:#?}"
+        );
+    }
+    ok.clone()
 }
 
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Collect {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut seen = Seen {
-            name: attrs.metadata().name(),
-            target: attrs.metadata().target().to_owned(),
-            fields: BTreeMap::new(),
-        };
-        attrs.record(&mut Fields(&mut seen.fields));
-        self.spans.lock().unwrap().insert(id.into_u64(), seen);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some(seen) = self.spans.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut seen.fields));
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let level = *event.metadata().level();
-        if level <= Level::WARN {
-            let mut fields = BTreeMap::new();
-            event.record(&mut Fields(&mut fields));
-            let mut line = format!("{level} {}:", event.metadata().target());
-            for (k, v) in fields {
-                let _ = write!(line, " {k}={v}");
-            }
-            self.loud.lock().unwrap().push(line);
-        }
-    }
-}
-
-impl Collect {
-    /// Spans named `name` whose target starts with `krate`.
-    fn named(&self, krate: &str, name: &str) -> Vec<Seen> {
-        self.spans
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|s| s.name == name && s.target.starts_with(krate))
-            .cloned()
-            .collect()
-    }
-
-    /// Asserts that a span `krate::name` exists with `outcome = "ok"` and the
-    /// given fields present; returns the first such span.
-    fn expect_ok(&self, krate: &str, name: &str, fields: &[&str]) -> Seen {
-        let spans = self.named(krate, name);
-        let ok = spans
-            .iter()
-            .find(|s| s.fields.get("outcome").map(String::as_str) == Some("ok"));
-        let Some(ok) = ok else {
-            panic!(
-                "no span {krate}::{name} with outcome=ok; seen with that name: {spans:#?}\nall names: {:?}",
-                self.names()
-            );
-        };
-        for field in fields {
-            assert!(
-                ok.fields.contains_key(*field),
-                "span {krate}::{name} lacks field {field}: {ok:#?}"
-            );
-        }
-        ok.clone()
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .spans
-            .lock()
-            .unwrap()
-            .values()
-            .map(|s| format!("{}::{}", s.target.split("::").next().unwrap_or(""), s.name))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
+/// Every span's `crate::name`, sorted, once each.
+fn names(collect: &Collector) -> Vec<String> {
+    let mut names: Vec<String> = collect
+        .all()
+        .iter()
+        .filter(|s| !s.event)
+        .map(|s| format!("{}::{}", s.target.split("::").next().unwrap_or(""), s.name))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 #[test]
 fn every_operation_leaves_a_span_with_identity_and_outcome() {
-    let collect = Collect::default();
+    let collect = Collector::default();
     let subscriber = tracing_subscriber::registry()
         .with(collect.clone())
         .with(tracing_subscriber::filter::LevelFilter::TRACE);
@@ -202,22 +129,21 @@ fn every_operation_leaves_a_span_with_identity_and_outcome() {
     });
     drop(runtime);
 
-    let create = collect.expect_ok("nsfs", "create", &["netns", "inode"]);
+    let create = expect_ok(&collect, "nsfs", "create", &["netns", "inode"]);
     assert_eq!(create.fields["netns"], "obs-blue", "{create:#?}");
-    collect.expect_ok("nsfs", "remove", &["netns"]);
-    let open = collect.expect_ok("netns", "open", &["netns", "inode"]);
+    expect_ok(&collect, "nsfs", "remove", &["netns"]);
+    let open = expect_ok(&collect, "netns", "open", &["netns", "inode"]);
     assert!(open.fields["netns"].contains("obs-blue"), "{open:#?}");
-    collect.expect_ok("netns", "move_link", &["netns"]);
-    collect.expect_ok("nsproxy", "agent_start", &["inode"]);
-    collect.expect_ok("nsproxy", "agent_request", &["op"]);
-    collect.expect_ok("nsproc", "status", &["netns", "inode"]);
-    collect.expect_ok("nsfs", "run_in_short", &["inode"]);
-    collect.expect_ok("nsdb", "build", &[]);
-    collect.expect_ok("nsdb", "add", &["netns", "inode"]);
+    expect_ok(&collect, "netns", "move_link", &["netns"]);
+    expect_ok(&collect, "nsproxy", "agent_start", &["inode"]);
+    expect_ok(&collect, "nsproxy", "agent_request", &["op"]);
+    expect_ok(&collect, "nsproc", "status", &["netns", "inode"]);
+    expect_ok(&collect, "nsfs", "run_in_short", &["inode"]);
+    expect_ok(&collect, "nsdb", "build", &[]);
+    expect_ok(&collect, "nsdb", "add", &["netns", "inode"]);
 
     // A failure records its outcome and its error.
-    let failed = collect
-        .named("netns", "open")
+    let failed = named(&collect, "netns", "open")
         .into_iter()
         .find(|s| s.fields.get("outcome").map(String::as_str) == Some("error"))
         .expect("the failed open has a span with outcome=error");
@@ -230,7 +156,7 @@ fn every_operation_leaves_a_span_with_identity_and_outcome() {
     );
     assert!(failed.fields.contains_key("error"), "{failed:#?}");
 
-    let loud = collect.loud.lock().unwrap().clone();
+    let loud = collect.loud();
     assert!(
         loud.is_empty(),
         "a normal run logs no WARN or ERROR: {loud:#?}"

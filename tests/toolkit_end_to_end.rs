@@ -13,12 +13,7 @@ use std::time::Duration;
 use netns::nsproc::ExecMode;
 use netns::{Handle, NsName, OpenMode, RunDir};
 use rtnetlink::LinkUnspec;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
-}
+use testkit::{ip, open_fds};
 
 /// Processes whose parent is this test process (agents, spawned programs,
 /// zombies alike).
@@ -40,19 +35,6 @@ fn children() -> Vec<String> {
         }
     }
     found
-}
-
-fn ip(args: &[&str]) -> String {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,28 +4,11 @@
 
 mod common;
 
-use common::Ns;
+use common::{Ns, add_ifbs};
 use futures::TryStreamExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use netlink_packet_route::link::LinkAttribute;
 use netns::Handle;
-use tokio::io::AsyncWriteExt;
-
-/// Adds `n` ifb links to `ns` with one `ip -batch`.
-async fn add_ifbs(ns: &Ns, n: usize) {
-    let batch: String = (0..n)
-        .map(|i| format!("link add ifb{i} type ifb\n"))
-        .collect();
-    let mut ip = tokio::process::Command::new("ip")
-        .args(["-n", ns.name(), "-batch", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = ip.stdin.take().unwrap();
-    stdin.write_all(batch.as_bytes()).await.unwrap();
-    drop(stdin);
-    assert!(ip.wait().await.unwrap().success());
-}
 
 /// (index, name) of every link, in the order of the dump.
 async fn dump(h: &Handle) -> Vec<(u32, String)> {

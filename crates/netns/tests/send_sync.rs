@@ -4,10 +4,7 @@
 use std::future::Future;
 
 use netns::{Handle, MulticastGroup, OpenMode};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[allow(dead_code)]
 async fn futures_are_send(h: &Handle, ns: &netns::NetNs, owned: Handle) {
@@ -35,13 +32,16 @@ async fn futures_are_send(h: &Handle, ns: &netns::NetNs, owned: Handle) {
 
 #[test]
 fn types_are_send_sync_unpin() {
-    send_sync::<Handle>();
-    send_sync::<netns::Error>();
-    send_sync::<netns::Target>();
-    send_sync::<netns::NetlinkSocket>();
-    send_sync::<netns::Event>();
-    unpin::<netns::Events>();
-    unpin::<netns::NetlinkSocket>();
+    // A tuple is Send and Sync only if each of its types is.
+    send_sync::<(
+        Handle,
+        netns::Error,
+        netns::Target,
+        netns::NetlinkSocket,
+        netns::Event,
+    )>();
+    // A tuple is Unpin only if each of its types is.
+    unpin::<(netns::Events, netns::NetlinkSocket)>();
     fn only_send<T: Send>() {}
     only_send::<netns::Events>();
     only_send::<netns::Connection>();

@@ -24,17 +24,22 @@ fn socket_netns(fd: impl AsFd) -> netns::NsId {
     netns::NetNs::from_fd(owned).unwrap().id()
 }
 
-both_transports! {
-async fn tcp_in_a_namespace(transport) {
-    let ns = Ns::new("tcp").await;
+/// A handle on `ns`, with lo brought up (it is down in a fresh namespace).
+async fn open_with_lo_up(ns: &Ns, transport: netns::Transport) -> netns::Handle {
     let h = common::open(ns.name(), transport).await;
-    // lo is down in a fresh namespace: bring it up.
     h.rtnetlink()
         .link()
         .set(rtnetlink::LinkUnspec::new_with_index(1).up().build())
         .execute()
         .await
         .unwrap();
+    h
+}
+
+both_transports! {
+async fn tcp_in_a_namespace(transport) {
+    let ns = Ns::new("tcp").await;
+    let h = open_with_lo_up(&ns, transport).await;
     let listener = h
         .tcp_listener("127.0.0.1:0".parse().unwrap())
         .await
@@ -84,13 +89,7 @@ async fn connect_failures_are_typed(transport) {
 
 async fn udp_raw_and_packet_sockets(transport) {
     let ns = Ns::new("udp").await;
-    let h = common::open(ns.name(), transport).await;
-    h.rtnetlink()
-        .link()
-        .set(rtnetlink::LinkUnspec::new_with_index(1).up().build())
-        .execute()
-        .await
-        .unwrap();
+    let h = open_with_lo_up(&ns, transport).await;
     let a = h.udp_bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let b = h.udp_bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     assert_eq!(socket_netns(&a), ns.netns.id());

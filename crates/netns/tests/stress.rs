@@ -24,14 +24,7 @@ async fn with_links(
             .await
             .unwrap();
     }
-    let links: Vec<_> = h
-        .rtnetlink()
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .unwrap();
+    let links = common::links(&h).await;
     let indexes = links.iter().map(|l| l.header.index).collect::<Vec<_>>();
     assert_eq!(indexes.len(), 2 * pairs + 1);
     (ns, h, indexes)

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Ns;
+use common::{Ns, add_ifbs};
 use futures::StreamExt;
 use futures::TryStreamExt;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
@@ -15,7 +15,6 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netns::{Handle, Transport};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
 
 /// A bound for waits that must end: a hang fails the test instead.
 const HANG: Duration = Duration::from_secs(20);
@@ -26,20 +25,11 @@ async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
-/// Adds `n` ifb links to `ns` with one `ip -batch`.
-async fn add_ifbs(ns: &Ns, n: usize) {
-    let batch: String = (0..n)
-        .map(|i| format!("link add ifb{i} type ifb\n"))
-        .collect();
-    let mut ip = tokio::process::Command::new("ip")
-        .args(["-n", ns.name(), "-batch", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = ip.stdin.take().unwrap();
-    stdin.write_all(batch.as_bytes()).await.unwrap();
-    drop(stdin);
-    assert!(ip.wait().await.unwrap().success());
+/// A builder for a relay handle on the existing namespace `ns`.
+fn relay_builder(ns: &Ns) -> netns::Builder {
+    Handle::builder(ns.name())
+        .mode(netns::OpenMode::OpenOnly)
+        .transport(Transport::Relay)
 }
 
 fn signal_agent(h: &Handle, signal: Signal) {
@@ -171,9 +161,7 @@ both_transports! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_a_stopped_agent_times_out() {
     let ns = Ns::new("stopped").await;
-    let h = Handle::builder(ns.name())
-        .mode(netns::OpenMode::OpenOnly)
-        .transport(Transport::Relay)
+    let h = relay_builder(&ns)
         .request_timeout(Duration::from_millis(300))
         .open()
         .await
@@ -214,9 +202,7 @@ async fn a_request_to_a_stopped_agent_times_out() {
 async fn opening_past_the_open_timeout_fails_with_a_timeout() {
     let ns = Ns::new("opento").await;
     // Starting an agent takes a process start: never done within 1 ns.
-    let err = Handle::builder(ns.name())
-        .mode(netns::OpenMode::OpenOnly)
-        .transport(Transport::Relay)
+    let err = relay_builder(&ns)
         .open_timeout(Duration::from_nanos(1))
         .open()
         .await
@@ -233,12 +219,6 @@ async fn opening_past_the_open_timeout_fails_with_a_timeout() {
     );
     assert_eq!(err.raw_os_error(), Some(libc::ETIMEDOUT));
     // A deadline that leaves time is met.
-    let h = Handle::builder(ns.name())
-        .mode(netns::OpenMode::OpenOnly)
-        .transport(Transport::Relay)
-        .open_timeout(HANG)
-        .open()
-        .await
-        .unwrap();
+    let h = relay_builder(&ns).open_timeout(HANG).open().await.unwrap();
     h.close().await;
 }

@@ -473,6 +473,14 @@ mod tests {
         Edit::Set { link, attrs }
     }
 
+    fn add_address(link: usize, local: &str, prefix_len: u8) -> Edit {
+        Edit::AddAddress {
+            link,
+            local: local.parse().unwrap(),
+            prefix_len,
+        }
+    }
+
     fn shown(steps: &[Step]) -> Vec<String> {
         steps.iter().map(Step::to_string).collect()
     }
@@ -532,11 +540,7 @@ mod tests {
                     ..LinkAttrs::default()
                 },
             ),
-            Edit::AddAddress {
-                link: 0,
-                local: "10.0.0.1".parse().unwrap(),
-                prefix_len: 24,
-            },
+            add_address(0, "10.0.0.1", 24),
         ];
         assert_eq!(plan(&edits, &[t(&a(), "v0")], &snap).unwrap(), []);
     }
@@ -552,11 +556,7 @@ mod tests {
                     ..LinkAttrs::default()
                 },
             ),
-            Edit::AddAddress {
-                link: 0,
-                local: "10.0.0.1".parse().unwrap(),
-                prefix_len: 24,
-            },
+            add_address(0, "10.0.0.1", 24),
             // A second rename after another step is a request of its own.
             set(
                 0,
@@ -605,11 +605,7 @@ mod tests {
                     ..LinkAttrs::default()
                 },
             ),
-            Edit::AddAddress {
-                link: 0,
-                local: "10.0.0.1".parse().unwrap(),
-                prefix_len: 24,
-            },
+            add_address(0, "10.0.0.1", 24),
         ];
         let steps = plan(&edits, &[t(&a(), "v0")], &snap).unwrap();
         assert_eq!(

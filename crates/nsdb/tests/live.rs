@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Namespaces, assert_view_matches_dump, ip, ip_batch, view_of};
+use common::{Namespaces, add_veth, assert_view_matches_dump, ip, ip_batch, view_of};
 use futures::StreamExt;
 use nsdb::{Change, Namespace, NsStatus, Object, ResyncReason, View};
 
@@ -51,6 +51,16 @@ fn churn(tag: &str, round: usize) -> Vec<String> {
     l
 }
 
+/// A view of every namespace of the run directory, polled every `poll`.
+async fn all_namespaces_view(poll: Duration) -> View {
+    View::builder()
+        .all_namespaces()
+        .poll_interval(poll)
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_changes_from_outside_leave_the_view_equal_to_a_dump() {
     let nss = Namespaces::create(&["lv-a", "lv-b", "lv-c"]).await;
@@ -91,13 +101,7 @@ async fn a_thousand_changes_from_outside_leave_the_view_equal_to_a_dump() {
 async fn an_overrun_is_detected_and_resynced() {
     let nss = Namespaces::create(&["ov-a"]).await;
     let a = nss.ns(0);
-    // The smallest receive buffer the kernel allows: a burst overruns it.
-    let view = View::builder()
-        .namespace(a.clone())
-        .receive_buffer(1)
-        .build()
-        .await
-        .unwrap();
+    let view = common::overrunnable_view(&a).await;
     let mut changes = view.changes();
     let mut lines = Vec::new();
     for i in 0..150 {
@@ -138,20 +142,13 @@ async fn an_overrun_is_detected_and_resynced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_added_and_removed_while_watching_all() {
     common::require_root();
-    let view = View::builder()
-        .all_namespaces()
-        .poll_interval(Duration::from_millis(20))
-        .build()
-        .await
-        .unwrap();
+    let view = all_namespaces_view(Duration::from_millis(20)).await;
     let mut changes = view.changes();
     let nss = Namespaces::create(&["all-a"]).await;
     let a = nss.ns(0);
     ip(&["netns", "add", "all-b"]);
     let b = Namespace::named("all-b").unwrap();
-    ip(&[
-        "-n", "all-b", "link", "add", "ab0", "type", "veth", "peer", "name", "ab1",
-    ]);
+    add_veth("all-b", "ab0", "ab1");
     let t = Duration::from_secs(5);
     view.wait_for("all-a and all-b with ab0", t, |s| {
         s.namespace(&a).is_some() && s.link(&b, "ab0").is_some()
@@ -225,9 +222,7 @@ async fn a_namespace_removed_while_viewed_is_marked_and_refuses_edits() {
 async fn changes_stream_reports_old_and_new_values_and_wait_for_times_out() {
     let nss = Namespaces::create(&["ch-a"]).await;
     let a = nss.ns(0);
-    ip(&[
-        "-n", "ch-a", "link", "add", "ch0", "type", "veth", "peer", "name", "ch1",
-    ]);
+    add_veth("ch-a", "ch0", "ch1");
     let view = view_of(&[&a]).await;
     let mut changes = view.changes();
     ip(&["-n", "ch-a", "link", "set", "ch0", "mtu", "1234"]);
@@ -263,12 +258,7 @@ async fn changes_stream_reports_old_and_new_values_and_wait_for_times_out() {
 async fn all_namespaces_mode_follows_the_run_directory_monitor_without_polling() {
     common::require_root();
     // A timer that never fires in this test: only nsfs's monitor can tell.
-    let view = View::builder()
-        .all_namespaces()
-        .poll_interval(Duration::from_secs(3600))
-        .build()
-        .await
-        .unwrap();
+    let view = all_namespaces_view(Duration::from_secs(3600)).await;
     ip(&["netns", "add", "mon-a"]);
     let a = Namespace::named("mon-a").unwrap();
     let t = Duration::from_secs(5);

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Namespaces, disable_ipv6, ip, ip_batch};
+use common::{Namespaces, add_veth, disable_ipv6, ip, ip_batch};
 use netlink_packet_route::link::LinkAttribute;
 use nsdb::View;
 
@@ -64,9 +64,7 @@ fn rss_kib() -> u64 {
 async fn measure_latency_memory_commit() {
     let nss = Namespaces::create(&["ms-a", "ms-big"]).await;
     let a = nss.ns(0);
-    ip(&[
-        "-n", "ms-a", "link", "add", "m0", "type", "veth", "peer", "name", "m1",
-    ]);
+    add_veth("ms-a", "m0", "m1");
     let view = View::builder().namespace(a.clone()).build().await.unwrap();
 
     // 1. From `ip link set mtu` to the view showing it.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Namespaces, assert_view_matches_dump, disable_ipv6, ip, view_of};
+use common::{Namespaces, add_veth, assert_view_matches_dump, disable_ipv6, ip, view_of};
 use nsdb::Error;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,9 +87,7 @@ async fn commit_rejected_part_way_rolls_back_to_the_state_before() {
     let nss = Namespaces::create(&["rb-a"]).await;
     disable_ipv6(&nss.names[0]).await;
     let a = nss.ns(0);
-    ip(&[
-        "-n", "rb-a", "link", "add", "rb0", "type", "veth", "peer", "name", "rb1",
-    ]);
+    add_veth("rb-a", "rb0", "rb1");
     ip(&["-n", "rb-a", "link", "set", "rb0", "up"]);
     ip(&["-n", "rb-a", "addr", "add", "192.168.5.1/24", "dev", "rb0"]);
     let view = view_of(&[&a]).await;
@@ -140,9 +138,7 @@ async fn failed_step_after_a_move_moves_the_link_back_and_restores_it() {
     disable_ipv6(&nss.names[0]).await;
     disable_ipv6(&nss.names[1]).await;
     let (a, b) = (nss.ns(0), nss.ns(1));
-    ip(&[
-        "-n", "mv-a", "link", "add", "mv0", "type", "veth", "peer", "name", "mv1",
-    ]);
+    add_veth("mv-a", "mv0", "mv1");
     ip(&["-n", "mv-a", "link", "set", "mv1", "up"]);
     ip(&["-n", "mv-a", "link", "set", "mv0", "up"]);
     ip(&["-n", "mv-a", "addr", "add", "10.8.0.1/24", "dev", "mv1"]);
@@ -177,9 +173,7 @@ async fn failed_step_after_a_move_moves_the_link_back_and_restores_it() {
 async fn editing_what_is_not_there_is_a_clear_error() {
     let nss = Namespaces::create(&["ed-a"]).await;
     let a = nss.ns(0);
-    ip(&[
-        "-n", "ed-a", "link", "add", "ed0", "type", "veth", "peer", "name", "ed1",
-    ]);
+    add_veth("ed-a", "ed0", "ed1");
     let view = view_of(&[&a]).await;
 
     let mut tx = view.transaction();
@@ -223,9 +217,7 @@ async fn editing_what_is_not_there_is_a_clear_error() {
 async fn a_commit_skips_what_is_already_so() {
     let nss = Namespaces::create(&["sk-a"]).await;
     let a = nss.ns(0);
-    ip(&[
-        "-n", "sk-a", "link", "add", "sk0", "type", "veth", "peer", "name", "sk1",
-    ]);
+    add_veth("sk-a", "sk0", "sk1");
     ip(&["-n", "sk-a", "link", "set", "sk0", "mtu", "1400"]);
     let view = view_of(&[&a]).await;
     let mut tx = view.transaction();

@@ -3,19 +3,12 @@
 use std::time::Duration;
 
 use nsdb::{Change, Changes, Namespace, NsView, Snapshot, Transaction, View};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[test]
 fn types_are_send_and_sync() {
-    send_sync::<View>();
-    send_sync::<Snapshot>();
-    send_sync::<NsView>();
-    send_sync::<Change>();
-    send_sync::<nsdb::Error>();
-    send_sync::<Transaction>();
+    // A tuple is Send and Sync only if each of its types is.
+    send_sync::<(View, Snapshot, NsView, Change, nsdb::Error, Transaction)>();
     unpin::<Changes>();
     fn stream_send<T: Send + futures::Stream>() {}
     stream_send::<Changes>();

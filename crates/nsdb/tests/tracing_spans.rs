@@ -6,107 +6,25 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Namespaces, ip, ip_batch};
+use common::{Namespaces, add_veth, ip_batch};
 use futures::StreamExt;
-use nsdb::{Change, ResyncReason, View};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use nsdb::{Change, ResyncReason};
+use testkit::{Collector, Seen};
+use tracing::Level;
+use tracing_subscriber::layer::SubscriberExt;
 
-/// A span (when it closed) or an event, with its fields as text.
-#[derive(Clone, Debug)]
-struct Rec {
-    name: String,
-    target: String,
-    level: Level,
-    event: bool,
-    fields: BTreeMap<String, String>,
-}
-
-impl Rec {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}"));
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture {
-    open: Arc<Mutex<BTreeMap<u64, Rec>>>,
-    done: Arc<Mutex<Vec<Rec>>>,
-}
-
-impl<S: Subscriber> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let meta = attrs.metadata();
-        let mut rec = Rec {
-            name: meta.name().into(),
-            target: meta.target().into(),
-            level: *meta.level(),
-            event: false,
-            fields: BTreeMap::new(),
-        };
-        attrs.record(&mut Fields(&mut rec.fields));
-        self.open.lock().unwrap().insert(id.into_u64(), rec);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some(rec) = self.open.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut rec.fields));
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let meta = event.metadata();
-        let mut rec = Rec {
-            name: meta.name().into(),
-            target: meta.target().into(),
-            level: *meta.level(),
-            event: true,
-            fields: BTreeMap::new(),
-        };
-        event.record(&mut Fields(&mut rec.fields));
-        self.done.lock().unwrap().push(rec);
-    }
-
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
-        if let Some(rec) = self.open.lock().unwrap().remove(&id.into_u64()) {
-            self.done.lock().unwrap().push(rec);
-        }
-    }
-}
-
-impl Capture {
-    /// The closed spans named `name` whose `netns` is `ns`.
-    fn spans(&self, name: &str, ns: &str) -> Vec<Rec> {
-        self.done
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| !r.event && r.name == name && r.field("netns") == Some(ns))
-            .cloned()
-            .collect()
-    }
+/// The closed spans named `name` whose `netns` is `ns`.
+fn closed(capture: &Collector, name: &str, ns: &str) -> Vec<Seen> {
+    let mut spans = capture.closed();
+    spans.retain(|r| r.name == name && r.field("netns") == Some(ns));
+    spans
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_have_spans_with_identity_and_outcome() {
-    let capture = Capture::default();
+    let capture = Collector::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(capture.clone()))
         .expect("the only subscriber of this test binary");
 
@@ -118,30 +36,16 @@ async fn operations_have_spans_with_identity_and_outcome() {
         .id()
         .ino
         .to_string();
-    ip(&[
-        "-n", "tr-a", "link", "add", "tr0", "type", "veth", "peer", "name", "tr1",
-    ]);
-    // The smallest receive buffer: a burst of changes overruns it.
-    let view = View::builder()
-        .namespace(a.clone())
-        .receive_buffer(1)
-        .build()
-        .await
-        .unwrap();
+    add_veth("tr-a", "tr0", "tr1");
+    let view = common::overrunnable_view(&a).await;
 
     // View creation: `build`, and `add` for the namespace, with its inode.
-    let build = capture
-        .done
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.name == "build")
-        .cloned();
+    let build = capture.closed().into_iter().find(|r| r.name == "build");
     let build = build.expect("a build span");
     assert_eq!(build.field("outcome"), Some("ok"), "{build:?}");
     assert_eq!(build.target, "nsdb::view");
     assert_eq!(build.level, Level::DEBUG);
-    let add = capture.spans("add", "tr-a");
+    let add = closed(&capture, "add", "tr-a");
     assert_eq!(add.len(), 1, "{add:?}");
     assert_eq!(add[0].field("inode"), Some(&*inode), "{add:?}");
     assert_eq!(add[0].field("outcome"), Some("ok"), "{add:?}");
@@ -153,19 +57,13 @@ async fn operations_have_spans_with_identity_and_outcome() {
     let mut tx = view.transaction();
     tx.link(&a, "tr0").unwrap().set_mtu(100_000);
     let err = tx.commit().await.unwrap_err();
-    let commits: Vec<Rec> = capture
-        .done
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.name == "commit")
-        .cloned()
-        .collect();
+    let mut commits = capture.closed();
+    commits.retain(|r| r.name == "commit");
     assert_eq!(commits.len(), 2, "{commits:?}");
     assert_eq!(commits[0].field("outcome"), Some("ok"), "{commits:?}");
     assert_eq!(commits[1].field("outcome"), Some("error"), "{commits:?}");
     assert_eq!(commits[1].field("error"), Some(&*err.to_string()));
-    let steps = capture.spans("step", "tr-a");
+    let steps = closed(&capture, "step", "tr-a");
     assert_eq!(steps.len(), 2, "{steps:?}");
     assert_eq!(steps[0].field("inode"), Some(&*inode), "{steps:?}");
     assert_eq!(steps[0].field("outcome"), Some("ok"), "{steps:?}");
@@ -205,14 +103,8 @@ async fn operations_have_spans_with_identity_and_outcome() {
     })
     .await
     .expect("no resync within 20 s");
-    let warns: Vec<Rec> = capture
-        .done
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.event && r.level == Level::WARN && r.target.starts_with("nsdb"))
-        .cloned()
-        .collect();
+    let mut warns = capture.events();
+    warns.retain(|r| r.level == Level::WARN && r.target.starts_with("nsdb"));
     assert!(!warns.is_empty(), "no WARN on the overrun");
     for w in &warns {
         assert_eq!(w.field("netns"), Some("tr-a"), "{w:?}");
@@ -223,7 +115,7 @@ async fn operations_have_spans_with_identity_and_outcome() {
     // after the change is sent).
     let resynced = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            let r = capture.spans("resync", "tr-a");
+            let r = closed(&capture, "resync", "tr-a");
             if !r.is_empty() {
                 return r;
             }
@@ -239,14 +131,8 @@ async fn operations_have_spans_with_identity_and_outcome() {
     // A normal close logs no ERROR and no other WARN.
     drop(view);
     drop(nss);
-    let loud: Vec<Rec> = capture
-        .done
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.event && r.target.starts_with("nsdb") && r.level <= Level::WARN)
-        .filter(|r| !r.field("message").is_some_and(|m| m.contains("overran")))
-        .cloned()
-        .collect();
+    let mut loud = capture.events();
+    loud.retain(|r| r.target.starts_with("nsdb") && r.level <= Level::WARN);
+    loud.retain(|r| !r.field("message").is_some_and(|m| m.contains("overran")));
     assert!(loud.is_empty(), "{loud:?}");
 }

@@ -2,10 +2,7 @@
 //! so they can be spawned and shared. Compile-time checks; the one runtime
 //! assertion makes the test binary do something.
 use nsfs::{Error, Executor, Monitor, NetNs, NsName, OpenMode, RunDir, RunDirEvent, Target};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[allow(dead_code, clippy::diverging_sub_expression)]
 fn futures_are_send(dir: RunDir, name: NsName, ns: NetNs, exec: Executor) {
@@ -21,14 +18,17 @@ fn futures_are_send(dir: RunDir, name: NsName, ns: NetNs, exec: Executor) {
 
 #[test]
 fn types_are_send_sync_unpin() {
-    send_sync::<RunDir>();
-    send_sync::<NetNs>();
-    send_sync::<NsName>();
-    send_sync::<Executor>();
-    send_sync::<Error>();
-    send_sync::<RunDirEvent>();
-    send_sync::<Target>();
-    send_sync::<Monitor>();
+    // A tuple is Send and Sync only if each of its types is.
+    send_sync::<(
+        RunDir,
+        NetNs,
+        NsName,
+        Executor,
+        Error,
+        RunDirEvent,
+        Target,
+        Monitor,
+    )>();
     unpin::<Monitor>();
     let _ = futures_are_send;
 }

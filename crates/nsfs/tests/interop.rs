@@ -8,10 +8,7 @@ use nsfs::{EntryState, NetNs, OpenMode, RunDir};
 
 #[tokio::test]
 async fn made_here_used_by_ip() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("here");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("here");
     let ns = dir.create(&name, OpenMode::CreateExclusive).await.unwrap();
 
     let links = ip(&["-n", name.as_str(), "-o", "link", "show"]);
@@ -53,10 +50,7 @@ async fn made_here_used_by_ip() {
 
 #[tokio::test]
 async fn made_by_ip_used_here() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("theirs");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("theirs");
     ip(&["netns", "add", name.as_str()]);
     ip(&["-n", name.as_str(), "link", "add", "br-t", "type", "bridge"]);
 

@@ -71,10 +71,7 @@ async fn open_only_never_prepares_a_missing_run_dir() {
 
 #[tokio::test]
 async fn create_each_mode_on_an_existing_entry() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("exists");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("exists");
     let ns = dir.create(&name, OpenMode::CreateExclusive).await.unwrap();
 
     assert_eq!(dir.create(&name, OpenMode::CreateOrOpen).await.unwrap(), ns);
@@ -92,10 +89,7 @@ async fn create_each_mode_on_an_existing_entry() {
 
 #[tokio::test]
 async fn create_each_mode_on_a_stale_entry() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("stale");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("stale");
     make_stale(&dir, &name);
     assert_eq!(state_of(&dir, &name), Some(EntryState::Stale));
 
@@ -128,10 +122,7 @@ async fn create_each_mode_on_a_stale_entry() {
 
 #[tokio::test]
 async fn remove_missing_is_not_found_and_removal_keeps_open_handles_usable() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("rm");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("rm");
     let err = dir.remove(&name).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
@@ -317,10 +308,7 @@ async fn attach_names_a_process_namespace() {
 
 #[tokio::test]
 async fn attach_to_a_dead_pid_leaves_no_entry() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("att-dead");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("att-dead");
     for pid in [dead_pid(), 0, -5] {
         let err = dir.attach(&name, pid).await.unwrap_err();
         assert!(
@@ -391,10 +379,7 @@ async fn identify_by_pid_and_by_handle() {
 
 #[tokio::test]
 async fn pids_lists_the_processes_inside() {
-    require_root();
-    let dir = RunDir::default();
-    let name = unique("pids");
-    let _g = NameGuard::new(&dir, &name);
+    let (dir, name, _g) = fresh_name("pids");
     let ns = dir.create(&name, OpenMode::CreateExclusive).await.unwrap();
     assert!(
         dir.pids(&name).await.unwrap().is_empty(),

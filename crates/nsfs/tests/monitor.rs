@@ -31,6 +31,15 @@ async fn next_of(events: &mut Monitor, prefix: &str) -> RunDirEvent {
     }
 }
 
+/// The next `n` events about names starting with `prefix`.
+async fn next_n(events: &mut Monitor, prefix: &str, n: usize) -> Vec<RunDirEvent> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(next_of(events, prefix).await);
+    }
+    got
+}
+
 fn name(s: &str) -> NsName {
     NsName::new(s).unwrap()
 }
@@ -68,12 +77,8 @@ async fn events_in_order_ours_and_iproute2s() {
     dir.create(&a, OpenMode::CreateExclusive).await.unwrap();
     ip(&["netns", "add", b.as_str()]);
     dir.create(&c, OpenMode::CreateExclusive).await.unwrap();
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(next_of(&mut events, &prefix).await);
-    }
     assert_eq!(
-        got,
+        next_n(&mut events, &prefix, 3).await,
         [
             RunDirEvent::Added(a.clone()),
             RunDirEvent::Added(b.clone()),
@@ -83,12 +88,8 @@ async fn events_in_order_ours_and_iproute2s() {
     dir.remove(&b).await.unwrap();
     ip(&["netns", "delete", a.as_str()]);
     dir.remove(&c).await.unwrap();
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(next_of(&mut events, &prefix).await);
-    }
     assert_eq!(
-        got,
+        next_n(&mut events, &prefix, 3).await,
         [
             RunDirEvent::Removed(b.clone()),
             RunDirEvent::Removed(a.clone()),

@@ -3,75 +3,15 @@
 //! (`outcome`, plus `error` on failure), recorded when it ends.
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use nsfs::OpenMode;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-/// A closed span: its name and fields, as text.
-#[derive(Debug, Clone)]
-struct Closed {
-    name: &'static str,
-    fields: HashMap<String, String>,
-}
-
-#[derive(Default)]
-struct Fields(HashMap<String, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.to_string());
-    }
-}
-
-/// Collects every span of this crate, by id while open, in order once closed.
-#[derive(Clone, Default)]
-struct Collect {
-    open: Arc<Mutex<HashMap<Id, Closed>>>,
-    closed: Arc<Mutex<Vec<Closed>>>,
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Collect {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        if !attrs.metadata().target().starts_with("nsfs") {
-            return;
-        }
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        let span = Closed {
-            name: attrs.metadata().name(),
-            fields: fields.0,
-        };
-        self.open.lock().unwrap().insert(id.clone(), span);
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some(span) = self.open.lock().unwrap().get_mut(id) {
-            let mut fields = Fields::default();
-            values.record(&mut fields);
-            span.fields.extend(fields.0);
-        }
-    }
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
-        if let Some(span) = self.open.lock().unwrap().remove(&id) {
-            self.closed.lock().unwrap().push(span);
-        }
-    }
-}
+use testkit::Collector;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[test]
 fn operations_have_spans_with_name_inode_and_outcome() {
     require_root();
-    let collect = Collect::default();
+    let collect = Collector::default();
     let subscriber = tracing_subscriber::registry().with(collect.clone());
     let _default = tracing::subscriber::set_default(subscriber);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -93,7 +33,11 @@ fn operations_have_spans_with_name_inode_and_outcome() {
         ns.run(|| ()).await.unwrap();
         ns.id().ino.to_string()
     });
-    let closed = collect.closed.lock().unwrap().clone();
+    let closed: Vec<_> = collect
+        .closed()
+        .into_iter()
+        .filter(|s| s.target.starts_with("nsfs"))
+        .collect();
     let names: Vec<_> = closed.iter().map(|s| s.name).collect();
     assert_eq!(
         names,

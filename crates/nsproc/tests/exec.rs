@@ -5,26 +5,7 @@ mod common;
 
 use nsproc::ExecMode;
 
-tests_for_mode!(
-    ExecMode::IpNetnsExec,
-    exit_code_3,
-    sigterm_is_signal,
-    cat_echoes_stdin,
-    output_collects_both_streams,
-    child_is_in_the_namespace,
-    ip_link_lists_the_namespace_links,
-    env_cwd_arg0_pgroup,
-    missing_binary,
-    not_executable,
-    missing_namespace,
-    only_stdio_fds_in_child,
-    given_fd_as_stdout,
-    kill_on_drop_kills,
-    kill_kills,
-    process_group_is_killable_as_a_whole,
-    pidfd_names_the_child,
-    concurrent_spawns_across_namespaces,
-);
+all_tests_for_mode!(ExecMode::IpNetnsExec);
 
 use common::TestNs;
 use nsproc::{Command, ExecAgent};
@@ -35,6 +16,17 @@ fn exec(ns: &TestNs, program: &str, args: &[&str]) -> Command {
         .netns(&ns.name)
         .exec_mode(ExecMode::IpNetnsExec);
     cmd
+}
+
+/// `sleep 60` through `agent`.
+async fn sleep_on(agent: &ExecAgent, kill_on_drop: bool) -> nsproc::Child {
+    Command::new("sleep")
+        .arg("60")
+        .kill_on_drop(kill_on_drop)
+        .exec_agent(agent)
+        .spawn()
+        .await
+        .unwrap()
 }
 
 async fn stdout_of(cmd: &mut Command) -> String {
@@ -127,12 +119,7 @@ async fn exec_agent_is_reused() {
     }
     assert!(agent.is_alive());
     // A child outlives the handle; the agent outlives the child's handle.
-    let mut child = Command::new("sleep")
-        .arg("60")
-        .exec_agent(&agent)
-        .spawn()
-        .await
-        .unwrap();
+    let mut child = sleep_on(&agent, false).await;
     let agent_pid = agent.pid();
     drop(agent);
     assert!(common::alive(agent_pid as u32));
@@ -183,19 +170,8 @@ async fn close_returns_once_the_agent_is_reaped() {
 async fn close_with_children_running() {
     let ns = TestNs::new("closekids").await;
     let agent = ExecAgent::start(&ns.name).await.unwrap();
-    let mut killed = Command::new("sleep")
-        .arg("60")
-        .kill_on_drop(true)
-        .exec_agent(&agent)
-        .spawn()
-        .await
-        .unwrap();
-    let mut kept = Command::new("sleep")
-        .arg("60")
-        .exec_agent(&agent)
-        .spawn()
-        .await
-        .unwrap();
+    let mut killed = sleep_on(&agent, true).await;
+    let mut kept = sleep_on(&agent, false).await;
     let (killed_pid, kept_pid) = (killed.id().unwrap(), kept.id().unwrap());
     let agent_pid = agent.pid();
     assert!(agent.close().await.unwrap().success());

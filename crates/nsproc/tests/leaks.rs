@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::cases::cmd;
 use common::{TestNs, children, eventually, fd_count};
 use nsproc::{Command, ExecAgent, ExecMode, Stdio};
 
@@ -21,43 +22,28 @@ async fn cycles(mode: ExecMode, ns: &TestNs, n: usize) {
     }
 }
 
-async fn dropped_children(mode: ExecMode, ns: &TestNs) {
-    // Dropped while running, without kill_on_drop: runs on, reaped when it exits.
-    let child = Command::new("sleep")
-        .arg("0.2")
-        .netns(&ns.name)
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap();
-    let pid = child.id().unwrap();
-    drop(child);
-    eventually("the dropped child is reaped after it exits", || {
+/// Waits until process `pid` is gone (reaped).
+async fn reaped(pid: u32, what: &str) {
+    eventually(what, || {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     })
     .await;
+}
+
+async fn dropped_children(mode: ExecMode, ns: &TestNs) {
+    // Dropped while running, without kill_on_drop: runs on, reaped when it exits.
+    let child = cmd(mode, ns, "sleep", &["0.2"]).spawn().await.unwrap();
+    let pid = child.id().unwrap();
+    drop(child);
+    reaped(pid, "the dropped child is reaped after it exits").await;
     // Dropped after it exited, never waited.
-    let child = Command::new("/bin/true")
-        .netns(&ns.name)
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap();
+    let child = cmd(mode, ns, "/bin/true", &[]).spawn().await.unwrap();
     let pid = child.id().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     drop(child);
-    eventually("the exited, dropped child is reaped", || {
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-    })
-    .await;
+    reaped(pid, "the exited, dropped child is reaped").await;
     // Killed and waited.
-    let mut child = Command::new("sleep")
-        .arg("60")
-        .netns(&ns.name)
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap();
+    let mut child = cmd(mode, ns, "sleep", &["60"]).spawn().await.unwrap();
     child.kill().await.unwrap();
 }
 

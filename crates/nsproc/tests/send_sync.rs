@@ -1,21 +1,14 @@
 //! The public types and futures can cross tasks and threads.
 
 use nsproc::{Child, Command, Error, ExecAgent, Stdio, Target};
-
-fn send<T: Send>(_: &T) {}
-fn send_sync<T: Send + Sync>() {}
-fn unpin<T: Unpin>() {}
+use testkit::{send, send_sync, unpin};
 
 #[test]
 fn types_are_send_and_sync() {
-    send_sync::<Command>();
-    send_sync::<Child>();
-    send_sync::<Stdio>();
-    send_sync::<Target>();
-    send_sync::<Error>();
-    send_sync::<ExecAgent>();
-    unpin::<Child>();
-    unpin::<Command>();
+    // A tuple is Send and Sync only if each of its types is.
+    send_sync::<(Command, Child, Stdio, Target, Error, ExecAgent)>();
+    // A tuple is Unpin only if each of its types is.
+    unpin::<(Child, Command)>();
 }
 
 #[allow(dead_code)]

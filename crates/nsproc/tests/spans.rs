@@ -3,75 +3,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::sync::{Arc, Mutex};
-
 use common::TestNs;
 use nsproc::{Command, ExecAgent, ExecMode};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-/// A closed span: its name and fields.
-#[derive(Clone, Debug)]
-struct Seen {
-    name: &'static str,
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Collect {
-    open: Arc<Mutex<BTreeMap<u64, Seen>>>,
-    closed: Arc<Mutex<Vec<Seen>>>,
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.to_string());
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Collect {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let seen = Seen {
-            name: attrs.metadata().name(),
-            target: attrs.metadata().target().into(),
-            fields,
-        };
-        self.open.lock().unwrap().insert(id.into_u64(), seen);
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some(seen) = self.open.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut seen.fields));
-        }
-    }
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
-        if let Some(seen) = self.open.lock().unwrap().remove(&id.into_u64()) {
-            self.closed.lock().unwrap().push(seen);
-        }
-    }
-}
-
-impl Collect {
-    fn take(&self, name: &str) -> Vec<Seen> {
-        let mut closed = self.closed.lock().unwrap();
-        let (taken, kept) = closed.drain(..).partition(|s| s.name == name);
-        *closed = kept;
-        taken
-    }
-}
+use testkit::{Collector, Seen};
+use tracing_subscriber::layer::SubscriberExt;
 
 fn one(spans: Vec<Seen>, what: &str) -> Seen {
     assert_eq!(spans.len(), 1, "{what}: {spans:#?}");
@@ -80,7 +15,7 @@ fn one(spans: Vec<Seen>, what: &str) -> Seen {
 
 #[tokio::test]
 async fn public_async_operations_have_spans_with_identity_and_outcome() {
-    let collect = Collect::default();
+    let collect = Collector::default();
     let subscriber = tracing_subscriber::registry().with(collect.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
 

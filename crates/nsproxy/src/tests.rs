@@ -10,6 +10,26 @@ use crate::agent::{EXIT_OK, EXIT_PROTOCOL};
 use crate::proto::{self, MAX_FRAME, Reply, Request, Step};
 use crate::sys;
 
+/// A connected pair of SEQPACKET Unix sockets, close-on-exec.
+fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
+/// A request for an IPv4 UDP socket.
+fn udp_socket() -> Request {
+    Request::OpenSocket {
+        domain: libc::AF_INET,
+        ty: libc::SOCK_DGRAM,
+        protocol: 0,
+    }
+}
+
 struct Raw {
     ctl: OwnedFd,
     pidfd: OwnedFd,
@@ -21,13 +41,7 @@ impl Raw {
             nix::unistd::geteuid().is_root(),
             "these tests need root: run them as root"
         );
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (ours, theirs) = seqpacket_pair();
         let ppid = std::process::id();
         let (_, pidfd) = nsfs::Executor::global()
             .unwrap()
@@ -130,15 +144,7 @@ async fn wrong_protocol_version() {
 #[tokio::test]
 async fn request_before_hello() {
     let raw = Raw::spawn().await;
-    raw.request(
-        1,
-        &Request::OpenSocket {
-            domain: libc::AF_INET,
-            ty: libc::SOCK_DGRAM,
-            protocol: 0,
-        },
-        &[],
-    );
+    raw.request(1, &udp_socket(), &[]);
     raw.expect_protocol_error("Hello");
 }
 
@@ -155,11 +161,7 @@ async fn fd_where_none_is_expected() {
     let raw = Raw::spawn().await;
     raw.hello();
     let stray = std::fs::File::open("/dev/null").unwrap();
-    let req = Request::OpenSocket {
-        domain: libc::AF_INET,
-        ty: libc::SOCK_DGRAM,
-        protocol: 0,
-    };
+    let req = udp_socket();
     raw.request(2, &req, &[stray.as_fd()]);
     raw.expect_protocol_error("fds");
 }
@@ -172,11 +174,7 @@ async fn too_many_fds() {
         .map(|_| std::fs::File::open("/dev/null").unwrap())
         .collect();
     let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
-    let req = Request::OpenSocket {
-        domain: libc::AF_INET,
-        ty: libc::SOCK_DGRAM,
-        protocol: 0,
-    };
+    let req = udp_socket();
     let mut buf = Vec::new();
     proto::encode_request(2, &req, &mut buf).unwrap();
     raw.send_many(&buf, &fds);
@@ -213,13 +211,7 @@ async fn second_hello() {
 async fn garbage_on_a_relay_closes_only_that_relay() {
     let raw = Raw::spawn().await;
     raw.hello();
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
+    let (ours, theirs) = seqpacket_pair();
     raw.request(
         2,
         &Request::OpenRelay {
@@ -234,15 +226,7 @@ async fn garbage_on_a_relay_closes_only_that_relay() {
     let got = sys::recv_frame(ours.as_fd(), &mut buf, false).unwrap();
     assert_eq!(got.len, 0, "the agent closed the relay");
     // The control channel still works.
-    raw.request(
-        3,
-        &Request::OpenSocket {
-            domain: libc::AF_INET,
-            ty: libc::SOCK_DGRAM,
-            protocol: 0,
-        },
-        &[],
-    );
+    raw.request(3, &udp_socket(), &[]);
     assert!(matches!(raw.recv(), Some((3, Reply::Socket, fds)) if fds.len() == 1));
     sys::shutdown(raw.ctl.as_fd());
     let status = sys::waitid_pidfd(raw.pidfd.as_fd(), false)
@@ -276,13 +260,7 @@ fn fake_agent(
     ready: Reply,
     answer: impl Fn(u32, &Request) -> Reply + Send + 'static,
 ) -> (OwnedFd, std::thread::JoinHandle<()>) {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
+    let (ours, theirs) = seqpacket_pair();
     let peer = std::thread::spawn(move || {
         let mut buf = vec![0; MAX_FRAME + 1];
         let mut out = Vec::new();

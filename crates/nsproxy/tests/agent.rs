@@ -11,35 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{anon_ns, ns_and_agent};
 use nsfs::{NetNs, NsName, OpenMode, RunDir};
 use nsproxy::proto::Step;
 use nsproxy::{Agent, AgentOptions, AgentStdio, Error, SpawnRequest};
-
-/// A hang guard, not a timing assertion.
-const GUARD: Duration = Duration::from_secs(20);
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root (network namespaces): run them as root"
-    );
-}
-
-async fn anon_ns() -> NetNs {
-    require_root();
-    nsfs::Executor::global()
-        .unwrap()
-        .run_in_new(|| ())
-        .await
-        .unwrap()
-        .0
-}
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("hang guard: the operation never finished")
-}
+use testkit::{GUARD, children_of, guard, require_root};
 
 /// `sleep 100` in the agent's namespace, killed when its `AgentChild` is dropped.
 async fn spawn_sleeper(agent: &Agent) -> nsproxy::AgentChild {
@@ -52,6 +30,26 @@ async fn spawn_sleeper(agent: &Agent) -> nsproxy::AgentChild {
     )
     .await
     .unwrap()
+}
+
+/// Asserts that `err` is the agent's failure at `step`, with errno `errno`.
+fn assert_remote(err: &Error, step: Step, errno: i32) {
+    assert!(
+        matches!(err, Error::Remote { step: s, .. } if *s == step),
+        "{err}"
+    );
+    assert_eq!(err.raw_os_error(), Some(errno));
+}
+
+/// The stdout of `sh -c SCRIPT` run by `agent`, which must succeed.
+async fn sh_output(agent: &Agent, script: &str) -> String {
+    let req = SpawnRequest::new("/bin/sh")
+        .args(["-c", script])
+        .stdout(AgentStdio::Pipe);
+    let mut child = guard(agent.spawn(req)).await.unwrap();
+    let out = read_all(child.take_stdout().unwrap());
+    assert!(guard(child.wait()).await.unwrap().success());
+    out
 }
 
 fn read_all(fd: OwnedFd) -> String {
@@ -110,8 +108,7 @@ async fn wait_dead(pid: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_enters_namespace_and_close_reaps() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (ns, agent) = ns_and_agent().await;
     let pid = agent.pid();
     assert!(pid > 0);
     assert_eq!(
@@ -153,8 +150,7 @@ async fn start_enters_namespace_and_close_reaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_stops_the_agent() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     let pid = agent.pid();
     drop(agent);
     wait_dead(pid).await;
@@ -162,8 +158,7 @@ async fn drop_stops_the_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_socket_belongs_to_the_namespace() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (ns, agent) = ns_and_agent().await;
     let from_agent = guard(agent.open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
         .await
         .unwrap();
@@ -181,17 +176,7 @@ async fn open_socket_belongs_to_the_namespace() {
     let err = guard(agent.open_socket(12345, libc::SOCK_DGRAM, 0))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Remote {
-                step: Step::Socket,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
+    assert_remote(&err, Step::Socket, libc::EAFNOSUPPORT);
     // The agent survives a failed request.
     guard(agent.open_socket(libc::AF_INET6, libc::SOCK_STREAM, 0))
         .await
@@ -201,8 +186,7 @@ async fn open_socket_belongs_to_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_with_pipes_and_exit_status() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (ns, agent) = ns_and_agent().await;
     let req = SpawnRequest::new("sh")
         .args([
             "-c",
@@ -234,8 +218,7 @@ async fn spawn_with_pipes_and_exit_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_with_fd_stdio_arg0_and_process_group() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     let (r, w) = nix::unistd::pipe().unwrap();
     let req = SpawnRequest::new("/bin/sh")
         .arg0("custom-name")
@@ -257,8 +240,7 @@ async fn spawn_with_fd_stdio_arg0_and_process_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_missing_or_non_executable_fails_promptly() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     let err = guard(agent.spawn(SpawnRequest::new("/no/such/program")))
         .await
         .unwrap_err();
@@ -300,8 +282,7 @@ async fn spawn_missing_or_non_executable_fails_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_through_pidfd_and_kill_on_drop() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     let mut child = guard(agent.spawn(SpawnRequest::new("/bin/sleep").arg("100")))
         .await
         .unwrap();
@@ -339,8 +320,7 @@ async fn kill_through_pidfd_and_kill_on_drop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_agent_kills_kill_on_drop_children() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     let mut child = spawn_sleeper(&agent).await;
     let pid = child.pid();
     guard(agent.close()).await.unwrap();
@@ -409,12 +389,7 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
 
     let opts = AgentOptions::new().exec_mounts(Some(named.name.clone()));
     let agent = guard(Agent::start(&named.ns, opts)).await.unwrap();
-    let req = SpawnRequest::new("/bin/sh")
-        .args(["-c", "ls /sys/class/net; cat /etc/resolv.conf"])
-        .stdout(AgentStdio::Pipe);
-    let mut child = guard(agent.spawn(req)).await.unwrap();
-    let out = read_all(child.take_stdout().unwrap());
-    assert!(guard(child.wait()).await.unwrap().success());
+    let out = sh_output(&agent, "ls /sys/class/net; cat /etc/resolv.conf").await;
     let mut lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.pop(), Some("nameserver 192.0.2.53"), "{out}");
     lines.sort();
@@ -427,7 +402,6 @@ async fn exec_mounts_show_the_namespace_sys_and_etc() {
         std::fs::read_to_string("/etc/resolv.conf").unwrap(),
         "nameserver 192.0.2.53\n"
     );
-    drop(child);
     guard(agent.close()).await.unwrap();
 
     // Without exec mounts, /sys is the application's.
@@ -483,17 +457,11 @@ async fn user_namespace_is_entered() {
         );
         assert_eq!(netns_of_pid(apid), netns.id());
         // Inside, the agent is root of the user namespace and can make sockets.
-        let req = SpawnRequest::new("/bin/sh")
-            .args(["-c", "id -u"])
-            .stdout(AgentStdio::Pipe);
-        let mut child = guard(agent.spawn(req)).await.unwrap();
-        let out = read_all(child.take_stdout().unwrap());
-        assert!(guard(child.wait()).await.unwrap().success());
+        let out = sh_output(&agent, "id -u").await;
         assert_eq!(out.trim(), "0");
         guard(agent.open_socket(libc::AF_NETLINK, libc::SOCK_RAW, 0))
             .await
             .unwrap();
-        drop(child);
         guard(agent.close()).await.unwrap();
 
         // Exec mode inside the user namespace: its own sysfs on /sys.
@@ -525,8 +493,7 @@ async fn user_namespace_is_entered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_mid_request_fails_pending_and_a_new_agent_works() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (ns, agent) = ns_and_agent().await;
     let mut child = spawn_sleeper(&agent).await;
     let sleeper = child.pid();
     let waiter = tokio::spawn(async move { child.wait().await });
@@ -572,8 +539,15 @@ async fn helper_start_agents_and_wait() {
     for _ in 0..3 {
         agents.push(Agent::start(&ns, AgentOptions::new()).await.unwrap());
     }
-    let pids: Vec<String> = agents.iter().map(|a| a.pid().to_string()).collect();
-    println!("AGENTS {}", pids.join(" "));
+    let pids: Vec<i32> = agents.iter().map(Agent::pid).collect();
+    print_pids_and_wait("AGENTS", &pids).await
+}
+
+/// In a helper process: prints `tag` and `pids` on one line for the test
+/// that runs it, then waits to be killed.
+async fn print_pids_and_wait(tag: &str, pids: &[i32]) -> ! {
+    let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
+    println!("{tag} {}", pids.join(" "));
     std::io::stdout().flush().unwrap();
     tokio::time::sleep(Duration::from_secs(100)).await;
     panic!("helper was not killed");
@@ -616,12 +590,14 @@ async fn run_helper(helper: &str, tag: &str) -> (std::process::Child, Vec<i32>) 
     (app, pids)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn application_killed_takes_its_agents_along() {
-    let (mut app, pids) = run_helper("helper_start_agents_and_wait", "AGENTS").await;
-    assert_eq!(pids.len(), 3);
+/// Runs `helper` (see [`run_helper`]), checks that the `n` processes it
+/// printed after `tag` run, SIGKILLs it and waits for each of them to die;
+/// returns when the kill was.
+async fn kill_helper_and_wait_for_its_pids(helper: &str, tag: &str, n: usize) -> Instant {
+    let (mut app, pids) = run_helper(helper, tag).await;
+    assert_eq!(pids.len(), n);
     for pid in &pids {
-        assert!(!is_dead(*pid), "agent {pid} runs before the kill");
+        assert!(!is_dead(*pid), "process {pid} runs before the kill");
     }
     app.kill().unwrap();
     app.wait().unwrap();
@@ -629,6 +605,13 @@ async fn application_killed_takes_its_agents_along() {
     for pid in &pids {
         wait_dead(*pid).await;
     }
+    killed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_killed_takes_its_agents_along() {
+    let killed =
+        kill_helper_and_wait_for_its_pids("helper_start_agents_and_wait", "AGENTS", 3).await;
     eprintln!(
         "all agents dead {:?} after SIGKILL of the application",
         killed.elapsed()
@@ -650,16 +633,7 @@ async fn helper_spawn_kill_on_drop_and_wait() {
         .unwrap();
     let a = spawn_sleeper(&plain).await;
     let b = spawn_sleeper(&exec).await;
-    println!(
-        "PIDS {} {} {} {}",
-        plain.pid(),
-        exec.pid(),
-        a.pid(),
-        b.pid()
-    );
-    std::io::stdout().flush().unwrap();
-    tokio::time::sleep(Duration::from_secs(100)).await;
-    panic!("helper was not killed");
+    print_pids_and_wait("PIDS", &[plain.pid(), exec.pid(), a.pid(), b.pid()]).await
 }
 
 /// Regression: after SIGKILL of the application its agents died, but their
@@ -667,22 +641,12 @@ async fn helper_spawn_kill_on_drop_and_wait() {
 /// now have `PR_SET_PDEATHSIG` tied to the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_killed_takes_kill_on_drop_children_along() {
-    let (mut app, pids) = run_helper("helper_spawn_kill_on_drop_and_wait", "PIDS").await;
-    assert_eq!(pids.len(), 4);
-    for pid in &pids {
-        assert!(!is_dead(*pid), "process {pid} runs before the kill");
-    }
-    app.kill().unwrap();
-    app.wait().unwrap();
-    for pid in &pids {
-        wait_dead(*pid).await;
-    }
+    kill_helper_and_wait_for_its_pids("helper_spawn_kill_on_drop_and_wait", "PIDS", 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_is_this_binary_run_again() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     // This test binary only calls Agent::start: the init hook was linked in.
     let exe = std::fs::read_link(format!("/proc/{}/exe", agent.pid())).unwrap();
     assert_eq!(exe, std::fs::read_link("/proc/self/exe").unwrap());
@@ -724,17 +688,7 @@ async fn a_failed_handshake_names_the_step() {
     ))
     .await
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Remote {
-                step: Step::SetnsUser,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    assert_remote(&err, Step::SetnsUser, libc::EINVAL);
 }
 
 /// Run under strace by `no_process_is_forked`: starts an agent, spawns a
@@ -794,8 +748,7 @@ fn no_process_is_forked() {
 /// control socket's buffers now hold a whole `MAX_FRAME`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_near_max_frame_goes_through() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     // Two arguments of 110 KiB (execve takes at most 128 KiB per string).
     let big = "x".repeat(110 * 1024);
     let req = SpawnRequest::new("/bin/sh")
@@ -808,23 +761,13 @@ async fn a_frame_near_max_frame_goes_through() {
     assert!(guard(agent.close()).await.unwrap().success());
 }
 
-/// The pids of `pid`'s children.
-fn children_of(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
-}
-
 /// Regression: a `kill_on_drop` spawn dropped before its answer came left the
 /// program running until the agent exited (for ever, with an agent kept for
 /// reuse). It is now killed when the answer comes, or at once if the answer
 /// is already there, as a dropped `AgentChild` would be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_kill_on_drop_spawn_kills_its_program() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (_ns, agent) = ns_and_agent().await;
     // Dropped before the answer comes, and after it came but was not read.
     for settle in [Duration::ZERO, Duration::from_millis(300)] {
         let req = SpawnRequest::new("/bin/sleep")

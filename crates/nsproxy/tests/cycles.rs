@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use nsproxy::{Agent, AgentOptions, SpawnRequest};
+use testkit::open_fds as fd_count;
 
 const GUARD: Duration = Duration::from_secs(300);
 
@@ -18,17 +21,8 @@ static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// runtime) warmed up by three agent start/stop cycles, so that counts taken
 /// next are a baseline.
 async fn alone_and_warm() -> (tokio::sync::MutexGuard<'static, ()>, nsfs::NetNs) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: run it as root"
-    );
     let alone = ALONE.lock().await;
-    let ns = nsfs::Executor::global()
-        .unwrap()
-        .run_in_new(|| ())
-        .await
-        .unwrap()
-        .0;
+    let ns = common::anon_ns().await;
     for _ in 0..3 {
         let agent = Agent::start(&ns, AgentOptions::new()).await.unwrap();
         agent.close().await.unwrap();
@@ -36,19 +30,9 @@ async fn alone_and_warm() -> (tokio::sync::MutexGuard<'static, ()>, nsfs::NetNs)
     (alone, ns)
 }
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// Children of every thread of this process (zombies included).
 fn children() -> Vec<i32> {
-    let mut pids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path().join("children");
-        let list = std::fs::read_to_string(path).unwrap_or_default();
-        pids.extend(list.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
-    }
-    pids
+    testkit::children_of(std::process::id() as i32)
 }
 
 async fn settle(want_fds: usize) {

@@ -2,65 +2,21 @@
 //! a real SIGSTOP. Counts this process's fds: the tests of this file run one
 //! at a time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nsfs::NetNs;
+mod common;
+
+use common::{anon_ns, ns_and_agent};
 use nsproxy::{Agent, AgentOptions, Error, SpawnRequest};
-
-/// A hang guard, not a timing assertion.
-const GUARD: Duration = Duration::from_secs(20);
+use testkit::{children_of, eventually, guard, open_fds as fd_count};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn anon_ns() -> NetNs {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root (network namespaces): run them as root"
-    );
-    nsfs::Executor::global()
-        .unwrap()
-        .run_in_new(|| ())
-        .await
-        .unwrap()
-        .0
-}
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("hang guard: the operation never finished")
-}
-
-/// Waits (bounded) until `cond` holds.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < GUARD, "hang guard: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 
 /// The process state letter of `pid` (`T`: stopped).
 fn state(pid: i32) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let (_, rest) = stat.rsplit_once(") ").unwrap();
     rest.chars().next().unwrap()
-}
-
-/// The pids of `pid`'s children.
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let path = task.unwrap().path().join("children");
-        if let Ok(list) = std::fs::read_to_string(path) {
-            out.extend(list.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
-        }
-    }
-    out
 }
 
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
@@ -141,8 +97,7 @@ async fn requests_to_a_stopped_agent_time_out_and_leave_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_deadline_is_configurable() {
     let _serial = SERIAL.lock().await;
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (ns, agent) = ns_and_agent().await;
     assert!(guard(agent.close()).await.unwrap().success());
     let before = fd_count();
     let limit = Duration::from_nanos(1);

@@ -19,6 +19,18 @@ fn enc_reply(id: u32, reply: &Reply) -> Vec<u8> {
     buf
 }
 
+/// Request 3: an IPv4 UDP socket, encoded.
+fn open_socket_frame() -> Vec<u8> {
+    enc_req(
+        3,
+        &Request::OpenSocket {
+            domain: 2,
+            ty: 2,
+            protocol: 0,
+        },
+    )
+}
+
 #[test]
 fn golden_hello() {
     let req = Request::Hello {
@@ -99,14 +111,7 @@ fn wrong_version_is_rejected() {
 
 #[test]
 fn fds_where_none_are_expected() {
-    let bytes = enc_req(
-        3,
-        &Request::OpenSocket {
-            domain: 2,
-            ty: 2,
-            protocol: 0,
-        },
-    );
+    let bytes = open_socket_frame();
     assert!(matches!(
         proto::decode_request(&bytes, 1),
         Err(ProtoError::UnexpectedFds {
@@ -170,14 +175,7 @@ fn unknown_kinds_and_reserved_bits() {
 
 #[test]
 fn truncated_trailing_and_oversized() {
-    let bytes = enc_req(
-        3,
-        &Request::OpenSocket {
-            domain: 2,
-            ty: 2,
-            protocol: 0,
-        },
-    );
+    let bytes = open_socket_frame();
     assert!(matches!(
         proto::decode_request(&bytes[..bytes.len() - 1], 0),
         Err(ProtoError::Truncated { .. })

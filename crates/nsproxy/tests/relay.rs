@@ -3,39 +3,22 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
+mod common;
+
+use common::{anon_ns, ns_and_agent};
 use nsfs::NetNs;
 use nsproxy::{Agent, AgentOptions, RelaySocket};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+use testkit::guard;
 
-const GUARD: Duration = Duration::from_secs(20);
 const RTMGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("hang guard: the operation never finished")
-}
-
-async fn anon_ns() -> NetNs {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root: run them as root"
-    );
-    nsfs::Executor::global()
-        .unwrap()
-        .run_in_new(|| ())
-        .await
-        .unwrap()
-        .0
-}
 
 /// The direct transport: a netlink socket made inside `ns` on a namespace thread.
 async fn direct(ns: &NetNs) -> Handle {
@@ -49,6 +32,18 @@ async fn direct(ns: &NetNs) -> Handle {
     let (conn, handle, _) = rtnetlink::from_socket(sock);
     tokio::spawn(conn);
     handle
+}
+
+/// Brings link `index` up through `handle`.
+async fn set_up(handle: &Handle, index: u32) {
+    guard(
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn relayed(agent: &Agent) -> Handle {
@@ -132,14 +127,7 @@ async fn dump_and_get_link_match_the_direct_socket() {
     // one after another (no stall after a notify).
     for i in 0..5 {
         let index = want.iter().find(|(_, n)| *n == format!("br{i}")).unwrap().0;
-        guard(
-            relay
-                .link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute(),
-        )
-        .await
-        .unwrap();
+        set_up(&relay, index).await;
     }
     let up = guard(
         direct
@@ -260,14 +248,7 @@ async fn enobufs_is_passed_through() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS), "{err}");
     // The relay keeps working after an overrun.
-    guard(
-        direct
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute(),
-    )
-    .await
-    .unwrap();
+    set_up(&direct, index).await;
     loop {
         buf.clear();
         match guard(sock.recv_from(&mut buf)).await {
@@ -282,8 +263,7 @@ async fn enobufs_is_passed_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_fails_relay_requests() {
-    let ns = anon_ns().await;
-    let agent = guard(Agent::start(&ns, AgentOptions::new())).await.unwrap();
+    let (ns, agent) = ns_and_agent().await;
     let relay = relayed(&agent).await;
     assert!(!dump(&relay).await.is_empty());
     nix::sys::signal::kill(

@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::TryStreamExt;
-use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netns::{Handle, NetNs, NsName, OpenMode, RunDir};
+use tokio::io::AsyncWriteExt;
 
 /// A name unique to this test process and call.
 pub(crate) fn unique(tag: &str) -> String {
@@ -53,17 +54,37 @@ impl Ns {
     }
 }
 
-/// The names of the links of `h`'s namespace, sorted.
-pub(crate) async fn link_names(h: &Handle) -> Vec<String> {
-    let links: Vec<_> = h
-        .rtnetlink()
+/// Adds `n` ifb links to `ns` with one `ip -batch`.
+pub(crate) async fn add_ifbs(ns: &Ns, n: usize) {
+    let batch: String = (0..n)
+        .map(|i| format!("link add ifb{i} type ifb\n"))
+        .collect();
+    let mut ip = tokio::process::Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ip.stdin.take().unwrap();
+    stdin.write_all(batch.as_bytes()).await.unwrap();
+    drop(stdin);
+    assert!(ip.wait().await.unwrap().success());
+}
+
+/// Every link of `h`'s namespace, in the order of the dump.
+pub(crate) async fn links(h: &Handle) -> Vec<LinkMessage> {
+    h.rtnetlink()
         .link()
         .get()
         .execute()
         .try_collect()
         .await
-        .unwrap();
-    let mut names: Vec<String> = links
+        .unwrap()
+}
+
+/// The names of the links of `h`'s namespace, sorted.
+pub(crate) async fn link_names(h: &Handle) -> Vec<String> {
+    let mut names: Vec<String> = links(h)
+        .await
         .iter()
         .filter_map(|l| {
             l.attributes.iter().find_map(|a| match a {
@@ -98,26 +119,19 @@ pub(crate) async fn open(target: impl Into<netns::Target>, transport: netns::Tra
 #[macro_export]
 macro_rules! both_transports {
     ($( $(#[$meta:meta])* async fn $name:ident($t:ident) $body:block )*) => {
-        mod direct {
+        both_transports!(@in direct Direct $( $(#[$meta])* async fn $name($t) $body )*);
+        both_transports!(@in relay Relay $( $(#[$meta])* async fn $name($t) $body )*);
+    };
+    (@in $module:ident $transport:ident
+        $( $(#[$meta:meta])* async fn $name:ident($t:ident) $body:block )*) => {
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
             $(
                 $(#[$meta])*
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let $t = netns::Transport::Direct;
-                    $body
-                }
-            )*
-        }
-        mod relay {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                $(#[$meta])*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let $t = netns::Transport::Relay;
+                    let $t = netns::Transport::$transport;
                     $body
                 }
             )*

@@ -8,14 +8,7 @@ use std::time::{Duration, Instant};
 
 use nsdb::{Namespace, NsState, View};
 use nsfs::{NsName, OpenMode, RunDir};
-
-/// Fails loudly (never skips) when the test cannot run.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "nsdb integration tests need root (network namespaces); run them as root"
-    );
-}
+pub use testkit::require_root;
 
 /// Namespaces made for one test; removed on drop.
 pub struct Namespaces {
@@ -49,16 +42,6 @@ impl Drop for Namespaces {
                 .status();
         }
     }
-}
-
-/// Runs `ip ARGS`; panics with its stderr on failure.
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs `ip -n NS -batch -` with `lines` on stdin (`-force`: keep going).
@@ -121,37 +104,30 @@ pub async fn assert_view_matches_dump(view: &View, ns: &Namespace) {
 
 pub fn describe_diff(view: &NsState, fresh: &NsState) -> String {
     let mut out = String::new();
-    for (k, l) in &view.links {
-        if fresh.links.get(k) != Some(l) {
-            out += &format!("view link {l:?}\n dump {:?}\n", fresh.links.get(k));
-        }
-    }
-    for (k, l) in &fresh.links {
-        if !view.links.contains_key(k) {
-            out += &format!("missing link {l:?}\n");
-        }
-    }
-    for (k, a) in &view.addresses {
-        if fresh.addresses.get(k) != Some(a) {
-            out += &format!("view addr {a:?}\n dump {:?}\n", fresh.addresses.get(k));
-        }
-    }
-    for (k, a) in &fresh.addresses {
-        if !view.addresses.contains_key(k) {
-            out += &format!("missing addr {a:?}\n");
-        }
-    }
-    for (k, r) in &view.routes {
-        if fresh.routes.get(k) != Some(r) {
-            out += &format!("view route {r:?}\n dump {:?}\n", fresh.routes.get(k));
-        }
-    }
-    for (k, r) in &fresh.routes {
-        if !view.routes.contains_key(k) {
-            out += &format!("missing route {r:?}\n");
-        }
-    }
+    diff_into(&mut out, "link", &view.links, &fresh.links);
+    diff_into(&mut out, "addr", &view.addresses, &fresh.addresses);
+    diff_into(&mut out, "route", &view.routes, &fresh.routes);
     out
+}
+
+/// Appends to `out` each entry of `view` that `fresh` lacks or has otherwise,
+/// then each entry of `fresh` that `view` lacks.
+fn diff_into<K: Ord, V: PartialEq + std::fmt::Debug>(
+    out: &mut String,
+    what: &str,
+    view: &std::collections::BTreeMap<K, V>,
+    fresh: &std::collections::BTreeMap<K, V>,
+) {
+    for (k, v) in view {
+        if fresh.get(k) != Some(v) {
+            out.push_str(&format!("view {what} {v:?}\n dump {:?}\n", fresh.get(k)));
+        }
+    }
+    for (k, v) in fresh {
+        if !view.contains_key(k) {
+            out.push_str(&format!("missing {what} {v:?}\n"));
+        }
+    }
 }
 
 /// A view of exactly `namespaces`, with the builder's defaults.
@@ -161,4 +137,27 @@ pub async fn view_of(namespaces: &[&Namespace]) -> View {
         builder = builder.namespace((*ns).clone());
     }
     builder.build().await.unwrap()
+}
+
+/// A view of `ns` with the smallest receive buffer the kernel allows: a
+/// burst of changes overruns it.
+pub async fn overrunnable_view(ns: &Namespace) -> View {
+    View::builder()
+        .namespace(ns.clone())
+        .receive_buffer(1)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Runs `ip ARGS`; panics with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    testkit::ip(args);
+}
+
+/// Adds the veth pair `a`/`b` in namespace `ns`.
+pub fn add_veth(ns: &str, a: &str, b: &str) {
+    ip(&[
+        "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b,
+    ]);
 }

@@ -10,6 +10,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nsfs::{NsName, RunDir};
+#[allow(unused_imports)] // each test binary uses some of them
+pub use testkit::{ip, open_fds as fd_count};
 
 /// Fails loudly (never skips) when the test cannot run.
 pub fn require_root() {
@@ -50,6 +52,16 @@ impl Drop for NameGuard {
     }
 }
 
+/// For a test that needs root: the default run directory and a unique name
+/// in it (`unique(tag)`), whose entry the guard removes when dropped.
+pub fn fresh_name(tag: &str) -> (RunDir, NsName, NameGuard) {
+    require_root();
+    let dir = RunDir::default();
+    let name = unique(tag);
+    let guard = NameGuard::new(&dir, &name);
+    (dir, name, guard)
+}
+
 /// A private run directory on the sandbox's `/etc/netns` tmpfs (so it never
 /// shows in the default run directory other tests list), removed with every
 /// mount in it on drop.
@@ -84,25 +96,6 @@ impl Drop for TempRunDir {
         while nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
         let _ = std::fs::remove_dir(path);
     }
-}
-
-/// Runs `ip ARGS`, asserting success; returns stdout.
-pub fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("cannot run ip (install iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The number of open fds of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// The mount table of this process's mount namespace, one line per mount.

@@ -22,7 +22,36 @@ macro_rules! tests_for_mode {
     };
 }
 
-fn cmd(mode: ExecMode, ns: &TestNs, program: &str, args: &[&str]) -> Command {
+/// Generates the tests every mode passes, then those named after the mode.
+#[macro_export]
+macro_rules! all_tests_for_mode {
+    ($mode:expr $(, $name:ident)* $(,)?) => {
+        tests_for_mode!(
+            $mode,
+            exit_code_3,
+            sigterm_is_signal,
+            cat_echoes_stdin,
+            output_collects_both_streams,
+            child_is_in_the_namespace,
+            ip_link_lists_the_namespace_links,
+            env_cwd_arg0_pgroup,
+            missing_binary,
+            not_executable,
+            missing_namespace,
+            only_stdio_fds_in_child,
+            given_fd_as_stdout,
+            kill_on_drop_kills,
+            kill_kills,
+            process_group_is_killable_as_a_whole,
+            pidfd_names_the_child,
+            concurrent_spawns_across_namespaces,
+            $($name,)*
+        );
+    };
+}
+
+/// `program args` in `ns`, launched by `mode`.
+pub fn cmd(mode: ExecMode, ns: &TestNs, program: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args).netns(&ns.name).exec_mode(mode);
     cmd
@@ -105,28 +134,22 @@ pub async fn child_is_in_the_namespace(mode: ExecMode) {
         ns.ns.id().to_string()
     );
     // By path and by handle too.
-    let by_path = Command::new("readlink")
-        .arg("/proc/self/ns/net")
-        .netns(ns.path())
-        .exec_mode(mode)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(by_path.stdout).unwrap().trim(),
-        ns.ns.id().to_string()
-    );
-    let by_handle = Command::new("readlink")
-        .arg("/proc/self/ns/net")
-        .netns(&ns.ns)
-        .exec_mode(mode)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(by_handle.stdout).unwrap().trim(),
-        ns.ns.id().to_string()
-    );
+    for target in [
+        nsproc::Target::from(ns.path()),
+        nsproc::Target::from(&ns.ns),
+    ] {
+        let out = Command::new("readlink")
+            .arg("/proc/self/ns/net")
+            .netns(target)
+            .exec_mode(mode)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            ns.ns.id().to_string()
+        );
+    }
 }
 
 pub async fn ip_link_lists_the_namespace_links(mode: ExecMode) {
@@ -246,28 +269,23 @@ pub async fn not_executable(mode: ExecMode) {
     assert!(err.to_string().contains("script"), "{err}");
 }
 
-pub async fn missing_namespace(mode: ExecMode) {
-    let err = Command::new("true")
-        .netns(format!("nsproc-missing-{}", std::process::id()))
+/// The error of spawning `true` in `netns`, which must fail.
+async fn spawn_true_in(netns: impl Into<nsproc::Target>, mode: ExecMode) -> Error {
+    Command::new("true")
+        .netns(netns)
         .exec_mode(mode)
         .spawn()
         .await
-        .unwrap_err();
+        .unwrap_err()
+}
+
+pub async fn missing_namespace(mode: ExecMode) {
+    let err = spawn_true_in(format!("nsproc-missing-{}", std::process::id()), mode).await;
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(matches!(err, Error::Namespace { .. }), "{err:?}");
-    let err = Command::new("true")
-        .netns("bad/name")
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap_err();
+    let err = spawn_true_in("bad/name", mode).await;
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    let err = Command::new("true")
-        .netns("/nonexistent/ns")
-        .exec_mode(mode)
-        .spawn()
-        .await
-        .unwrap_err();
+    let err = spawn_true_in("/nonexistent/ns", mode).await;
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
 

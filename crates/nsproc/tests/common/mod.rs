@@ -36,18 +36,7 @@ impl TestNs {
 
     /// Runs `ip -n NAME args...` and panics with its stderr if it fails.
     pub fn ip(&self, args: &[&str]) {
-        let out = std::process::Command::new("ip")
-            .arg("-n")
-            .arg(self.name.as_str())
-            .args(args)
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip -n {} {args:?}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        testkit::ip(&[&["-n", self.name.as_str()], args].concat());
     }
 }
 
@@ -59,18 +48,20 @@ impl Drop for TestNs {
     }
 }
 
+/// The entries of `dir` whose names are numbers (pids, fds), as numbers.
+fn numbered<T: std::str::FromStr>(dir: &str) -> Vec<T> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// Our children as (pid, state) from /proc: state 'Z' is a zombie.
 pub fn children() -> Vec<(u32, char)> {
     let me = std::process::id();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in numbered::<u32>("/proc") {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -116,14 +107,7 @@ pub fn alive(pid: u32) -> bool {
 /// whoever started it, never opened by the toolkit.
 pub fn inherited_fds() -> Vec<i32> {
     let mut fds = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for fd in numbered::<i32>("/proc/self/fd") {
         let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
             continue;
         };
