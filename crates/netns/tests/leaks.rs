@@ -46,40 +46,16 @@ async fn cycles(ns: &Ns, transport: Transport, n: usize) {
 }
 
 /// Starts every thread of the global executor, which start on demand and
-/// then live as long as the process: `size()` closures held at once, then a
-/// toolkit job past them, which starts the thread kept for toolkit jobs.
-/// Without this, the first burst that needs that thread would start it in
-/// the middle of the count.
+/// then live as long as the process: with every closure thread held, a
+/// toolkit job starts the thread kept for toolkit jobs. Without this, the
+/// first burst that needs that thread would start it in the middle of the
+/// count.
 async fn start_every_namespace_thread(ns: &Ns) {
-    let netns = common::open(ns.name(), Transport::Direct).await;
-    let exec = nsfs::Executor::global().unwrap();
-    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
-    let mut releases = Vec::new();
-    let mut held = Vec::new();
-    for _ in 0..exec.size() {
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        releases.push(release);
-        let started_tx = started_tx.clone();
-        let target = netns.netns().clone();
-        held.push(tokio::spawn(async move {
-            target
-                .run(move || {
-                    started_tx.send(()).unwrap();
-                    let _ = wait.recv();
-                })
-                .await
-                .unwrap()
-        }));
-    }
-    for _ in 0..exec.size() {
-        started.recv().await.unwrap();
-    }
-    netns.netns().run_short(|| ()).await.unwrap();
-    drop(releases);
-    for task in held {
-        task.await.unwrap();
-    }
-    netns.close().await;
+    let h = common::open(ns.name(), Transport::Direct).await;
+    let held = common::HeldClosures::hold(h.netns()).await;
+    h.netns().run_short(|| ()).await.unwrap();
+    held.release().await;
+    h.close().await;
 }
 
 /// Lets background tasks (connection ends, agent reaping) finish.

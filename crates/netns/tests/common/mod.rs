@@ -166,3 +166,50 @@ pub(crate) async fn get_link(
         .unwrap()
         .expect("a reply")
 }
+
+/// Every closure thread of the global executor (`Executor::size()` of
+/// them) busy in a `NetNs::run` closure that waits for [`release`].
+///
+/// [`release`]: HeldClosures::release
+pub(crate) struct HeldClosures {
+    releases: Vec<std::sync::mpsc::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HeldClosures {
+    /// Returns once every closure thread runs one of the held closures.
+    pub(crate) async fn hold(ns: &NetNs) -> HeldClosures {
+        let size = nsfs::Executor::global().unwrap().size();
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let mut held = HeldClosures {
+            releases: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for _ in 0..size {
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            held.releases.push(release);
+            let started_tx = started_tx.clone();
+            let ns = ns.clone();
+            held.tasks.push(tokio::spawn(async move {
+                ns.run(move || {
+                    started_tx.send(()).unwrap();
+                    let _ = wait.recv();
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        for _ in 0..size {
+            started.recv().await.unwrap();
+        }
+        held
+    }
+
+    /// Lets the closures end and waits for them.
+    pub(crate) async fn release(self) {
+        drop(self.releases);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
+}
