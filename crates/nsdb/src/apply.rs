@@ -267,16 +267,7 @@ impl Applier<'_> {
         undo: &mut Vec<Step>,
     ) -> Result<(), NetlinkError> {
         let l = cx.find(link)?;
-        let address = Address {
-            index: l.index,
-            local,
-            prefix_len,
-            peer: None,
-            label: None,
-            scope: 0,
-            broadcast: None,
-            flags: 0,
-        };
+        let address = Address::plain(l.index, local, prefix_len);
         self.send_address(cx, &address).await?;
         undo.push(cx.undo_here(Action::RemoveAddress {
             link: link.to_owned(),

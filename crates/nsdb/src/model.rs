@@ -213,6 +213,21 @@ pub struct Address {
 }
 
 impl Address {
+    /// A plain address as an edit asks for it: no peer, label or broadcast,
+    /// scope 0 (global), no flags.
+    pub(crate) fn plain(index: u32, local: IpAddr, prefix_len: u8) -> Address {
+        Address {
+            index,
+            local,
+            prefix_len,
+            peer: None,
+            label: None,
+            scope: 0,
+            broadcast: None,
+            flags: 0,
+        }
+    }
+
     /// The key the kernel identifies this address by.
     ///
     /// # Examples

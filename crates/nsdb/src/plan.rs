@@ -432,16 +432,7 @@ mod tests {
     }
 
     fn address(index: u32, local: &str, prefix_len: u8) -> Address {
-        Address {
-            index,
-            local: local.parse().unwrap(),
-            prefix_len,
-            peer: None,
-            label: None,
-            scope: 0,
-            broadcast: None,
-            flags: 0,
-        }
+        Address::plain(index, local.parse().unwrap(), prefix_len)
     }
 
     /// A snapshot of plain values: each namespace with its links and
