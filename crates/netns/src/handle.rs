@@ -269,13 +269,16 @@ impl Builder {
     async fn open_now(self) -> Result<Handle> {
         let resolved = crate::target::resolve(&self.target, &self.run_dir, self.mode).await?;
         let span = tracing::Span::current();
-        span.record("inode", resolved.netns.id().ino);
-        span.record(
-            "netns",
-            tracing::field::display(
-                describe(&resolved.netns, resolved.name.as_ref(), &self.run_dir).display(),
-            ),
-        );
+        // Describing allocates a path: only when a subscriber listens.
+        if !span.is_disabled() {
+            span.record("inode", resolved.netns.id().ino);
+            span.record(
+                "netns",
+                tracing::field::display(
+                    describe(&resolved.netns, resolved.name.as_ref(), &self.run_dir).display(),
+                ),
+            );
+        }
         let agent = match self.options.transport {
             Transport::Direct => None,
             Transport::Relay => Some(
