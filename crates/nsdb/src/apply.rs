@@ -36,7 +36,7 @@ pub(crate) async fn commit(view: &View, steps: &[Step], timeout: Duration) -> Re
 
 async fn commit_steps(view: &View, steps: &[Step], timeout: Duration) -> Result<()> {
     for s in steps {
-        view.request_handle(&s.ns)?;
+        view.check_followed(&s.ns)?;
     }
     let applier = Applier { view, timeout };
     let mut undo: Vec<Step> = Vec::new();
@@ -71,7 +71,7 @@ fn step_span(view: &View, step: &Step, index: usize) -> Span {
         "step",
         step = index,
         netns = %step.ns,
-        inode = view.netns(&step.ns).ok().map(|n| n.id().ino),
+        inode = view.inode(&step.ns).map(|id| id.ino),
         request = %step,
         outcome = Empty,
         error = Empty,
@@ -138,6 +138,7 @@ impl Applier<'_> {
         let handle = self
             .view
             .request_handle(ns)
+            .await
             .map_err(|_| NetlinkError::closed())?;
         let snap = self.view.snapshot();
         let nsv = snap.namespace(ns).ok_or_else(NetlinkError::closed)?;

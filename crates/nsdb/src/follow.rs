@@ -3,56 +3,24 @@
 //! overrun; one task watches the run directory for namespaces that come and
 //! go. The [`View`] handle starts them and owns what they share ([`Inner`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
-use nsfs::{EntryState, NetNs, NsId, NsName, RunDir};
+use netlink_packet_route::nsid::NsidAttribute;
+use nsfs::{EntryState, NsId, NsName, RunDir};
 use tracing::field::Empty;
 
 use crate::error::Error;
 use crate::model::{Link, NsState};
 use crate::nl::{self, DumpLock, DumpPart};
+use crate::peers;
 use crate::snapshot::{Change, NsStatus, ResyncReason};
 use crate::trace;
 use crate::view::{Inner, Namespace, View, lock};
-
-/// Maps the nsids of `ns` to the names of the namespaces in the view.
-pub(crate) async fn refresh_nsids(inner: &Inner, ns: &Namespace) {
-    let (mut handle, others) = {
-        let shared = lock(&inner.shared);
-        let Some(e) = shared.namespaces.get(ns) else {
-            return;
-        };
-        let others: Vec<(Namespace, NetNs)> = shared
-            .namespaces
-            .iter()
-            .filter(|(k, o)| *k != ns && !matches!(o.view.status, NsStatus::Removed))
-            .map(|(k, o)| (k.clone(), o.netns.clone()))
-            .collect();
-        (e.handle.clone(), others)
-    };
-    let mut map = BTreeMap::new();
-    for (other, netns) in others {
-        use std::os::fd::AsFd;
-        if let Ok(Some(id)) = nl::nsid_of(&mut handle, netns.as_fd()).await {
-            map.insert(id, other);
-        }
-    }
-    let changed = match lock(&inner.shared).namespaces.get_mut(ns) {
-        Some(e) if *e.view.nsids != map => {
-            e.view.nsids = Arc::new(map);
-            true
-        }
-        _ => false,
-    };
-    if changed {
-        inner.bump();
-    }
-}
 
 /// Whether applying `msg` may make the kernel drop IPv4 routes without
 /// telling (link down or gone, IPv4 address removed): then the IPv4 routes
@@ -125,13 +93,13 @@ fn half_made_veths(state: &NsState) -> BTreeSet<u32> {
 
 /// After a dump of `ns`: reads again the veths it caught half made (see
 /// [`half_made_veths`]). Returns false as [`refetch_links`] does.
-async fn refetch_half_made(inner: &Inner, ns: &Namespace, handle: &mut rtnetlink::Handle) -> bool {
+async fn refetch_half_made(inner: &Inner, ns: &Namespace, dump_lock: &DumpLock) -> bool {
     let half_made = lock(&inner.shared)
         .namespaces
         .get(ns)
         .map(|e| half_made_veths(&e.view.state))
         .unwrap_or_default();
-    refetch_links(inner, ns, handle, half_made).await
+    refetch_links(inner, ns, dump_lock, half_made).await
 }
 
 /// Reads `links` of `ns` again (`RTM_GETLINK`) and applies them; a veth
@@ -140,12 +108,12 @@ async fn refetch_half_made(inner: &Inner, ns: &Namespace, handle: &mut rtnetlink
 async fn refetch_links(
     inner: &Inner,
     ns: &Namespace,
-    handle: &mut rtnetlink::Handle,
+    dump_lock: &DumpLock,
     links: BTreeSet<u32>,
 ) -> bool {
     for index in links {
         for attempt in 0..10 {
-            match nl::get_link(handle, index).await {
+            match nl::query_link(dump_lock, index).await {
                 Ok(Some(msg)) => {
                     let mut half_made = false;
                     if let Some(entry) = lock(&inner.shared).namespaces.get_mut(ns) {
@@ -183,7 +151,6 @@ async fn refetch_links(
 pub(crate) async fn follow(
     weak: Weak<Inner>,
     ns: Namespace,
-    mut handle: rtnetlink::Handle,
     dump_lock: DumpLock,
     mut events: futures::stream::Abortable<netns::Events>,
 ) {
@@ -192,7 +159,7 @@ pub(crate) async fn follow(
     let mut failed: Option<netns::Error> = None;
     // The initial dump may have caught a veth pair being made.
     let Some(inner) = weak.upgrade() else { return };
-    if !refetch_half_made(&inner, &ns, &mut handle).await {
+    if !refetch_half_made(&inner, &ns, &dump_lock).await {
         return;
     }
     drop(inner);
@@ -239,13 +206,16 @@ pub(crate) async fn follow(
                 "netlink event socket overran (events lost): resyncing"
             );
             resync(&inner, &ns, &dump_lock, ResyncReason::Overrun).await;
-            if !refetch_half_made(&inner, &ns, &mut handle).await {
+            if !refetch_half_made(&inner, &ns, &dump_lock).await {
                 return;
             }
+            peers::resolve(&inner, &ns, None).await;
             continue;
         }
         let mut routes_dirty = false;
-        let mut nsid_dirty = false;
+        // Ids the kernel deleted, ids that new or changed links use.
+        let mut deleted_ids = BTreeSet::new();
+        let mut used_ids = BTreeSet::new();
         let mut refetch = BTreeSet::new();
         {
             let mut shared = lock(&inner.shared);
@@ -260,37 +230,38 @@ pub(crate) async fn follow(
                 if let NetlinkPayload::InnerMessage(msg) = &m.payload {
                     routes_dirty |= may_flush_routes(msg, state);
                     silent_peer_changes(msg, state, &mut refetch);
-                    nsid_dirty |= matches!(
-                        msg,
-                        RouteNetlinkMessage::NewNsId(_) | RouteNetlinkMessage::DelNsId(_)
-                    );
+                    match msg {
+                        RouteNetlinkMessage::DelNsId(m) => {
+                            deleted_ids.extend(m.attributes.iter().filter_map(|a| match a {
+                                NsidAttribute::Id(id) => Some(*id),
+                                _ => None,
+                            }));
+                        }
+                        RouteNetlinkMessage::NewLink(m) => {
+                            used_ids.extend(Link::from_message(m).link_netnsid);
+                        }
+                        _ => {}
+                    }
                     let deltas = state.apply(msg, m.header.flags);
                     inner.publish(&ns, deltas);
                 }
             }
-            let known: BTreeSet<i32> = entry.view.nsids.keys().copied().collect();
-            nsid_dirty |= entry
-                .view
-                .state
-                .links
-                .values()
-                .any(|l| l.link_netnsid.is_some_and(|id| !known.contains(&id)))
-                && batch.iter().any(|e| {
-                    matches!(
-                        e,
-                        netns::Event::Message(m) if matches!(
-                            &m.payload,
-                            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_))
-                        )
-                    )
-                });
+        }
+        for id in deleted_ids {
+            peers::forget_id(&inner, &ns, id);
         }
         inner.bump();
         if !refetch.is_empty() {
-            if !refetch_links(&inner, &ns, &mut handle, refetch).await {
+            if !refetch_links(&inner, &ns, &dump_lock, refetch.clone()).await {
                 return;
             }
-            nsid_dirty = true;
+            if let Some(e) = lock(&inner.shared).namespaces.get(&ns) {
+                used_ids.extend(
+                    refetch
+                        .iter()
+                        .filter_map(|i| e.view.state.links.get(i)?.link_netnsid),
+                );
+            }
         }
         if routes_dirty {
             let mut fresh = NsState::default();
@@ -325,9 +296,9 @@ pub(crate) async fn follow(
                 }
             }
         }
-        if nsid_dirty {
-            refresh_nsids(&inner, &ns).await;
-        }
+        // Names the peers of new links; resolves ids of other namespaces
+        // whose peer link this batch brought.
+        peers::resolve(&inner, &ns, Some(&used_ids)).await;
     }
 }
 
@@ -384,7 +355,7 @@ async fn dump_again(
                 });
             }
             inner.bump();
-            refresh_nsids(inner, ns).await;
+            peers::resolve(inner, ns, None).await;
             Ok(())
         }
         Err(e) => {

@@ -65,6 +65,7 @@ mod error;
 mod follow;
 mod model;
 mod nl;
+mod peers;
 mod plan;
 mod snapshot;
 mod trace;

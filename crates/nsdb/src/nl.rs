@@ -315,6 +315,74 @@ impl DumpSocket {
         }
     }
 
+    /// One request answered by one message (`RTM_GETLINK` of one index,
+    /// `RTM_GETNSID`), sent on this socket: `Ok(None)` when the kernel
+    /// answered `errno` in `absent`. The kernel handles a rtnetlink request
+    /// inside the `sendmsg` that sends it, so an fd number the request
+    /// carries (`NETNSA_FD`) only needs to stay open until this has sent it.
+    ///
+    /// Cancel safe: a reply left unread is skipped by the next reader (its
+    /// sequence number is not the one awaited).
+    pub(crate) async fn get(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        absent: &[i32],
+    ) -> Result<Option<RouteNetlinkMessage>, NetlinkError> {
+        use netlink_proto::sys::{AsyncSocketExt, SocketAddr};
+        self.finish().await?;
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        header.sequence_number = seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        let mut bytes = vec![0; req.buffer_len()];
+        req.serialize(&mut bytes);
+        self.socket
+            .send_to(&bytes, &SocketAddr::new(0, 0))
+            .await
+            .map_err(io_error)?;
+        loop {
+            let got = self
+                .recv(seq, |kind, flags, msg| match kind {
+                    NLMSG_ERROR => {
+                        let code = msg
+                            .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(0);
+                        if code == 0 {
+                            return None; // an ack: the answer comes before it
+                        }
+                        if absent.contains(&-code) {
+                            return Some(Ok(None));
+                        }
+                        let after = msg.get(NLMSG_HDRLEN + 4..).unwrap_or(&[]);
+                        Some(Err(NetlinkError {
+                            errno: -code,
+                            message: ext_ack_message(flags, after),
+                        }))
+                    }
+                    NLMSG_DONE => Some(Ok(None)),
+                    _ => match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
+                        Ok(NetlinkMessage {
+                            payload: NetlinkPayload::InnerMessage(m),
+                            ..
+                        }) => Some(Ok(Some(m))),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(NetlinkError {
+                            errno: libc::EPROTO,
+                            message: Some(format!("unparsable answer: {e}")),
+                        })),
+                    },
+                })
+                .await?;
+            if let Some(answer) = got {
+                return answer;
+            }
+        }
+    }
+
     /// Sends a dump request (after reading out any unfinished dump) and
     /// returns its sequence number.
     async fn start(&mut self, msg: RouteNetlinkMessage) -> Result<u32, NetlinkError> {
@@ -444,10 +512,53 @@ pub(crate) async fn dump_into(
     Ok(interrupted)
 }
 
-/// The id the namespace behind `fd` has inside the namespace of `handle`
-/// (`RTM_GETNSID` with `NETNSA_FD`), `None` if none is assigned.
-pub(crate) async fn nsid_of(
-    handle: &mut rtnetlink::Handle,
+/// One link by index (`RTM_GETLINK`) on a namespace's dump socket; `None`
+/// if there is no such link.
+pub(crate) async fn query_link(
+    lock: &DumpLock,
+    index: u32,
+) -> Result<Option<RouteNetlinkMessage>, NetlinkError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    let answer = lock
+        .lock()
+        .await
+        .get(RouteNetlinkMessage::GetLink(msg), &[libc::ENODEV])
+        .await?;
+    Ok(answer.filter(|m| matches!(m, RouteNetlinkMessage::NewLink(_))))
+}
+
+/// The link `index` of the namespace that has the id `nsid` in the
+/// namespace of `lock`'s socket (`RTM_GETLINK` with `IFLA_TARGET_NETNSID`):
+/// how a veth's peer is read from the other side without knowing which
+/// namespace that is. `None` if there is no such link or id.
+pub(crate) async fn query_peer_link(
+    lock: &DumpLock,
+    nsid: i32,
+    index: u32,
+) -> Result<Option<LinkMessage>, NetlinkError> {
+    use netlink_packet_route::link::LinkAttribute;
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::IfNetnsId(nsid));
+    let answer = lock
+        .lock()
+        .await
+        .get(
+            RouteNetlinkMessage::GetLink(msg),
+            &[libc::ENODEV, libc::EINVAL, libc::ENOENT],
+        )
+        .await?;
+    Ok(match answer {
+        Some(RouteNetlinkMessage::NewLink(m)) => Some(m),
+        _ => None,
+    })
+}
+
+/// The id the namespace behind `fd` has inside the namespace of `lock`'s
+/// socket (`RTM_GETNSID` with `NETNSA_FD`), `None` if none is assigned.
+pub(crate) async fn query_nsid(
+    lock: &DumpLock,
     fd: std::os::fd::BorrowedFd<'_>,
 ) -> Result<Option<i32>, NetlinkError> {
     use std::os::fd::AsRawFd;
@@ -455,35 +566,20 @@ pub(crate) async fn nsid_of(
     msg.header.family = AddressFamily::Unspec;
     msg.attributes
         .push(NsidAttribute::Fd(fd.as_raw_fd() as u32));
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
-    let mut req = NetlinkMessage::new(
-        header,
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetNsId(msg)),
-    );
-    req.finalize();
-    let mut replies = handle.request(req).map_err(|_| NetlinkError::closed())?;
-    while let Some(reply) = replies.next().await {
-        match reply.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
-                for a in m.attributes {
-                    if let NsidAttribute::Id(id) = a {
-                        return Ok((id >= 0).then_some(id));
-                    }
-                }
-            }
-            NetlinkPayload::Error(e) => {
-                if let Some(code) = e.code {
-                    return Err(NetlinkError {
-                        errno: -code.get(),
-                        message: ext_ack_message(reply.header.flags, &e.header),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(None)
+    // `fd` is borrowed for the whole call: it stays open until the kernel
+    // has handled the request (inside the send).
+    let answer = lock
+        .lock()
+        .await
+        .get(RouteNetlinkMessage::GetNsId(msg), &[])
+        .await?;
+    Ok(match answer {
+        Some(RouteNetlinkMessage::NewNsId(m)) => m.attributes.iter().find_map(|a| match a {
+            NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 /// `NLMSGERR_ATTR_MSG` from the TLVs after the echoed request (extended ack).

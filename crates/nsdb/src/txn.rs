@@ -307,7 +307,7 @@ impl Transaction {
     /// # Ok(()) }
     /// ```
     pub fn create_veth(&mut self, ns: &Namespace, name: &str, peer: &str) -> Result<&mut Self> {
-        self.view.request_handle(ns)?;
+        self.view.check_followed(ns)?;
         self.edits.push(Edit::CreateVeth {
             ns: ns.clone(),
             name: name.to_owned(),
@@ -331,7 +331,7 @@ impl Transaction {
     /// # Ok(()) }
     /// ```
     pub fn create_bridge(&mut self, ns: &Namespace, name: &str) -> Result<&mut Self> {
-        self.view.request_handle(ns)?;
+        self.view.check_followed(ns)?;
         self.edits.push(Edit::CreateBridge {
             ns: ns.clone(),
             name: name.to_owned(),

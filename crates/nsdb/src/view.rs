@@ -8,15 +8,17 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use nsfs::{EntryState, NetNs, NsId, NsName, RunDir};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tracing::field::Empty;
 
 use crate::error::{Error, Result};
-use crate::follow::{follow, refresh_nsids, watch_run_dir};
+use crate::follow::{follow, watch_run_dir};
 use crate::model::{Delta, NsState};
 use crate::nl::{self, DumpLock, DumpPart};
+use crate::peers::{self, Peers};
 use crate::snapshot::{Change, Changes, NsStatus, NsView, ResyncReason, Snapshot};
 use crate::trace;
 
@@ -217,6 +219,7 @@ impl Builder {
             generation,
             options: self.clone(),
             watcher: Mutex::new(None),
+            peers: Mutex::new(Peers::default()),
         });
         let view = View { inner };
         // Watch before listing, so a namespace added in between is not missed.
@@ -227,20 +230,29 @@ impl Builder {
                 None
             }
         };
-        for ns in &self.namespaces {
-            view.add(ns.clone()).await?;
-        }
+        // Namespaces are added concurrently, a bounded number at a time:
+        // each costs a few socket set-ups (on the namespace threads) and
+        // three dumps, and one add does not wait for another.
+        futures::stream::iter(self.namespaces.iter().cloned())
+            .map(|ns| view.add(ns))
+            .buffer_unordered(BUILD_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
         if self.all {
-            for entry in self.run_dir.list().map_err(|source| Error::Namespace {
+            let listed = self.run_dir.list().map_err(|source| Error::Namespace {
                 ns: Namespace::Host,
                 source,
-            })? {
-                if entry.state == EntryState::Mounted {
-                    let ns = Namespace::Named(entry.name);
-                    // Gone meanwhile: the watcher sorts it out.
-                    let _ = view.add(ns).await;
-                }
-            }
+            })?;
+            let named = listed
+                .into_iter()
+                .filter(|e| e.state == EntryState::Mounted)
+                .map(|e| Namespace::Named(e.name));
+            futures::stream::iter(named)
+                .map(|ns| view.add(ns))
+                .buffer_unordered(BUILD_CONCURRENCY)
+                // Gone meanwhile: the watcher sorts it out.
+                .for_each(|_| async {})
+                .await;
         }
         let weak = Arc::downgrade(&view.inner);
         let task = tokio::spawn(watch_run_dir(
@@ -255,16 +267,20 @@ impl Builder {
     }
 }
 
-/// One namespace's bookkeeping.
+/// How many namespaces [`Builder::build`] adds at once.
+const BUILD_CONCURRENCY: usize = 32;
+
+/// One namespace's bookkeeping. No fd of the namespace is kept: it is
+/// opened again by name (and checked to be the same inode) when one is
+/// needed (see [`Inner::open_netns`]).
 pub(crate) struct Entry {
     pub(crate) view: NsView,
-    pub(crate) netns: NetNs,
     pub(crate) id: NsId,
-    /// The request socket (transactions, nsid queries, link re-reads).
-    pub(crate) handle: rtnetlink::Handle,
+    /// The request socket of transactions, made on first use.
+    pub(crate) request: Option<rtnetlink::Handle>,
     /// The socket [`View::handle`] hands out, made on first use.
     pub(crate) user_handle: Option<rtnetlink::Handle>,
-    /// The dump socket.
+    /// The dump socket, also for single queries (a link, an nsid).
     pub(crate) dump_lock: DumpLock,
     /// Ends the event stream of the follow task.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -295,6 +311,10 @@ pub(crate) struct Inner {
     pub(crate) generation: watch::Sender<u64>,
     pub(crate) options: Builder,
     pub(crate) watcher: Mutex<Option<JoinHandle<()>>>,
+    /// The index of links by key and the namespace ids waiting for a peer
+    /// (`peers.rs`). Locked only while `shared` is held (lock order:
+    /// `shared`, then `peers`).
+    pub(crate) peers: Mutex<Peers>,
 }
 
 impl Drop for Inner {
@@ -312,8 +332,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// Sends `deltas` of `ns` on the change stream.
+    /// Sends `deltas` of `ns` on the change stream (and files its link
+    /// changes in the index of peers). Called with `shared` locked.
     pub(crate) fn publish(&self, ns: &Namespace, deltas: Vec<Delta>) {
+        lock(&self.peers).apply(ns, &deltas);
         for d in deltas {
             let change = match d {
                 Delta::Added(object) => Change::Added {
@@ -337,6 +359,26 @@ impl Inner {
     /// Tells waiters the state changed.
     pub(crate) fn bump(&self) {
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Opens `ns` again (a named one by its name, checked to still be the
+    /// namespace `id`): the view keeps no namespace fd.
+    pub(crate) fn open_netns(&self, ns: &Namespace, id: NsId) -> Result<NetNs> {
+        let netns = match ns {
+            Namespace::Host => nsfs::Executor::global().map(|e| e.home().clone()),
+            Namespace::Named(name) => self.options.run_dir.open(name),
+        }
+        .map_err(|source| Error::Namespace {
+            ns: ns.clone(),
+            source,
+        })?;
+        if netns.id() != id {
+            return Err(Error::Stale {
+                ns: ns.clone(),
+                reason: "the name now names another namespace".into(),
+            });
+        }
+        Ok(netns)
     }
 
     /// Sets the status of `ns` (a stale one is reported as a change).
@@ -490,8 +532,10 @@ impl View {
         // Ending the stream (a test's way to kill the event socket) makes
         // the namespace stale, as a failed socket does.
         let (events, events_abort) = futures::stream::abortable(events);
-        let handle = nl::request_connection(&ns, &netns).await?;
         let dump_lock = nl::dump_socket(&ns, &netns).await?;
+        let id = netns.id();
+        // The sockets keep the namespace alive; the fd is not kept.
+        drop(netns);
         let mut state = NsState::default();
         let interrupted = nl::dump_into(
             &ns,
@@ -500,9 +544,8 @@ impl View {
             &mut state,
         )
         .await?;
-        let id = netns.id();
         let weak = Arc::downgrade(&self.inner);
-        {
+        let touched = {
             let mut shared = lock(&self.inner.shared);
             if shared
                 .namespaces
@@ -511,6 +554,15 @@ impl View {
             {
                 return Ok(()); // added concurrently
             }
+            // Started over: what was known of it before goes.
+            let touched = match shared.namespaces.remove(&ns) {
+                Some(old) => {
+                    let links = old.view.state.links.values().cloned().collect::<Vec<_>>();
+                    lock(&self.inner.peers).forget(&ns, links.into_iter());
+                    peers::forget_peer(&mut shared, &ns)
+                }
+                None => Default::default(),
+            };
             let _ = self
                 .inner
                 .changes
@@ -521,19 +573,21 @@ impl View {
                 let initial = NsState::default().diff(&state);
                 self.inner.publish(&ns, initial);
             }
+            {
+                // Filed under the same lock: an id waiting for one of these
+                // links is woken, one resolved later finds them.
+                let mut peers = lock(&self.inner.peers);
+                for l in state.links.values() {
+                    peers.add_link(&ns, l);
+                }
+            }
             if interrupted > 0 {
                 let _ = self.inner.changes.send(Change::Resynced {
                     ns: ns.clone(),
                     reason: ResyncReason::DumpInterrupted,
                 });
             }
-            let task = tokio::spawn(follow(
-                weak,
-                ns.clone(),
-                handle.clone(),
-                dump_lock.clone(),
-                events,
-            ));
+            let task = tokio::spawn(follow(weak, ns.clone(), dump_lock.clone(), events));
             shared.namespaces.insert(
                 ns.clone(),
                 Entry {
@@ -543,19 +597,22 @@ impl View {
                         nsids: Arc::default(),
                         ns: ns.clone(),
                     },
-                    netns,
                     id,
-                    handle,
+                    request: None,
                     user_handle: None,
                     dump_lock,
                     events_abort,
                     tasks: vec![task],
                 },
             );
-        }
+            touched
+        };
         self.inner.bump();
-        // Every namespace may now name peers it could not name before.
-        self.refresh_all_nsids().await;
+        // Names its peers, and the peers of others it was missing for.
+        for t in &touched {
+            peers::resolve(&self.inner, t, None).await;
+        }
+        peers::resolve(&self.inner, &ns, None).await;
         Ok(())
     }
 
@@ -570,7 +627,27 @@ impl View {
     /// # }
     /// ```
     pub fn remove(&self, ns: &Namespace) -> bool {
-        let removed = lock(&self.inner.shared).namespaces.remove(ns).is_some();
+        let touched = {
+            let mut shared = lock(&self.inner.shared);
+            shared.namespaces.remove(ns).map(|old| {
+                let links = old.view.state.links.values().cloned().collect::<Vec<_>>();
+                lock(&self.inner.peers).forget(ns, links.into_iter());
+                peers::forget_peer(&mut shared, ns)
+            })
+        };
+        let removed = touched.is_some();
+        // The ids that named it wait for it again (it may come back).
+        if let Some(touched) = touched.filter(|t| !t.is_empty())
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let weak = Arc::downgrade(&self.inner);
+            rt.spawn(async move {
+                for t in touched {
+                    let Some(inner) = weak.upgrade() else { return };
+                    peers::resolve(&inner, &t, None).await;
+                }
+            });
+        }
         if removed {
             let _ = self
                 .inner
@@ -703,7 +780,7 @@ impl View {
     /// ```
     pub async fn dump(&self, ns: &Namespace) -> Result<NsState> {
         // Refuses a stale or removed namespace, as edits do.
-        self.request_handle(ns)?;
+        self.check_followed(ns)?;
         let dump_lock = lock(&self.inner.shared)
             .namespaces
             .get(ns)
@@ -746,18 +823,19 @@ impl View {
     /// # Ok(()) }
     /// ```
     pub async fn handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
-        self.request_handle(ns)?;
-        let (cached, netns) = {
+        self.check_followed(ns)?;
+        let (cached, id) = {
             let shared = lock(&self.inner.shared);
             let e = shared
                 .namespaces
                 .get(ns)
                 .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
-            (e.user_handle.clone(), e.netns.clone())
+            (e.user_handle.clone(), e.id)
         };
         if let Some(h) = cached {
             return Ok(h);
         }
+        let netns = self.inner.open_netns(ns, id)?;
         let handle = nl::plain_connection(ns, &netns).await?;
         let mut shared = lock(&self.inner.shared);
         let e = shared
@@ -767,9 +845,8 @@ impl View {
         Ok(e.user_handle.get_or_insert(handle).clone())
     }
 
-    /// The handle of the view's own request socket (ext-ack, acks and
-    /// `Done` forwarded: not for rtnetlink's verbs).
-    pub(crate) fn request_handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
+    /// Fails unless `ns` is viewed and followed (not stale, not removed).
+    pub(crate) fn check_followed(&self, ns: &Namespace) -> Result<()> {
         let shared = lock(&self.inner.shared);
         let e = shared
             .namespaces
@@ -784,29 +861,47 @@ impl View {
                 ns: ns.clone(),
                 reason: "namespace removed".into(),
             }),
-            _ => Ok(e.handle.clone()),
+            _ => Ok(()),
         }
     }
 
-    /// The namespace handle (fd) of `ns`.
+    /// The handle of the view's own request socket for transactions
+    /// (ext-ack, acks and `Done` forwarded: not for rtnetlink's verbs), made
+    /// on first use.
+    pub(crate) async fn request_handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
+        self.check_followed(ns)?;
+        let (cached, id) = {
+            let shared = lock(&self.inner.shared);
+            let e = shared
+                .namespaces
+                .get(ns)
+                .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
+            (e.request.clone(), e.id)
+        };
+        if let Some(h) = cached {
+            return Ok(h);
+        }
+        let netns = self.inner.open_netns(ns, id)?;
+        let handle = nl::request_connection(ns, &netns).await?;
+        let mut shared = lock(&self.inner.shared);
+        let e = shared
+            .namespaces
+            .get_mut(ns)
+            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
+        Ok(e.request.get_or_insert(handle).clone())
+    }
+
+    /// The namespace `ns`, opened again (see [`Inner::open_netns`]).
     pub(crate) fn netns(&self, ns: &Namespace) -> Result<NetNs> {
-        let shared = lock(&self.inner.shared);
-        shared
-            .namespaces
-            .get(ns)
-            .map(|e| e.netns.clone())
-            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })
+        let id = self
+            .inode(ns)
+            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
+        self.inner.open_netns(ns, id)
     }
 
-    async fn refresh_all_nsids(&self) {
-        let names: Vec<Namespace> = lock(&self.inner.shared)
-            .namespaces
-            .keys()
-            .cloned()
-            .collect();
-        for ns in names {
-            refresh_nsids(&self.inner, &ns).await;
-        }
+    /// The identity of `ns` in the view.
+    pub(crate) fn inode(&self, ns: &Namespace) -> Option<NsId> {
+        lock(&self.inner.shared).namespaces.get(ns).map(|e| e.id)
     }
 }
 
