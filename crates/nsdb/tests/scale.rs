@@ -25,7 +25,7 @@ fn size() -> usize {
 const AT_ONCE: usize = 32;
 
 fn name(i: usize) -> NsName {
-    NsName::new(&format!("nsdb-scale-{i}")).unwrap()
+    NsName::new(format!("nsdb-scale-{i}")).unwrap()
 }
 
 fn threads() -> usize {
