@@ -10,6 +10,7 @@ mod agent;
 mod lifecycle;
 mod nsdb;
 mod rtnl;
+mod scale;
 mod spawn;
 
 /// A future measuring one row.
@@ -53,6 +54,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(spawn::rows());
     rows.extend(agent::rows());
     rows.extend(nsdb::rows());
+    rows.extend(scale::rows());
     rows
 }
 
@@ -73,6 +75,9 @@ pub(crate) async fn worker_op(op: &str, arg: &str) -> BResult<std::time::Duratio
 /// Memory operations ("mem-...") a worker process measures for rows.
 pub(crate) async fn worker_value(op: &str, arg: &str) -> BResult<u64> {
     if let Some(res) = nsdb::worker_value(op, arg).await {
+        return res;
+    }
+    if let Some(res) = scale::worker_value(op, arg).await {
         return res;
     }
     Err(crate::harness::err(format!(
