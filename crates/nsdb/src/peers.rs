@@ -9,16 +9,17 @@
 //!
 //! 1. the peer link itself, read from the other side by its id
 //!    (`RTM_GETLINK` with `IFLA_TARGET_NETNSID` = X and the peer's index):
-//!    its index, name and hardware address (a veth's is random);
-//! 2. the namespaces of the view that hold a link with that index, name and
+//!    its index and hardware address (a veth's is random);
+//! 2. the namespaces of the view that hold a link with that index and
 //!    address (an index kept here, updated with every change the view
 //!    applies) are the candidates, almost always one: each is checked by
 //!    asking for its id (`RTM_GETNSID` with its fd); the one whose id is X
 //!    is it.
 //!
 //! An id whose peer link is not in the view (yet) waits, filed under that
-//! link's key: when a link with that key shows (a namespace added, an event
-//! applied), the id is resolved again. Ids stay resolved until the kernel
+//! link's hardware address: when a link with that address shows (a
+//! namespace added, an event applied), the id is resolved again from the
+//! start. Ids stay resolved until the kernel
 //! deletes them (`RTM_DELNSID`) or the peer leaves the view. The work is one
 //! or two requests per id used by a link: linear in the links, where asking
 //! every namespace for the id of every other one was quadratic per
@@ -32,12 +33,17 @@ use crate::model::{Delta, Link, Object};
 use crate::nl::{self, DumpLock};
 use crate::view::{Inner, Namespace, lock};
 
-/// What a link is found by among the namespaces of a view: index, name,
-/// hardware address.
-type Key = (u32, String, Option<Vec<u8>>);
+/// What a link is found by among the namespaces of a view: index and
+/// hardware address (the name is left out: links are often renamed right
+/// after they are made, and the id check decides anyway).
+type Key = (u32, Option<Vec<u8>>);
+
+/// What a waiting id waits for: a link with this hardware address (not
+/// the index too: a link moved to another namespace gets a new one).
+type Mac = Option<Vec<u8>>;
 
 fn key_of(link: &Link) -> Key {
-    (link.index, link.name.clone(), link.address.clone())
+    (link.index, link.address.clone())
 }
 
 /// The view's index of links by [`Key`] and the ids waiting for a peer link.
@@ -45,10 +51,10 @@ fn key_of(link: &Link) -> Key {
 pub(crate) struct Peers {
     /// Which namespaces hold a link with a given key.
     links: HashMap<Key, BTreeSet<Namespace>>,
-    /// Ids (namespace, id) waiting for a link with a given key to show.
-    waiting: HashMap<Key, BTreeSet<(Namespace, i32)>>,
-    /// The key each waiting id waits for.
-    waits_for: BTreeMap<(Namespace, i32), Key>,
+    /// Ids (namespace, id) waiting for a link with a given address to show.
+    waiting: HashMap<Mac, BTreeSet<(Namespace, i32)>>,
+    /// The address each waiting id waits for.
+    waits_for: BTreeMap<(Namespace, i32), Mac>,
     /// Ids whose peer link showed: to resolve again.
     woken: BTreeSet<(Namespace, i32)>,
 }
@@ -56,11 +62,13 @@ pub(crate) struct Peers {
 impl Peers {
     /// Files `link` of `ns` in the index (wakes the ids waiting for it).
     pub(crate) fn add_link(&mut self, ns: &Namespace, link: &Link) {
-        let key = key_of(link);
-        if let Some(w) = self.waiting.get(&key) {
+        if let Some(w) = self.waiting.get(&link.address) {
             self.woken.extend(w.iter().cloned());
         }
-        self.links.entry(key).or_default().insert(ns.clone());
+        self.links
+            .entry(key_of(link))
+            .or_default()
+            .insert(ns.clone());
     }
 
     /// Takes `link` of `ns` out of the index.
@@ -108,7 +116,7 @@ impl Peers {
         self.woken.retain(|(n, _)| n != ns);
     }
 
-    fn wait(&mut self, ns: &Namespace, id: i32, key: Key) {
+    fn wait(&mut self, ns: &Namespace, id: i32, key: Mac) {
         self.unwait(ns, id);
         self.waiting
             .entry(key.clone())
@@ -213,7 +221,7 @@ async fn resolve_one(inner: &Inner, ns: &Namespace, dump: &DumpLock, id: i32, pe
                 // Checked under the view's lock, as a namespace is added or
                 // an event applied: the peer link cannot slip in between.
                 if shared.namespaces.contains_key(ns) {
-                    peers.wait(ns, id, key);
+                    peers.wait(ns, id, key.1);
                 }
                 return;
             }
@@ -288,9 +296,10 @@ mod tests {
         }
     }
 
-    /// An id waiting for its peer link is woken when that link (same
-    /// index, name and address) is filed, not by a link that only shares
-    /// its index; forgetting a namespace drops its waits.
+    /// An id waiting for its peer link is woken when a link with that
+    /// address is filed (whatever its name and index: it may have been
+    /// renamed or moved meanwhile), not by one that only shares its index
+    /// and name; forgetting a namespace drops its waits.
     #[test]
     fn a_waiting_id_wakes_on_its_peer_link_only() {
         let (a, b) = (
@@ -298,21 +307,21 @@ mod tests {
             Namespace::named("b").unwrap(),
         );
         let mut p = Peers::default();
-        p.wait(&a, 3, key_of(&link(2, "e0", 9)));
+        p.wait(&a, 3, link(2, "e0", 9).address);
         p.add_link(&b, &link(2, "e0", 8));
         assert!(p.take_woken().is_empty());
-        p.add_link(&b, &link(2, "e0", 9));
+        p.add_link(&b, &link(5, "eth0", 9));
         assert_eq!(
             p.take_woken(),
             BTreeMap::from([(a.clone(), BTreeSet::from([3]))])
         );
         assert_eq!(
-            p.links[&key_of(&link(2, "e0", 9))],
+            p.links[&key_of(&link(5, "x", 9))],
             BTreeSet::from([b.clone()])
         );
         p.forget(&a, std::iter::empty());
         assert!(p.waiting.is_empty() && p.waits_for.is_empty());
-        p.forget(&b, [link(2, "e0", 8), link(2, "e0", 9)].into_iter());
+        p.forget(&b, [link(2, "e0", 8), link(5, "eth0", 9)].into_iter());
         assert!(p.links.is_empty());
     }
 }
