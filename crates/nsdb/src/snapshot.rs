@@ -41,7 +41,7 @@ pub enum NsStatus {
     },
     /// The namespace was removed from the run directory while viewed: the
     /// state is the last known one. Its event socket is closed; the entry
-    /// (and the request socket, which keeps the namespace object alive)
+    /// (and its dump socket, which keeps the namespace object alive)
     /// stays until [`View::remove`].
     Removed,
 }
@@ -212,6 +212,12 @@ impl NsView {
     /// The other end of `link` when it is tied to a link in another
     /// namespace (`IFLA_LINK_NETNSID` present), with that namespace's name
     /// when the view covers it.
+    ///
+    /// The name comes a moment after the link: the view reads the peer link
+    /// from the other side by its namespace id, then asks the namespaces
+    /// holding a link with that index and hardware address (almost always
+    /// one) for their id. A peer whose namespace joins the view later is
+    /// named when it joins. Wait for it with [`View::wait_for`].
     ///
     /// # Examples
     ///

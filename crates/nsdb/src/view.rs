@@ -402,12 +402,17 @@ impl Inner {
 /// namespaces, kept current from rtnetlink events (cheap to clone; every
 /// clone is the same view).
 ///
-/// Each namespace has three netlink sockets made inside it by the `netns`
-/// facade: an event socket (`netns::Events`) joined to the link, address,
-/// route and nsid multicast groups (subscribed before the first dump, so
-/// nothing is missed), a request socket (`netns::connection`) for
-/// transactions, and a dump socket (`netns::NetlinkSocket`) read one
-/// datagram at a time; [`View::handle`] adds a fourth, on first use. An overrun
+/// Each namespace has two netlink sockets made inside it by the `netns`
+/// facade, and no other fd: an event socket (`netns::Events`) joined to the
+/// link, address, route and nsid multicast groups (subscribed before the
+/// first dump, so nothing is missed), and a dump socket
+/// (`netns::NetlinkSocket`) read one datagram at a time, which also carries
+/// the view's own single queries (a link read again, a namespace id). A
+/// transaction's first commit in a namespace adds a request socket
+/// (`netns::connection`), [`View::handle`] one more, on first use. A
+/// veth's peer namespace is named from the link itself (see
+/// [`NsView::peer`]): building a view is linear in its namespaces and
+/// links, 32 namespaces set up at once. An overrun
 /// of the event socket (`ENOBUFS`) or an interrupted dump (`NLM_F_DUMP_INTR`)
 /// is followed by a full dump of that namespace; the differences are reported
 /// as changes, then [`Change::Resynced`]. A namespace whose connection dies is
@@ -759,7 +764,7 @@ impl View {
             })
     }
 
-    /// A fresh dump of `ns`, made now on the view's request socket (not the
+    /// A fresh dump of `ns`, made now on the view's dump socket (not the
     /// view's state): to check the view against the kernel.
     ///
     /// # Cancel safety
