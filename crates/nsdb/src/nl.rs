@@ -328,21 +328,7 @@ impl DumpSocket {
         msg: RouteNetlinkMessage,
         absent: &[i32],
     ) -> Result<Option<RouteNetlinkMessage>, NetlinkError> {
-        use netlink_proto::sys::{AsyncSocketExt, SocketAddr};
-        self.finish().await?;
-        self.seq = self.seq.wrapping_add(1).max(1);
-        let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST;
-        header.sequence_number = seq;
-        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        req.finalize();
-        let mut bytes = vec![0; req.buffer_len()];
-        req.serialize(&mut bytes);
-        self.socket
-            .send_to(&bytes, &SocketAddr::new(0, 0))
-            .await
-            .map_err(io_error)?;
+        let seq = self.send(msg, NLM_F_REQUEST).await?;
         loop {
             let got = self
                 .recv(seq, |kind, flags, msg| match kind {
@@ -386,12 +372,20 @@ impl DumpSocket {
     /// Sends a dump request (after reading out any unfinished dump) and
     /// returns its sequence number.
     async fn start(&mut self, msg: RouteNetlinkMessage) -> Result<u32, NetlinkError> {
+        let seq = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP).await?;
+        self.unfinished = Some(seq);
+        Ok(seq)
+    }
+
+    /// Sends a request with `flags` (after reading out any unfinished
+    /// dump) and returns its sequence number.
+    async fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<u32, NetlinkError> {
         use netlink_proto::sys::{AsyncSocketExt, SocketAddr};
         self.finish().await?;
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.flags = flags;
         header.sequence_number = seq;
         let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
         req.finalize();
@@ -401,7 +395,6 @@ impl DumpSocket {
             .send_to(&bytes, &SocketAddr::new(0, 0))
             .await
             .map_err(io_error)?;
-        self.unfinished = Some(seq);
         Ok(seq)
     }
 }

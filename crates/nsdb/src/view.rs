@@ -267,6 +267,15 @@ impl Builder {
     }
 }
 
+/// The sockets of a namespace made on first use.
+#[derive(Clone, Copy, Debug)]
+enum Lazy {
+    /// Transactions' requests.
+    Request,
+    /// What [`View::handle`] hands out.
+    User,
+}
+
 /// How many namespaces [`Builder::build`] adds at once.
 const BUILD_CONCURRENCY: usize = 32;
 
@@ -828,26 +837,40 @@ impl View {
     /// # Ok(()) }
     /// ```
     pub async fn handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
+        self.lazy_handle(ns, Lazy::User).await
+    }
+
+    /// The socket `which` of `ns`, made on first use.
+    async fn lazy_handle(&self, ns: &Namespace, which: Lazy) -> Result<rtnetlink::Handle> {
+        fn slot(e: &mut Entry, which: Lazy) -> &mut Option<rtnetlink::Handle> {
+            match which {
+                Lazy::Request => &mut e.request,
+                Lazy::User => &mut e.user_handle,
+            }
+        }
         self.check_followed(ns)?;
         let (cached, id) = {
-            let shared = lock(&self.inner.shared);
+            let mut shared = lock(&self.inner.shared);
             let e = shared
                 .namespaces
-                .get(ns)
+                .get_mut(ns)
                 .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
-            (e.user_handle.clone(), e.id)
+            (slot(e, which).clone(), e.id)
         };
         if let Some(h) = cached {
             return Ok(h);
         }
         let netns = self.inner.open_netns(ns, id)?;
-        let handle = nl::plain_connection(ns, &netns).await?;
+        let handle = match which {
+            Lazy::Request => nl::request_connection(ns, &netns).await?,
+            Lazy::User => nl::plain_connection(ns, &netns).await?,
+        };
         let mut shared = lock(&self.inner.shared);
         let e = shared
             .namespaces
             .get_mut(ns)
             .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
-        Ok(e.user_handle.get_or_insert(handle).clone())
+        Ok(slot(e, which).get_or_insert(handle).clone())
     }
 
     /// Fails unless `ns` is viewed and followed (not stale, not removed).
@@ -874,26 +897,7 @@ impl View {
     /// (ext-ack, acks and `Done` forwarded: not for rtnetlink's verbs), made
     /// on first use.
     pub(crate) async fn request_handle(&self, ns: &Namespace) -> Result<rtnetlink::Handle> {
-        self.check_followed(ns)?;
-        let (cached, id) = {
-            let shared = lock(&self.inner.shared);
-            let e = shared
-                .namespaces
-                .get(ns)
-                .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
-            (e.request.clone(), e.id)
-        };
-        if let Some(h) = cached {
-            return Ok(h);
-        }
-        let netns = self.inner.open_netns(ns, id)?;
-        let handle = nl::request_connection(ns, &netns).await?;
-        let mut shared = lock(&self.inner.shared);
-        let e = shared
-            .namespaces
-            .get_mut(ns)
-            .ok_or_else(|| Error::NotViewed { ns: ns.clone() })?;
-        Ok(e.request.get_or_insert(handle).clone())
+        self.lazy_handle(ns, Lazy::Request).await
     }
 
     /// The namespace `ns`, opened again (see [`Inner::open_netns`]).
