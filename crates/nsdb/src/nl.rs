@@ -241,6 +241,13 @@ impl DumpSocket {
         Ok(None)
     }
 
+    /// Lets the receive buffer go between requests: a view of many
+    /// namespaces would otherwise keep up to 64 KiB per namespace (a dump's
+    /// datagrams reach 32 KiB) for namespaces it rarely dumps.
+    fn idle(&mut self) {
+        self.datagram = Vec::new();
+    }
+
     /// Reads out the rest of a dump whose reader was dropped.
     async fn finish(&mut self) -> Result<(), NetlinkError> {
         while let Some(seq) = self.unfinished {
@@ -310,6 +317,7 @@ impl DumpSocket {
                 .await?;
             if let Some(end) = end {
                 self.unfinished = None;
+                self.idle();
                 return end.map(|()| intr);
             }
         }
@@ -364,6 +372,7 @@ impl DumpSocket {
                 })
                 .await?;
             if let Some(answer) = got {
+                self.idle();
                 return answer;
             }
         }
