@@ -153,6 +153,22 @@ pub(crate) async fn resolve(inner: &Inner, ns: &Namespace, only: Option<&BTreeSe
     resolve_woken(inner).await;
 }
 
+/// Resolves the ids of each of `namespaces` on a task of its own (holding
+/// the view weakly: a view dropped meanwhile ends it). Must be called inside
+/// a tokio runtime.
+pub(crate) fn spawn_resolve(
+    inner: &Arc<Inner>,
+    namespaces: Vec<Namespace>,
+) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        for ns in namespaces {
+            let Some(inner) = weak.upgrade() else { return };
+            resolve(&inner, &ns, None).await;
+        }
+    })
+}
+
 /// Resolves the ids woken by links that showed (see [`Peers::add_link`]).
 pub(crate) async fn resolve_woken(inner: &Inner) {
     loop {

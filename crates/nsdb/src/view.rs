@@ -486,8 +486,9 @@ impl View {
     ///
     /// # Cancel safety
     ///
-    /// If dropped before it returns, the namespace is not added and nothing
-    /// it set up outlives it.
+    /// If dropped before its dumps are done, the namespace is not added and
+    /// nothing it set up outlives it; after that, it is added, and the
+    /// naming of its peers goes on by itself.
     ///
     /// # Errors
     ///
@@ -622,11 +623,12 @@ impl View {
             touched
         };
         self.inner.bump();
-        // Names its peers, and the peers of others it was missing for.
-        for t in &touched {
-            peers::resolve(&self.inner, t, None).await;
-        }
-        peers::resolve(&self.inner, &ns, None).await;
+        // Names its peers, and the peers of others it was missing for: on a
+        // task of its own, so that dropping this future half-way does not
+        // leave an id neither named nor waiting.
+        let mut todo: Vec<Namespace> = touched.into_iter().collect();
+        todo.push(ns);
+        let _ = peers::spawn_resolve(&self.inner, todo).await;
         Ok(())
     }
 
@@ -652,15 +654,12 @@ impl View {
         let removed = touched.is_some();
         // The ids that named it wait for it again (it may come back).
         if let Some(touched) = touched.filter(|t| !t.is_empty())
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
+            && tokio::runtime::Handle::try_current().is_ok()
         {
-            let weak = Arc::downgrade(&self.inner);
-            rt.spawn(async move {
-                for t in touched {
-                    let Some(inner) = weak.upgrade() else { return };
-                    peers::resolve(&inner, &t, None).await;
-                }
-            });
+            drop(peers::spawn_resolve(
+                &self.inner,
+                touched.into_iter().collect(),
+            ));
         }
         if removed {
             let _ = self
