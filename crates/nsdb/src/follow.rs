@@ -304,7 +304,7 @@ pub(crate) async fn follow(
 
 /// A full dump of `ns`, replacing its state; the differences are published.
 /// Runs in a `resync` span (`netns`, `inode`, `reason`, `outcome`, `error`).
-async fn resync(inner: &Inner, ns: &Namespace, dump_lock: &DumpLock, reason: ResyncReason) {
+async fn resync(inner: &Arc<Inner>, ns: &Namespace, dump_lock: &DumpLock, reason: ResyncReason) {
     let span = tracing::debug_span!(
         "resync",
         netns = %ns,
@@ -323,7 +323,7 @@ fn inode_of(inner: &Inner, ns: &Namespace) -> Option<u64> {
 
 /// The body of [`resync`]: a failure marks the namespace stale.
 async fn dump_again(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     ns: &Namespace,
     dump_lock: &DumpLock,
     reason: ResyncReason,

@@ -147,10 +147,11 @@ impl Peers {
 }
 
 /// Resolves the ids that the links of `ns` use and the view does not name
-/// yet (only those in `only`, if given), then any id woken meanwhile.
-pub(crate) async fn resolve(inner: &Inner, ns: &Namespace, only: Option<&BTreeSet<i32>>) {
+/// yet (only those in `only`, if given); then, on a task of their own, the
+/// ids woken meanwhile.
+pub(crate) async fn resolve(inner: &Arc<Inner>, ns: &Namespace, only: Option<&BTreeSet<i32>>) {
     resolve_ns(inner, ns, only).await;
-    resolve_woken(inner).await;
+    wake(inner);
 }
 
 /// Resolves the ids of each of `namespaces` on a task of its own (holding
@@ -169,17 +170,21 @@ pub(crate) fn spawn_resolve(
     })
 }
 
-/// Resolves the ids woken by links that showed (see [`Peers::add_link`]).
-pub(crate) async fn resolve_woken(inner: &Inner) {
-    loop {
-        let woken = lock(&inner.peers).take_woken();
-        if woken.is_empty() {
-            return;
-        }
-        for (ns, ids) in woken {
-            resolve_ns(inner, &ns, Some(&ids)).await;
-        }
+/// Resolves the ids woken by links that showed (see [`Peers::add_link`]) on
+/// a task of their own: taken from the wake-ups, they would be lost with the
+/// task of a namespace that leaves the view meanwhile.
+fn wake(inner: &Arc<Inner>) {
+    let woken = lock(&inner.peers).take_woken();
+    if woken.is_empty() {
+        return;
     }
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        for (ns, ids) in woken {
+            let Some(inner) = weak.upgrade() else { return };
+            resolve(&inner, &ns, Some(&ids)).await;
+        }
+    });
 }
 
 async fn resolve_ns(inner: &Inner, ns: &Namespace, only: Option<&BTreeSet<i32>>) {

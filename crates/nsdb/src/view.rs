@@ -321,8 +321,9 @@ pub(crate) struct Inner {
     pub(crate) options: Builder,
     pub(crate) watcher: Mutex<Option<JoinHandle<()>>>,
     /// The index of links by key and the namespace ids waiting for a peer
-    /// (`peers.rs`). Locked only while `shared` is held (lock order:
-    /// `shared`, then `peers`).
+    /// (`peers.rs`). Lock order: `shared`, then `peers` (never `shared`
+    /// while holding `peers`); what must be atomic with the view's state
+    /// (filing a link, waiting for one) is done holding both.
     pub(crate) peers: Mutex<Peers>,
 }
 
