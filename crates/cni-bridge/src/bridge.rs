@@ -12,7 +12,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use netns::{Handle, OpenMode, Target};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkUnspec, RouteMessageBuilder};
 
@@ -429,7 +429,9 @@ async fn configure_iface(
             .map_err(|e| Error::Config {
                 msg: format!("invalid route {}: {e}", r.dst),
             })?
-            .output_interface(index);
+            .output_interface(index)
+            // What the reference's netlink library sends (ip shows none).
+            .protocol(RouteProtocol::Boot);
         if let Some(gw) = gw {
             b = b.gateway(gw).map_err(|e| Error::Config {
                 msg: format!("invalid gateway {gw}: {e}"),
@@ -737,10 +739,13 @@ fn check_err(msg: String) -> Error {
 }
 
 async fn routes(h: &Handle, v4: bool) -> Result<Vec<RouteMessage>> {
-    let req = if v4 {
-        RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+    // Only the family: with strict checking (the toolkit's sockets have
+    // it) the kernel filters a dump on the header's other fields.
+    let mut req = RouteMessage::default();
+    req.header.address_family = if v4 {
+        AddressFamily::Inet
     } else {
-        RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+        AddressFamily::Inet6
     };
     h.rtnetlink()
         .route()
@@ -915,8 +920,17 @@ pub(crate) async fn check(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Resu
             )));
         }
     }
+    let family_gw = |v4: bool| {
+        result
+            .ips
+            .iter()
+            .filter(|i| i.address.is_ipv4() == v4)
+            .find_map(|i| i.gateway)
+    };
     for r in &result.routes {
         let default = r.dst.prefix == 0;
+        // A route without `gw` was installed through its family's gateway.
+        let want_gw = r.gw.or_else(|| family_gw(r.dst.is_ipv4()));
         let want = Cidr::new(r.dst.network(), r.dst.prefix);
         let found = routes(&ns.cont, r.dst.is_ipv4())
             .await?
@@ -927,7 +941,7 @@ pub(crate) async fn check(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Resu
                 if default {
                     dst.is_none()
                 } else {
-                    dst == Some(want) && gw == r.gw
+                    dst == Some(want) && gw == want_gw
                 }
             });
         if !found {
