@@ -29,7 +29,10 @@ pub struct Ns {
 
 impl Ns {
     pub fn new(name: &str) -> Ns {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
         let st = Command::new("ip")
             .args(["netns", "add", name])
             .status()
@@ -70,6 +73,19 @@ impl Drop for Ns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// Waits (bounded, 20 s) until `cond` holds: for what the kernel does
+/// after the fact (a removed namespace's links go in a work queue).
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
