@@ -7,6 +7,7 @@ use std::pin::Pin;
 use crate::harness::{BResult, Config, Measurement, Target};
 
 mod agent;
+mod cni;
 mod lifecycle;
 mod nsdb;
 mod rtnl;
@@ -53,6 +54,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(spawn::rows());
     rows.extend(agent::rows());
     rows.extend(nsdb::rows());
+    rows.extend(cni::rows());
     rows
 }
 
