@@ -178,9 +178,6 @@ impl Error {
             Error::Version { .. } => code::INCOMPATIBLE_VERSION,
             Error::OpenNetns { .. } => code::UNKNOWN_CONTAINER,
             Error::Delegate { code, .. } => *code,
-            Error::Store { source, .. } if source.kind() == io::ErrorKind::WouldBlock => {
-                code::TRY_AGAIN
-            }
             _ => code::INTERNAL,
         }
     }

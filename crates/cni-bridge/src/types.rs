@@ -297,7 +297,6 @@ pub(crate) mod code {
     pub(crate) const IO_FAILURE: u32 = 5;
     pub(crate) const DECODE: u32 = 6;
     pub(crate) const INVALID_CONFIG: u32 = 7;
-    pub(crate) const TRY_AGAIN: u32 = 11;
     pub(crate) const INTERNAL: u32 = 999;
 }
 
