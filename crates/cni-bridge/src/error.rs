@@ -150,6 +150,13 @@ pub enum Error {
         /// What differs.
         msg: String,
     },
+    /// STATUS: the plugin cannot serve ADD now (code 50): no address left
+    /// in a range set.
+    #[error("{msg}")]
+    NotAvailable {
+        /// Why.
+        msg: String,
+    },
     /// The async runtime could not be started.
     #[error("could not start the runtime")]
     Runtime {
@@ -178,6 +185,7 @@ impl Error {
             Error::Version { .. } => code::INCOMPATIBLE_VERSION,
             Error::OpenNetns { .. } => code::UNKNOWN_CONTAINER,
             Error::Delegate { code, .. } => *code,
+            Error::NotAvailable { .. } => code::NOT_AVAILABLE,
             _ => code::INTERNAL,
         }
     }

@@ -16,7 +16,8 @@
 //! `"delegateIPAM": true` or `NETNS_BRIDGE_DELEGATE_IPAM=1` asks for it, is
 //! run from `CNI_PATH` as the spec's delegated plugin.
 //!
-//! Spec versions 0.3.0, 0.3.1, 0.4.0 and 1.0.0. See `docs/cni.md` for the
+//! Spec versions 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0 (ADD, DEL, CHECK,
+//! VERSION, GC, STATUS). See `docs/cni.md` for the
 //! configuration keys, the spec's conventions covered and where this plugin
 //! differs from the reference on purpose.
 //!

@@ -16,6 +16,10 @@ pub(crate) enum Command {
     Del,
     Check,
     Version,
+    /// Spec 1.1.0.
+    Gc,
+    /// Spec 1.1.0.
+    Status,
 }
 
 impl Command {
@@ -25,6 +29,8 @@ impl Command {
             Command::Del => "DEL",
             Command::Check => "CHECK",
             Command::Version => "VERSION",
+            Command::Gc => "GC",
+            Command::Status => "STATUS",
         }
     }
 }
@@ -142,6 +148,13 @@ fn env_error(msg: impl Into<String>) -> Error {
 
 /// The checks the reference's `skel` makes before any command.
 fn validate(inv: &Invocation, cmd: Command) -> Result<()> {
+    // GC needs only CNI_PATH, STATUS nothing.
+    if cmd == Command::Gc && inv.path.is_empty() {
+        return Err(env_error("required env variables [CNI_PATH] missing"));
+    }
+    if matches!(cmd, Command::Gc | Command::Status) {
+        return Ok(());
+    }
     let required: &[(&str, &str)] = &[
         ("CNI_CONTAINERID", &inv.container_id),
         ("CNI_NETNS", &inv.netns),
@@ -189,6 +202,8 @@ fn parse_command(s: &str) -> Result<Command> {
         "DEL" => Command::Del,
         "CHECK" => Command::Check,
         "VERSION" => Command::Version,
+        "GC" => Command::Gc,
+        "STATUS" => Command::Status,
         "" => return Err(env_error("required env variables [CNI_COMMAND] missing")),
         other => return Err(env_error(format!("unknown CNI_COMMAND: {other}"))),
     })
@@ -306,6 +321,10 @@ async fn run(inv: &Invocation) -> Result<Option<Value>> {
         // CHECK came with 0.4.0.
         return Err(Error::Version { version });
     }
+    if matches!(cmd, Command::Gc | Command::Status) && version != "1.1.0" {
+        // GC and STATUS came with 1.1.0.
+        return Err(Error::Version { version });
+    }
     let conf: NetConf = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
         msg: format!("failed to load netconf: {e}"),
     })?;
@@ -342,6 +361,22 @@ async fn run(inv: &Invocation) -> Result<Option<Value>> {
         }
         Command::Del => crate::bridge::del(inv, &ipam).await.map(|()| None),
         Command::Check => crate::bridge::check(inv, &conf, &ipam).await.map(|()| None),
+        Command::Gc => {
+            let valid = raw
+                .get("cni.dev/valid-attachments")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .map(|a| {
+                            let s = |k| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                            (s("containerID"), s("ifname"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ipam.gc(inv, valid).await.map(|()| None)
+        }
+        Command::Status => ipam.status(inv).await.map(|()| None),
         Command::Version => unreachable!("answered above"),
     }
 }

@@ -9,8 +9,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-/// The spec versions this plugin speaks (0.3.x results are 0.4.0's shape).
-pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+/// The spec versions this plugin speaks (0.3.x results are 0.4.0's shape,
+/// 1.1.0's are 1.0.0's).
+pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The version results are built in before conversion.
 pub(crate) const CURRENT: &str = "1.0.0";
@@ -196,12 +197,12 @@ impl CniResult {
     }
 
     /// The result written for a configuration of `version` (a supported
-    /// one): 1.0.0 as is, 0.3.x and 0.4.0 with each address's `version`.
+    /// one): 1.x as is, 0.3.x and 0.4.0 with each address's `version`.
     pub(crate) fn to_version(&self, version: &str) -> Value {
         let mut r = self.clone();
         r.cni_version = version.into();
         let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
-        if version != CURRENT
+        if version.starts_with("0.")
             && let Some(ips) = v.get_mut("ips").and_then(Value::as_array_mut)
         {
             for (ip, cfg) in ips.iter_mut().zip(&self.ips) {
@@ -297,6 +298,7 @@ pub(crate) mod code {
     pub(crate) const IO_FAILURE: u32 = 5;
     pub(crate) const DECODE: u32 = 6;
     pub(crate) const INVALID_CONFIG: u32 = 7;
+    pub(crate) const NOT_AVAILABLE: u32 = 50;
     pub(crate) const INTERNAL: u32 = 999;
 }
 

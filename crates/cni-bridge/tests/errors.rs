@@ -270,6 +270,6 @@ fn version_answers_the_supported_versions() {
     assert!(out.ok);
     assert_eq!(
         out.json,
-        json!({"cniVersion": "0.4.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]})
+        json!({"cniVersion": "0.4.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]})
     );
 }

@@ -665,6 +665,56 @@ pub(crate) fn del(config: &Config, id: &str, ifname: &str) -> Result<()> {
     Store::lock(config)?.release(id, ifname)
 }
 
+/// GC (spec 1.1.0): removes every lease whose `(id, ifname)` is not in
+/// `valid` (a lease of the older, id-only format stays if its id is).
+pub(crate) fn gc(config: &Config, valid: &[(String, String)]) -> Result<()> {
+    let store = Store::lock(config)?;
+    let mut first_error = None;
+    for (path, _, content) in store.leases() {
+        let content = content.trim();
+        let (id, ifname) = match content.split_once("\r\n") {
+            Some((id, ifname)) => (id.trim(), Some(ifname.trim())),
+            None => (content, None),
+        };
+        let keep = valid
+            .iter()
+            .any(|(v_id, v_if)| v_id == id && ifname.is_none_or(|i| i == v_if));
+        if !keep && let Err(source) = fs::remove_file(&path) {
+            first_error.get_or_insert(Error::Store {
+                op: "remove lease",
+                path,
+                source,
+            });
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// STATUS (spec 1.1.0): every range set has an address left.
+pub(crate) fn status(config: &Config) -> Result<()> {
+    let store = Store::lock(config)?;
+    let leased: Vec<IpAddr> = store.leases().into_iter().map(|(_, ip, _)| ip).collect();
+    for set in &config.ranges {
+        let capacity: u128 = set
+            .iter()
+            .map(|r| {
+                let n = to_u128(r.end) - to_u128(r.start) + 1;
+                n - u128::from(r.contains(r.gateway))
+            })
+            .sum();
+        let used = leased.iter().filter(|ip| set_contains(set, **ip)).count() as u128;
+        if used >= capacity {
+            return Err(Error::NotAvailable {
+                msg: format!(
+                    "no IP addresses available in range set: {}",
+                    set_string(set)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// host-local's CHECK: at least one lease of the container exists.
 pub(crate) fn check(config: &Config, id: &str, ifname: &str) -> Result<()> {
     let store = Store::lock(config)?;

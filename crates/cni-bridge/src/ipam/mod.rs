@@ -101,6 +101,32 @@ impl Ipam {
     }
 }
 
+impl Ipam {
+    /// GC (spec 1.1.0): releases the leases of attachments not in `valid`.
+    pub(crate) async fn gc(&self, inv: &Invocation, valid: Vec<(String, String)>) -> Result<()> {
+        match self {
+            Ipam::None => Ok(()),
+            Ipam::Local(c) => {
+                let c = clone_config(c);
+                blocking(move || host_local::gc(&c, &valid)).await
+            }
+            Ipam::Delegate(p) => exec(p, Command::Gc, inv).await.map(drop),
+        }
+    }
+
+    /// STATUS (spec 1.1.0): whether an ADD could get its addresses now.
+    pub(crate) async fn status(&self, inv: &Invocation) -> Result<()> {
+        match self {
+            Ipam::None => Ok(()),
+            Ipam::Local(c) => {
+                let c = clone_config(c);
+                blocking(move || host_local::status(&c)).await
+            }
+            Ipam::Delegate(p) => exec(p, Command::Status, inv).await.map(drop),
+        }
+    }
+}
+
 fn clone_config(c: &host_local::Config) -> host_local::Config {
     host_local::Config {
         name: c.name.clone(),
