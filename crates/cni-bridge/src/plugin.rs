@@ -233,14 +233,7 @@ pub async fn execute(inv: &Invocation) -> Reply {
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    let version = serde_json::from_slice::<Value>(&inv.stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .unwrap_or_default();
+    let version = stdin_version(inv).unwrap_or_default();
     let out = tracing::Instrument::instrument(run(inv), span.clone()).await;
     match out {
         Ok(v) => {
@@ -267,6 +260,14 @@ pub async fn execute(inv: &Invocation) -> Reply {
     }
 }
 
+/// The `cniVersion` of the configuration on stdin, if it has one.
+fn stdin_version(inv: &Invocation) -> Option<String> {
+    let v: Value = serde_json::from_slice(&inv.stdin).ok()?;
+    v.get("cniVersion")
+        .and_then(Value::as_str)
+        .map(String::from)
+}
+
 fn pretty(v: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
     out.push(b'\n');
@@ -276,13 +277,7 @@ fn pretty(v: &Value) -> Vec<u8> {
 async fn run(inv: &Invocation) -> Result<Option<Value>> {
     let cmd = parse_command(&inv.command)?;
     if cmd == Command::Version {
-        let version = serde_json::from_slice::<Value>(&inv.stdin)
-            .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
+        let version = stdin_version(inv)
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| CURRENT.into());
         return Ok(Some(json!({

@@ -174,14 +174,9 @@ struct RawRange {
 
 #[derive(Debug, Deserialize)]
 struct RawIpam {
-    #[serde(default)]
-    subnet: Option<Cidr>,
-    #[serde(rename = "rangeStart", default)]
-    range_start: Option<IpAddr>,
-    #[serde(rename = "rangeEnd", default)]
-    range_end: Option<IpAddr>,
-    #[serde(default)]
-    gateway: Option<IpAddr>,
+    /// The old style: one range's keys directly in `ipam`.
+    #[serde(flatten)]
+    single: Option<RawRange>,
     #[serde(default)]
     ranges: Vec<Vec<RawRange>>,
     #[serde(default)]
@@ -277,13 +272,8 @@ impl Config {
             requested.extend(rt.ips.into_iter().map(|i| i.0));
             raw_sets.extend(rt.ip_ranges);
         }
-        if let Some(subnet) = ipam.subnet {
-            raw_sets.push(vec![RawRange {
-                subnet,
-                range_start: ipam.range_start,
-                range_end: ipam.range_end,
-                gateway: ipam.gateway,
-            }]);
+        if let Some(single) = ipam.single {
+            raw_sets.push(vec![single]);
         }
         raw_sets.extend(ipam.ranges);
         if raw_sets.is_empty() {
