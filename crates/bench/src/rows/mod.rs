@@ -7,6 +7,7 @@ use std::pin::Pin;
 use crate::harness::{BResult, Config, Measurement, Target};
 
 mod agent;
+mod cni;
 mod lifecycle;
 mod nsdb;
 mod rtnl;
@@ -55,6 +56,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(agent::rows());
     rows.extend(nsdb::rows());
     rows.extend(scale::rows());
+    rows.extend(cni::rows());
     rows
 }
 

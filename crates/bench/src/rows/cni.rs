@@ -1,0 +1,372 @@
+//! cni-bridge rows: the `netns-bridge` CNI plugin against the reference
+//! `bridge` plugin (Debian's containernetworking-plugins, which delegates
+//! to the reference `host-local`), each run as a runtime runs it: one
+//! process per call, started inside a namespace standing in for the host
+//! (the same nsproc spawn for both sides), on the same configuration (an
+//! IPv4 /16 with isGateway, host-local IPAM).
+//!
+//! `netns-bridge` is looked for next to this benchmark's executable: build
+//! it first (`cargo build --release -p cni-bridge`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nsfs::NetNs;
+use nsproc::Stdio;
+use tokio::io::AsyncWriteExt;
+
+use super::{NotYet, RowSpec};
+use crate::harness::{BResult, Config, Measurement, Stats, Target, err, pair};
+use crate::scratch::Scratch;
+
+pub(super) fn rows() -> Vec<RowSpec> {
+    vec![
+        RowSpec {
+            name: "cni/add",
+            about: "one CNI ADD, the whole plugin process in a host namespace (bridge, veth, host-local IPv4 /16, isGateway): netns-bridge vs the reference bridge plugin (+ its host-local process)",
+            target: Target::RatioAtMost(1.0 / 3.0),
+            run: |c| Box::pin(add_or_del(c, Timed::Add)),
+        },
+        RowSpec {
+            name: "cni/del",
+            about: "one CNI DEL of what that ADD made, whole process: netns-bridge vs the reference bridge plugin",
+            target: Target::RatioAtMost(1.0 / 3.0),
+            run: |c| Box::pin(add_or_del(c, Timed::Del)),
+        },
+        RowSpec {
+            name: "cni/burst-100",
+            about: "100 CNI ADDs started at once (100 namespaces, one bridge), end to end; p50/p99 of the single ADDs in the notes: netns-bridge vs the reference bridge plugin",
+            target: Target::RatioAtMost(1.0 / 3.0),
+            run: |c| Box::pin(burst(c)),
+        },
+        RowSpec {
+            name: "cni/startup",
+            about: "plugin start-up: from the plugin's execve to its first netlink socket (strace -f -ttt), ADD: netns-bridge vs the reference bridge plugin",
+            target: Target::None,
+            run: |c| Box::pin(startup(c)),
+        },
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Timed {
+    Add,
+    Del,
+}
+
+fn ours_path() -> BResult<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe
+        .parent()
+        .map(|d| d.join("netns-bridge"))
+        .filter(|p| p.exists());
+    p.ok_or_else(|| {
+        Box::new(NotYet(
+            "netns-bridge is not built next to nsbench: cargo build --release -p cni-bridge".into(),
+        )) as _
+    })
+}
+
+fn reference_path() -> BResult<PathBuf> {
+    let p = PathBuf::from("/usr/lib/cni/bridge");
+    if !p.exists() {
+        return Err(Box::new(NotYet(
+            "the reference plugins are missing: run scripts/setup (containernetworking-plugins)"
+                .into(),
+        )));
+    }
+    Ok(p)
+}
+
+/// One side: a plugin, a host namespace with its bridge, a lease directory.
+struct Side {
+    plugin: PathBuf,
+    host: Scratch,
+    data: PathBuf,
+    conf: Vec<u8>,
+}
+
+impl Side {
+    async fn new(plugin: PathBuf, tag: &str, bridge: &str) -> BResult<Side> {
+        let host = Scratch::new(tag).await?;
+        let data = std::env::temp_dir().join(format!("nsbench-cni-{}-{tag}", std::process::id()));
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "benchnet", "type": "bridge", "bridge": bridge,
+            "isGateway": true,
+            "ipam": {"type": "host-local", "subnet": "10.99.0.0/16", "dataDir": data}
+        });
+        Ok(Side {
+            plugin,
+            host,
+            data,
+            conf: conf.to_string().into_bytes(),
+        })
+    }
+
+    async fn remove(self) -> BResult<()> {
+        let _ = std::fs::remove_dir_all(&self.data);
+        self.host.remove().await
+    }
+}
+
+/// One plugin call, as a runtime makes it; its wall time.
+async fn call(
+    program: &Path,
+    args: &[&str],
+    host: &NetNs,
+    cmd: &str,
+    id: &str,
+    netns: &str,
+    conf: &[u8],
+) -> BResult<Duration> {
+    let start = Instant::now();
+    let mut child = nsproc::Command::new(program)
+        .args(args)
+        .netns(host.clone())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .await?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(conf).await?;
+    }
+    let out = child.wait_with_output().await?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(err(format!(
+            "{} {cmd} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )));
+    }
+    Ok(took)
+}
+
+fn netns_path(s: &Scratch) -> String {
+    format!("/run/netns/{}", s.name)
+}
+
+/// ADD then DEL in a fresh container namespace, timing one of them.
+async fn one(side: &Side, timed: Timed, n: &mut usize) -> BResult<Vec<Duration>> {
+    *n += 1;
+    let cont = Scratch::new("cc").await?;
+    let id = format!("ctr{n}");
+    let path = netns_path(&cont);
+    let host = &side.host.ns;
+    let add = call(&side.plugin, &[], host, "ADD", &id, &path, &side.conf).await;
+    let del = call(&side.plugin, &[], host, "DEL", &id, &path, &side.conf).await;
+    cont.remove().await?;
+    let (add, del) = (add?, del?);
+    Ok(vec![if timed == Timed::Add { add } else { del }])
+}
+
+async fn add_or_del(cfg: &Config, timed: Timed) -> BResult<Measurement> {
+    let ours = Side::new(ours_path()?, "cno", "cni0").await?;
+    let theirs = Side::new(reference_path()?, "cnr", "cni0").await?;
+    let (mut a, mut b) = (0, 0);
+    let res = pair(
+        cfg.plan(60, 8),
+        &mut async || one(&ours, timed, &mut a).await,
+        &mut async || one(&theirs, timed, &mut b).await,
+    )
+    .await;
+    ours.remove().await?;
+    theirs.remove().await?;
+    let [o, r] = res?;
+    let what = if timed == Timed::Add { "ADD" } else { "DEL" };
+    Measurement::versus(
+        &format!("netns-bridge {what}"),
+        &o,
+        &format!("reference bridge {what}"),
+        &r,
+    )
+}
+
+/// `n` ADDs started at once into `n` fresh namespaces; the burst's wall time
+/// and each ADD's. The pods are then deleted (untimed).
+async fn one_burst(side: &Side, n: usize, round: &mut usize) -> BResult<(Duration, Vec<Duration>)> {
+    *round += 1;
+    let mut conts = Vec::with_capacity(n);
+    for _ in 0..n {
+        conts.push(Scratch::new("cb").await?);
+    }
+    let paths: Vec<String> = conts.iter().map(netns_path).collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("b{round}x{i}")).collect();
+    let host = &side.host.ns;
+    let start = Instant::now();
+    let adds = futures::future::join_all((0..n).map(|i| {
+        call(
+            &side.plugin,
+            &[],
+            host,
+            "ADD",
+            &ids[i],
+            &paths[i],
+            &side.conf,
+        )
+    }))
+    .await;
+    let total = start.elapsed();
+    let dels = futures::future::join_all((0..n).map(|i| {
+        call(
+            &side.plugin,
+            &[],
+            host,
+            "DEL",
+            &ids[i],
+            &paths[i],
+            &side.conf,
+        )
+    }))
+    .await;
+    for c in conts {
+        c.remove().await?;
+    }
+    let singles = adds.into_iter().collect::<BResult<Vec<_>>>()?;
+    dels.into_iter().collect::<BResult<Vec<_>>>()?;
+    Ok((total, singles))
+}
+
+async fn burst(cfg: &Config) -> BResult<Measurement> {
+    let n = cfg.size(100, 10);
+    let ours = Side::new(ours_path()?, "cbo", "cni0").await?;
+    let theirs = Side::new(reference_path()?, "cbr", "cni0").await?;
+    let mut singles: [Vec<f64>; 2] = Default::default();
+    let (mut a, mut b) = (0, 0);
+    let res = {
+        let singles = std::cell::RefCell::new(&mut singles);
+        pair(
+            cfg.plan(5, 5),
+            &mut async || {
+                let (t, s) = one_burst(&ours, n, &mut a).await?;
+                singles.borrow_mut()[0].extend(s.iter().map(|d| d.as_secs_f64() * 1e6));
+                Ok(vec![t])
+            },
+            &mut async || {
+                let (t, s) = one_burst(&theirs, n, &mut b).await?;
+                singles.borrow_mut()[1].extend(s.iter().map(|d| d.as_secs_f64() * 1e6));
+                Ok(vec![t])
+            },
+        )
+        .await
+    };
+    ours.remove().await?;
+    theirs.remove().await?;
+    let [o, r] = res?;
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    let mut m = Measurement::versus(
+        &format!("netns-bridge, {n} ADDs at once"),
+        &o,
+        &format!("reference bridge, {n} ADDs at once"),
+        &r,
+    )?;
+    for (i, who) in ["netns-bridge", "reference bridge"].iter().enumerate() {
+        let v = &mut singles[i];
+        if !v.is_empty() {
+            let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
+            m = m.note(format!(
+                "{who}: single ADD in the burst p50 {:.1} ms, p99 {:.1} ms ({} ADDs)",
+                p50 / 1e3,
+                p99 / 1e3,
+                v.len()
+            ));
+        }
+    }
+    Ok(m)
+}
+
+/// The time from the plugin's `execve` to its first `socket(AF_NETLINK,
+/// ...)` in an `strace -f -ttt` log (any thread).
+fn startup_from_log(log: &str) -> Option<f64> {
+    let stamp = |line: &str| -> Option<f64> {
+        // "PID SECONDS.MICROS call(...)"
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let exec = log.lines().find(|l| l.contains("execve("))?;
+    let sock = log.lines().find(|l| l.contains("socket(AF_NETLINK"))?;
+    Some((stamp(sock)? - stamp(exec)?) * 1e6)
+}
+
+async fn startup_sample(side: &Side, n: &mut usize) -> BResult<Vec<Duration>> {
+    *n += 1;
+    let cont = Scratch::new("cs").await?;
+    let id = format!("s{n}");
+    let path = netns_path(&cont);
+    let log = side.data.with_extension(format!("strace{n}"));
+    let log_s = log.display().to_string();
+    let plugin = side.plugin.display().to_string();
+    let host = &side.host.ns;
+    let traced = call(
+        Path::new("strace"),
+        &[
+            "-f",
+            "-ttt",
+            "-e",
+            "trace=execve,socket",
+            "-o",
+            &log_s,
+            &plugin,
+        ],
+        host,
+        "ADD",
+        &id,
+        &path,
+        &side.conf,
+    )
+    .await;
+    let del = call(&side.plugin, &[], host, "DEL", &id, &path, &side.conf).await;
+    cont.remove().await?;
+    traced?;
+    del?;
+    let text = std::fs::read_to_string(&log)?;
+    let _ = std::fs::remove_file(&log);
+    let us =
+        startup_from_log(&text).ok_or_else(|| err("no execve/netlink socket in the strace log"))?;
+    Ok(vec![Duration::from_secs_f64(us / 1e6)])
+}
+
+async fn startup(cfg: &Config) -> BResult<Measurement> {
+    let ours = Side::new(ours_path()?, "cso", "cni0").await?;
+    let theirs = Side::new(reference_path()?, "csr", "cni0").await?;
+    let (mut a, mut b) = (0, 0);
+    let res = pair(
+        cfg.plan(30, 5),
+        &mut async || startup_sample(&ours, &mut a).await,
+        &mut async || startup_sample(&theirs, &mut b).await,
+    )
+    .await;
+    ours.remove().await?;
+    theirs.remove().await?;
+    let [o, r] = res?;
+    let so = Stats::of(&o)?;
+    let m = Measurement::versus("netns-bridge start-up", &o, "reference bridge start-up", &r)?;
+    Ok(m.note(format!(
+        "method: strace -f -ttt -e trace=execve,socket, execve to the first socket(AF_NETLINK); both sides traced alike (strace slows both); ours median {:.0} us",
+        so.median
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_is_read_from_an_strace_log() {
+        let log = "100 1700000000.000100 execve(\"/x\", [\"x\"], 0x0 /* 0 vars */) = 0\n\
+                   101 1700000000.001600 socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 3\n";
+        let us = startup_from_log(log).unwrap();
+        assert!((us - 1500.0).abs() < 1.0, "{us}");
+        assert_eq!(startup_from_log("nothing"), None);
+    }
+}

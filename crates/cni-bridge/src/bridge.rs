@@ -1,0 +1,959 @@
+//! The bridge plugin's kernel work, on the toolkit: a `netns::Handle` on
+//! the host namespace (the one the plugin runs in) and one on `CNI_NETNS`.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use netns::{Handle, OpenMode, Target};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkUnspec, RouteMessageBuilder};
+
+use crate::error::{Error, Result, nl};
+use crate::ipam::Ipam;
+use crate::plugin::Invocation;
+use crate::types::{Cidr, CniResult, Interface, NetConf, Route};
+
+/// The host namespace (the plugin's own) and the container's, open.
+pub(crate) struct Namespaces {
+    pub(crate) host: Handle,
+    pub(crate) cont: Handle,
+}
+
+/// Opens the host namespace (where this process runs) and `CNI_NETNS`.
+pub(crate) async fn open(netns: &str) -> Result<Namespaces> {
+    let cont = open_container(netns).await?;
+    let here = netns::NetNs::current_thread().map_err(|e| Error::Namespace {
+        op: "open the host namespace",
+        source: Box::new(e.into()),
+    })?;
+    let host = Handle::open(Target::NetNs(here), OpenMode::OpenOnly)
+        .await
+        .map_err(|source| Error::Namespace {
+            op: "open the host namespace",
+            source: Box::new(source),
+        })?;
+    Ok(Namespaces { host, cont })
+}
+
+/// Opens `CNI_NETNS` (a path; a relative one is taken from `/`).
+pub(crate) async fn open_container(netns: &str) -> Result<Handle> {
+    let path = PathBuf::from(netns);
+    let path = if path.is_absolute() {
+        path
+    } else {
+        PathBuf::from("/").join(path)
+    };
+    Handle::open(Target::Path(path.clone()), OpenMode::OpenOnly)
+        .await
+        .map_err(|source| Error::OpenNetns {
+            path,
+            source: Box::new(source),
+        })
+}
+
+fn attr<T>(msg: &LinkMessage, f: impl Fn(&LinkAttribute) -> Option<T>) -> Option<T> {
+    msg.attributes.iter().find_map(f)
+}
+
+fn mac_of(msg: &LinkMessage) -> String {
+    attr(msg, |a| match a {
+        LinkAttribute::Address(m) => Some(
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        ),
+        _ => None,
+    })
+    .unwrap_or_default()
+}
+
+fn kind_of(msg: &LinkMessage) -> Option<InfoKind> {
+    attr(msg, |a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k.clone()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+fn peer_index(msg: &LinkMessage) -> Option<u32> {
+    attr(msg, |a| match a {
+        LinkAttribute::Link(i) => Some(*i),
+        _ => None,
+    })
+}
+
+fn controller(msg: &LinkMessage) -> Option<u32> {
+    attr(msg, |a| match a {
+        LinkAttribute::Controller(i) => Some(*i),
+        _ => None,
+    })
+}
+
+fn parse_mac(mac: &str) -> Result<Vec<u8>> {
+    let bytes: std::result::Result<Vec<u8>, _> =
+        mac.split(':').map(|b| u8::from_str_radix(b, 16)).collect();
+    match bytes {
+        Ok(b) if b.len() == 6 && mac.len() == 17 => Ok(b),
+        _ => Err(Error::Config {
+            msg: format!("invalid MAC address {mac:?}"),
+        }),
+    }
+}
+
+/// A link by name, or `None` if there is none.
+async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    match h
+        .rtnetlink()
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(m) => Ok(m),
+        Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl(format!("look up {name:?}"))(e)),
+    }
+}
+
+/// Writes a sysctl of the calling thread's namespace (`net/ipv4/...`).
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    let path = PathBuf::from("/proc/sys").join(key);
+    std::fs::write(&path, value).map_err(|source| Error::Sysctl { path, source })
+}
+
+fn read_sysctl(key: &str) -> Option<String> {
+    std::fs::read_to_string(PathBuf::from("/proc/sys").join(key))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Sets a sysctl to `value` unless it already is (`ip_forward`...).
+fn ensure_sysctl(key: &str, value: &str) -> Result<()> {
+    if read_sysctl(key).as_deref() == Some(value) {
+        return Ok(());
+    }
+    write_sysctl(key, value)
+}
+
+/// A host veth name as the reference makes them: `veth` and 8 hex digits.
+fn random_veth_name() -> String {
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    format!("veth{:08x}", h.finish() as u32)
+}
+
+/// Makes the bridge if it is missing, checks it is one, brings it up.
+/// Returns it, and whether this call made it.
+async fn ensure_bridge(host: &Handle, conf: &NetConf) -> Result<(LinkMessage, bool)> {
+    let name = &conf.bridge;
+    let mut created = false;
+    let mut br = link_by_name(host, name).await?;
+    if br.is_none() {
+        let mut b = LinkBridge::new(name);
+        if conf.mtu > 0 {
+            b = b.mtu(conf.mtu);
+        }
+        match host.rtnetlink().link().add(b.build()).execute().await {
+            Ok(()) => created = true,
+            Err(e) if netns::error_code(&e) == Some(libc::EEXIST) => {}
+            Err(e) => return Err(nl(format!("add bridge {name:?}"))(e)),
+        }
+        br = link_by_name(host, name).await?;
+    }
+    let Some(br) = br else {
+        return Err(Error::Bridge {
+            msg: format!("could not lookup {name:?}: Link not found"),
+        });
+    };
+    if kind_of(&br) != Some(InfoKind::Bridge) {
+        return Err(Error::Bridge {
+            msg: format!("{name:?} already exists but is not a bridge"),
+        });
+    }
+    let up = br.header.flags.contains(LinkFlags::Up);
+    let promisc = br.header.flags.contains(LinkFlags::Promisc);
+    // We own the bridge's routes.
+    let _ = write_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    if !up || (conf.promisc_mode && !promisc) {
+        let mut set = LinkUnspec::new_with_index(br.header.index).up();
+        if conf.promisc_mode {
+            set = set.promiscuous(true);
+        }
+        host.rtnetlink()
+            .link()
+            .set(set.build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {name:?} up")))?;
+    }
+    Ok((br, created))
+}
+
+/// What ADD made so far, to undo on failure.
+#[derive(Default)]
+struct Made {
+    bridge: Option<u32>,
+    veth: bool,
+}
+
+/// The links of an ADD: bridge, host veth, container veth.
+struct Links {
+    bridge: LinkMessage,
+    host: LinkMessage,
+    cont: LinkMessage,
+}
+
+async fn setup_links(
+    ns: &Namespaces,
+    conf: &NetConf,
+    inv: &Invocation,
+    made: &mut Made,
+) -> Result<Links> {
+    let (bridge, created) = ensure_bridge(&ns.host, conf).await?;
+    if created {
+        made.bridge = Some(bridge.header.index);
+    }
+    // The pair is made from the host with its peer born in the container:
+    // nothing is ever moved.
+    let mut host_name = random_veth_name();
+    let mut tries = 0;
+    loop {
+        match ns
+            .host
+            .add_veth(&host_name, &inv.ifname)
+            .peer_netns(&ns.cont)
+            .execute()
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if link_by_name(&ns.cont, &inv.ifname).await?.is_some() {
+                    return Err(Error::IfnameTaken {
+                        ifname: inv.ifname.clone(),
+                    });
+                }
+                tries += 1;
+                if tries >= 10 {
+                    return Err(Error::Bridge {
+                        msg: "failed to find a unique veth name".into(),
+                    });
+                }
+                host_name = random_veth_name();
+            }
+            Err(source) => {
+                return Err(Error::Namespace {
+                    op: "make the veth pair",
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    made.veth = true;
+    // Container side: MTU and MAC before anything else (it is still down).
+    let mac = [&conf.runtime_config.mac, &conf.args.cni.mac, &inv.mac_arg]
+        .into_iter()
+        .find(|m| !m.is_empty())
+        .cloned();
+    if conf.mtu > 0 || mac.is_some() {
+        let mut set = LinkUnspec::new_with_name(&inv.ifname);
+        if conf.mtu > 0 {
+            set = set.mtu(conf.mtu);
+        }
+        if let Some(mac) = &mac {
+            set = set.address(parse_mac(mac)?);
+        }
+        ns.cont
+            .rtnetlink()
+            .link()
+            .set(set.build())
+            .execute()
+            .await
+            .map_err(nl(format!("configure {:?}", inv.ifname)))?;
+    }
+    // Host side: MTU, into the bridge, up, in one request.
+    let host = link_by_name(&ns.host, &host_name)
+        .await?
+        .ok_or_else(|| Error::Bridge {
+            msg: format!("failed to lookup {host_name:?}"),
+        })?;
+    let mut set = LinkUnspec::new_with_index(host.header.index)
+        .controller(bridge.header.index)
+        .up();
+    if conf.mtu > 0 {
+        set = set.mtu(conf.mtu);
+    }
+    ns.host
+        .rtnetlink()
+        .link()
+        .set(set.build())
+        .execute()
+        .await
+        .map_err(nl(format!(
+            "connect {host_name:?} to bridge {:?}",
+            conf.bridge
+        )))?;
+    let _ = write_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+    if conf.hairpin_mode {
+        ns.host
+            .rtnetlink()
+            .link()
+            .set_port(LinkBridgePort::new(host.header.index).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(nl(format!("setup hairpin mode for {host_name:?}")))?;
+    }
+    let cont = link_by_name(&ns.cont, &inv.ifname)
+        .await?
+        .ok_or_else(|| Error::Bridge {
+            msg: format!("failed to lookup {:?}", inv.ifname),
+        })?;
+    Ok(Links { bridge, host, cont })
+}
+
+/// The gateway of `c`'s subnet the reference computes (network + 1).
+fn first_host(c: &Cidr) -> IpAddr {
+    match c.network() {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a).wrapping_add(1)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a).wrapping_add(1)).into()),
+    }
+}
+
+/// The reference's `calcGateways`: gateways to put on the bridge, per
+/// family, and the default routes `isDefaultGateway` adds.
+fn calc_gateways(result: &mut CniResult, conf: &NetConf) -> Vec<Cidr> {
+    let mut gws = Vec::new();
+    let mut default_found = [false, false];
+    for i in 0..result.ips.len() {
+        let fam = usize::from(!result.ips[i].address.is_ipv4());
+        result.ips[i].interface = Some(2);
+        if result.ips[i].gateway.is_none() && conf.is_gateway {
+            result.ips[i].gateway = Some(first_host(&result.ips[i].address));
+        }
+        let addr = result.ips[i].address;
+        let gw = result.ips[i].gateway;
+        if conf.is_default_gateway && !default_found[fam] {
+            let default: Cidr = if fam == 0 {
+                Cidr::new(IpAddr::V4(0.into()), 0)
+            } else {
+                Cidr::new(IpAddr::V6(0.into()), 0)
+            };
+            default_found[fam] = result
+                .routes
+                .iter()
+                .any(|r| r.gw.is_some() && r.dst == default);
+            if !default_found[fam] {
+                result.routes.push(Route { dst: default, gw });
+                default_found[fam] = true;
+            }
+        }
+        if conf.is_gateway
+            && let Some(gw) = gw
+        {
+            gws.push(Cidr::new(gw, addr.prefix));
+        }
+    }
+    gws
+}
+
+/// Container-side sysctls, as the reference sets them, in one hop.
+async fn container_sysctls(ns: &Namespaces, conf: &NetConf, ifname: &str, v6: bool) -> Result<()> {
+    let ifname = ifname.to_string();
+    let dad = conf.enabledad;
+    ns.cont
+        .netns()
+        .run_short(move || {
+            if dad {
+                let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
+                let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
+            } else {
+                let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
+            }
+            let _ = write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+            if v6 {
+                for i in ["lo", ifname.as_str()] {
+                    ensure_sysctl(&format!("net/ipv6/conf/{i}/disable_ipv6"), "0")?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Namespace {
+            op: "set the container's sysctls",
+            source: Box::new(e.into()),
+        })?
+}
+
+/// The reference's `ConfigureIface`: addresses, link up, routes.
+async fn configure_iface(
+    ns: &Namespaces,
+    result: &CniResult,
+    index: u32,
+    ifname: &str,
+) -> Result<()> {
+    let rtnl = ns.cont.rtnetlink();
+    let (mut v4gw, mut v6gw) = (None, None);
+    for ip in &result.ips {
+        rtnl.address()
+            .add(index, ip.address.addr, ip.address.prefix)
+            .execute()
+            .await
+            .map_err(nl(format!("add IP addr {} to {ifname:?}", ip.address)))?;
+        match ip.gateway {
+            Some(g @ IpAddr::V4(_)) if v4gw.is_none() => v4gw = Some(g),
+            Some(g @ IpAddr::V6(_)) if v6gw.is_none() => v6gw = Some(g),
+            _ => {}
+        }
+    }
+    rtnl.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("set {ifname:?} UP")))?;
+    for r in &result.routes {
+        let gw = r.gw.or(if r.dst.is_ipv4() { v4gw } else { v6gw });
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(r.dst.network(), r.dst.prefix)
+            .map_err(|e| Error::Config {
+                msg: format!("invalid route {}: {e}", r.dst),
+            })?
+            .output_interface(index)
+            // What the reference's netlink library sends (ip shows none).
+            .protocol(RouteProtocol::Boot);
+        if let Some(gw) = gw {
+            b = b.gateway(gw).map_err(|e| Error::Config {
+                msg: format!("invalid gateway {gw}: {e}"),
+            })?;
+        }
+        rtnl.route()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(nl(format!("add route '{} via {gw:?} dev {ifname}'", r.dst)))?;
+    }
+    Ok(())
+}
+
+fn addr_of(msg: &AddressMessage) -> Option<IpAddr> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    })
+}
+
+async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
+    let msgs: Vec<AddressMessage> = h
+        .rtnetlink()
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("list addresses"))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| m.header.index == index)
+        .filter_map(|m| addr_of(m).map(|a| Cidr::new(a, m.header.prefix_len)))
+        .collect())
+}
+
+/// The reference's `ensureAddr`: the gateway address on the bridge.
+async fn ensure_addr(
+    host: &Handle,
+    br: &LinkMessage,
+    name: &str,
+    gw: Cidr,
+    force: bool,
+) -> Result<()> {
+    let index = br.header.index;
+    for a in addresses(host, index).await? {
+        if a.is_ipv4() != gw.is_ipv4() {
+            continue;
+        }
+        if a == gw {
+            return Ok(());
+        }
+        let overlap = a.contains(gw.addr) || gw.contains(a.addr);
+        if a.is_ipv4() || overlap {
+            if !force {
+                return Err(Error::Bridge {
+                    msg: format!("{name:?} already has an IP address different from {gw}"),
+                });
+            }
+            let mut m = AddressMessage::default();
+            m.header.family = if a.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            m.header.prefix_len = a.prefix;
+            m.header.index = index;
+            m.attributes.push(AddressAttribute::Address(a.addr));
+            m.attributes.push(AddressAttribute::Local(a.addr));
+            host.rtnetlink()
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl(format!("remove IP address from {name:?}")))?;
+        }
+    }
+    match host
+        .rtnetlink()
+        .address()
+        .add(index, gw.addr, gw.prefix)
+        .execute()
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if netns::error_code(&e) == Some(libc::EEXIST) => {}
+        Err(e) => return Err(nl(format!("add IP address to {name:?}"))(e)),
+    }
+    // Pin the bridge's MAC (else it follows the lowest port's).
+    let mac = attr(br, |a| match a {
+        LinkAttribute::Address(m) => Some(m.clone()),
+        _ => None,
+    });
+    if let Some(mac) = mac {
+        host.rtnetlink()
+            .link()
+            .set(LinkUnspec::new_with_index(index).address(mac).build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {name:?}'s mac")))?;
+    }
+    Ok(())
+}
+
+/// Waits for the host veth to be operationally up, as the reference does
+/// (it looks after 0, 50, 500, 1000 and 1000 ms), looking more often at
+/// first: the kernel's link watch usually marks it up within a
+/// millisecond, and a first look that comes too early should not cost
+/// 50 ms. The bound is the same, about 2.6 s.
+async fn wait_port_up(host: &Handle, name: &str) -> Result<()> {
+    const WAITS: [u64; 10] = [0, 1, 2, 5, 10, 30, 50, 500, 1000, 1000];
+    for (i, ms) in WAITS.into_iter().enumerate() {
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let link = link_by_name(host, name)
+            .await?
+            .ok_or_else(|| Error::Bridge {
+                msg: format!("failed to lookup {name:?}"),
+            })?;
+        let state = attr(&link, |a| match a {
+            LinkAttribute::OperState(s) => Some(*s),
+            _ => None,
+        });
+        if state == Some(State::Up) {
+            return Ok(());
+        }
+        if i == WAITS.len() - 1 {
+            return Err(Error::Bridge {
+                msg: format!("bridge port in error state: {state:?}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn name_of(msg: &LinkMessage) -> String {
+    attr(msg, |a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+    .unwrap_or_default()
+}
+
+/// ADD. On failure nothing this call made is left: the veth pair, the
+/// IPAM lease, a bridge it created.
+pub(crate) async fn add(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<CniResult> {
+    let ns = open(&inv.netns).await?;
+    let mut made = Made::default();
+    // The lease is taken while the links are made.
+    let (links, leased) = tokio::join!(setup_links(&ns, conf, inv, &mut made), ipam.add(inv));
+    let failed = match (links, leased) {
+        (Ok(links), Ok(lease)) => match finish_add(&ns, conf, inv, links, lease).await {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                let _ = ipam.del(inv).await;
+                e
+            }
+        },
+        (Err(e), Ok(_)) => {
+            let _ = ipam.del(inv).await;
+            e
+        }
+        // Nothing was leased.
+        (Ok(_), Err(e)) | (Err(_), Err(e)) if !made.veth => e,
+        (Ok(_), Err(e)) => e,
+        (Err(e), Err(_)) => e,
+    };
+    undo(&ns, &made, &inv.ifname).await;
+    Err(failed)
+}
+
+/// Removes what a failed ADD made: the pair (through its container end),
+/// and a bridge this call created if no port joined it meanwhile.
+async fn undo(ns: &Namespaces, made: &Made, ifname: &str) {
+    if made.veth {
+        let _ = ns
+            .cont
+            .rtnetlink()
+            .link()
+            .del_with_message(LinkUnspec::new_with_name(ifname).build())
+            .execute()
+            .await;
+    }
+    if let Some(br) = made.bridge {
+        let links: Vec<LinkMessage> = ns
+            .host
+            .rtnetlink()
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        if !links.is_empty() && !links.iter().any(|l| controller(l) == Some(br)) {
+            let _ = ns.host.rtnetlink().link().del(br).execute().await;
+        }
+    }
+}
+
+async fn finish_add(
+    ns: &Namespaces,
+    conf: &NetConf,
+    inv: &Invocation,
+    links: Links,
+    lease: Option<CniResult>,
+) -> Result<CniResult> {
+    let host_name = name_of(&links.host);
+    let mut result = CniResult {
+        cni_version: crate::types::CURRENT.into(),
+        interfaces: vec![
+            Interface {
+                name: conf.bridge.clone(),
+                mac: mac_of(&links.bridge),
+                sandbox: String::new(),
+            },
+            Interface {
+                name: host_name.clone(),
+                mac: mac_of(&links.host),
+                sandbox: String::new(),
+            },
+            Interface {
+                name: inv.ifname.clone(),
+                mac: mac_of(&links.cont),
+                sandbox: inv.netns.clone(),
+            },
+        ],
+        ..CniResult::default()
+    };
+    let index = links.cont.header.index;
+    if let Some(lease) = lease {
+        result.ips = lease.ips;
+        result.routes = lease.routes;
+        if result.ips.is_empty() {
+            return Err(Error::Delegate {
+                code: crate::types::code::INTERNAL,
+                msg: "IPAM plugin returned missing IP config".into(),
+                details: String::new(),
+            });
+        }
+        let gws = calc_gateways(&mut result, conf);
+        let v6 = result.ips.iter().any(|i| !i.address.is_ipv4());
+        container_sysctls(ns, conf, &inv.ifname, v6).await?;
+        configure_iface(ns, &result, index, &inv.ifname).await?;
+        wait_port_up(&ns.host, &host_name).await?;
+        for gw in &gws {
+            ensure_addr(
+                &ns.host,
+                &links.bridge,
+                &conf.bridge,
+                *gw,
+                conf.force_address,
+            )
+            .await?;
+        }
+        if gws.iter().any(|g| g.is_ipv4()) {
+            ensure_sysctl("net/ipv4/ip_forward", "1")?;
+        }
+        if gws.iter().any(|g| !g.is_ipv4()) {
+            ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        }
+    } else {
+        ns.cont
+            .rtnetlink()
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {:?} up", inv.ifname)))?;
+    }
+    // The bridge's MAC may have changed with its first port.
+    if let Some(br) = link_by_name(&ns.host, &conf.bridge).await? {
+        result.interfaces[0].mac = mac_of(&br);
+    }
+    result.dns = conf.dns.clone();
+    Ok(result)
+}
+
+/// DEL: the container's interface (its host peer goes with it), then the
+/// lease. A namespace or interface that is gone is not an error.
+pub(crate) async fn del(inv: &Invocation, ipam: &Ipam) -> Result<()> {
+    if !inv.netns.is_empty() {
+        match open_container(&inv.netns).await {
+            Ok(cont) => {
+                let res = cont
+                    .rtnetlink()
+                    .link()
+                    .del_with_message(LinkUnspec::new_with_name(&inv.ifname).build())
+                    .execute()
+                    .await;
+                match res {
+                    Ok(()) => {}
+                    Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => {}
+                    Err(e) => return Err(nl(format!("delete {:?}", inv.ifname))(e)),
+                }
+            }
+            // The namespace is gone: only the lease is left to release.
+            Err(Error::OpenNetns { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    ipam.del(inv).await
+}
+
+fn check_err(msg: String) -> Error {
+    Error::Check { msg }
+}
+
+async fn routes(h: &Handle, v4: bool) -> Result<Vec<RouteMessage>> {
+    // Only the family: with strict checking (the toolkit's sockets have
+    // it) the kernel filters a dump on the header's other fields.
+    let mut req = RouteMessage::default();
+    req.header.address_family = if v4 {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    h.rtnetlink()
+        .route()
+        .get(req)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("list routes"))
+}
+
+fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn route_dst_gw(m: &RouteMessage) -> (Option<Cidr>, Option<IpAddr>) {
+    let mut dst = None;
+    let mut gw = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => {
+                dst = route_addr(d).map(|d| Cidr::new(d, m.header.destination_prefix_length));
+            }
+            RouteAttribute::Gateway(g) => gw = route_addr(g),
+            _ => {}
+        }
+    }
+    (dst, gw)
+}
+
+fn in_main_table(m: &RouteMessage) -> bool {
+    let table = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table));
+    table == 254
+}
+
+/// CHECK: the `prevResult`'s bridge, veth pair, addresses and routes are
+/// there, and IPAM still holds the lease.
+pub(crate) async fn check(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<()> {
+    let ns = open(&inv.netns).await?;
+    ipam.check(inv).await?;
+    let Some(prev) = &conf.prev_result else {
+        return Err(check_err("Required prevResult missing".into()));
+    };
+    let result = CniResult::parse(prev).map_err(|msg| Error::Decode { msg })?;
+    let br_if = result.interfaces.iter().find(|i| i.name == conf.bridge);
+    let cont_if = result
+        .interfaces
+        .iter()
+        .find(|i| i.name == inv.ifname && i.sandbox == inv.netns);
+    // The bridge.
+    let br_name = br_if.map(|i| i.name.clone()).unwrap_or_default();
+    if br_name.is_empty() {
+        return Err(check_err("Interface name missing ".into()));
+    }
+    let br = link_by_name(&ns.host, &br_name)
+        .await?
+        .ok_or_else(|| check_err(format!("Interface name {br_name} not found")))?;
+    if kind_of(&br) != Some(InfoKind::Bridge) {
+        return Err(check_err(format!(
+            "Interface {br_name} does not have link type of bridge"
+        )));
+    }
+    if let Some(i) = br_if
+        && !i.mac.is_empty()
+        && i.mac != mac_of(&br)
+    {
+        return Err(check_err(format!(
+            "Bridge interface {br_name} Mac doesn't match: {}",
+            i.mac
+        )));
+    }
+    let promisc = br.header.flags.contains(LinkFlags::Promisc);
+    if promisc != conf.promisc_mode {
+        return Err(check_err(format!(
+            "Bridge interface {br_name} configured Promisc Mode {} doesn't match current state: {promisc} ",
+            conf.promisc_mode
+        )));
+    }
+    // The container's end.
+    let Some(cont_if) = cont_if else {
+        return Err(check_err(format!(
+            "Sandbox in prevResult  doesn't match configured netns: {}",
+            inv.netns
+        )));
+    };
+    let cont = link_by_name(&ns.cont, &cont_if.name)
+        .await?
+        .ok_or_else(|| check_err(format!("Interface name {} not found", cont_if.name)))?;
+    if kind_of(&cont) != Some(InfoKind::Veth) {
+        return Err(check_err(format!(
+            "Error: Container interface {} not of type veth",
+            cont_if.name
+        )));
+    }
+    if !cont_if.mac.is_empty() && cont_if.mac != mac_of(&cont) {
+        return Err(check_err(format!(
+            "Interface {} Mac {} doesn't match container Mac: {}",
+            cont_if.name,
+            cont_if.mac,
+            mac_of(&cont)
+        )));
+    }
+    // The host's end: a veth of the result whose peer is the container's
+    // end, in the bridge.
+    let mut veth_found = false;
+    for intf in &result.interfaces {
+        if intf.name == br_name || intf.name == cont_if.name {
+            continue;
+        }
+        if !intf.sandbox.is_empty() {
+            return Err(check_err(format!(
+                "Interface {} should not be in sandbox",
+                intf.name
+            )));
+        }
+        let Some(link) = link_by_name(&ns.host, &intf.name).await? else {
+            return Err(check_err(format!("Interface name {} not found", intf.name)));
+        };
+        if kind_of(&link) != Some(InfoKind::Veth) {
+            continue;
+        }
+        if Some(link.header.index) != peer_index(&cont)
+            || peer_index(&link) != Some(cont.header.index)
+            || controller(&link) != Some(br.header.index)
+        {
+            continue;
+        }
+        if !intf.mac.is_empty() && intf.mac != mac_of(&link) {
+            return Err(check_err(format!(
+                "Interface {} Mac doesn't match: {} not found",
+                intf.name, intf.mac
+            )));
+        }
+        veth_found = true;
+        break;
+    }
+    if !veth_found {
+        return Err(check_err(format!(
+            "CNI veth created for bridge {} was not found",
+            conf.bridge
+        )));
+    }
+    // Addresses and routes in the container.
+    let have = addresses(&ns.cont, cont.header.index).await?;
+    for ip in &result.ips {
+        if !have.contains(&ip.address) {
+            return Err(check_err(format!(
+                "Failed to match addr {} on interface {}",
+                ip.address, inv.ifname
+            )));
+        }
+        let net = Cidr::new(ip.address.network(), ip.address.prefix);
+        let found = routes(&ns.cont, ip.address.is_ipv4())
+            .await?
+            .iter()
+            .filter(|m| in_main_table(m))
+            .any(|m| route_dst_gw(m).0 == Some(net));
+        if !found {
+            return Err(check_err(format!(
+                "Failed to find Gateway {:?} for interface {}",
+                ip.gateway, inv.ifname
+            )));
+        }
+    }
+    let family_gw = |v4: bool| {
+        result
+            .ips
+            .iter()
+            .filter(|i| i.address.is_ipv4() == v4)
+            .find_map(|i| i.gateway)
+    };
+    for r in &result.routes {
+        let default = r.dst.prefix == 0;
+        // A route without `gw` was installed through its family's gateway.
+        let want_gw = r.gw.or_else(|| family_gw(r.dst.is_ipv4()));
+        let want = Cidr::new(r.dst.network(), r.dst.prefix);
+        let found = routes(&ns.cont, r.dst.is_ipv4())
+            .await?
+            .iter()
+            .filter(|m| in_main_table(m))
+            .any(|m| {
+                let (dst, gw) = route_dst_gw(m);
+                if default {
+                    dst.is_none()
+                } else {
+                    dst == Some(want) && gw == want_gw
+                }
+            });
+        if !found {
+            return Err(check_err(format!(
+                "Expected Route {} via {:?} not found in routing table",
+                r.dst, r.gw
+            )));
+        }
+    }
+    Ok(())
+}
