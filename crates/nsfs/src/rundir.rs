@@ -134,9 +134,16 @@ pub struct RunDir {
     path: PathBuf,
 }
 
+/// `/run/netns` for a privileged process; in rootless mode (not
+/// [`privileged`](crate::privileged)), the user's own directory
+/// ([`RunDir::user`]), or `/run/netns` if that is unusable (operations then
+/// fail with a clear error).
 impl Default for RunDir {
     fn default() -> RunDir {
-        RunDir::new(DEFAULT_RUN_DIR)
+        if crate::privileged() {
+            return RunDir::new(DEFAULT_RUN_DIR);
+        }
+        RunDir::user().unwrap_or_else(|_| RunDir::new(DEFAULT_RUN_DIR))
     }
 }
 
@@ -159,7 +166,9 @@ impl RunDir {
     /// # Examples
     ///
     /// ```
+    /// # if nsfs::privileged() {
     /// assert_eq!(nsfs::RunDir::default().path(), std::path::Path::new("/run/netns"));
+    /// # }
     /// ```
     pub fn path(&self) -> &Path {
         &self.path

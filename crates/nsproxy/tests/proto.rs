@@ -274,6 +274,7 @@ fn spec() -> SpawnSpec {
         pgroup: None,
         kill_on_drop: false,
         stdio: [StdioSpec::Null; 3],
+        in_netns: false,
     }
 }
 
@@ -303,9 +304,10 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(0i32..100_000),
         any::<bool>(),
         [stdio(), stdio(), stdio()],
+        any::<bool>(),
     )
         .prop_map(
-            |(program, arg0, args, env, cwd, pgroup, kill_on_drop, stdio)| {
+            |(program, arg0, args, env, cwd, pgroup, kill_on_drop, stdio, in_netns)| {
                 Request::Spawn(SpawnSpec {
                     program,
                     arg0,
@@ -315,6 +317,7 @@ fn request() -> impl Strategy<Value = Request> {
                     pgroup,
                     kill_on_drop,
                     stdio,
+                    in_netns,
                 })
             },
         );
@@ -335,6 +338,21 @@ fn request() -> impl Strategy<Value = Request> {
         }),
         any::<i32>().prop_map(|protocol| Request::OpenRelay { protocol }),
         spawn,
+        (any::<bool>(), prop::option::of(cbytes())).prop_map(|(create, dir)| {
+            Request::UserHello {
+                version: VERSION,
+                create,
+                dir: dir.map(|d| [b"/".as_slice(), &d].concat()),
+            }
+        }),
+        prop::option::of(name()).prop_map(|name| Request::NewNetNs { name }),
+        (any::<i32>(), any::<i32>(), any::<i32>()).prop_map(|(domain, ty, protocol)| {
+            Request::OpenSocketIn {
+                domain,
+                ty,
+                protocol,
+            }
+        }),
     ]
 }
 
