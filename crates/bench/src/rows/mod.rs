@@ -9,6 +9,7 @@ use crate::harness::{BResult, Config, Measurement, Target};
 mod agent;
 mod lifecycle;
 mod nsdb;
+mod rootless;
 mod rtnl;
 mod spawn;
 
@@ -53,6 +54,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(spawn::rows());
     rows.extend(agent::rows());
     rows.extend(nsdb::rows());
+    rows.extend(rootless::rows());
     rows
 }
 
@@ -63,6 +65,9 @@ pub(crate) async fn worker_op(op: &str, arg: &str) -> BResult<std::time::Duratio
         return res;
     }
     if let Some(res) = agent::worker_op(op, arg).await {
+        return res;
+    }
+    if let Some(res) = rootless::worker_op(op, arg).await {
         return res;
     }
     Err(crate::harness::err(format!(
