@@ -176,6 +176,59 @@ impl UserNs {
         .await
     }
 
+    /// A user-namespace agent whose names outlive this process (see
+    /// [`AgentOptions::detach_names`]), naming namespaces in `dir`: what a
+    /// short-lived command such as `nsctl add` needs. It joins the user
+    /// namespace of the names already in `dir` (the first that opens), so
+    /// that one user's named namespaces share a user namespace, or makes a
+    /// new one if there is none. The agent stays, after this process is
+    /// gone, until the last name it made is removed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`UserNs::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`UserNs::new`] and [`UserNs::join`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> netns::Result<()> {
+    /// let user = netns::UserNs::detached(netns::RunDir::user()?).await?;
+    /// user.create(&"blue".parse()?).await?; // stays after this process exits
+    /// # Ok(()) }
+    /// ```
+    pub async fn detached(dir: RunDir) -> Result<UserNs> {
+        let span = tracing::debug_span!(
+            "user_ns_detached",
+            netns = %dir.path().display(),
+            inode = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        crate::trace::traced(span, async move {
+            let existing = dir.list()?.into_iter().find_map(|e| dir.open(&e.name).ok());
+            let user = match existing {
+                Some(ns) => UserNamespace::Join(ns.owner_user_ns()?),
+                None => {
+                    nsfs::user_namespaces_allowed()?;
+                    UserNamespace::New
+                }
+            };
+            let opts = AgentOptions::new().detach_names(true);
+            let agent = Agent::start_user(user, Some(dir.path()), opts)
+                .await
+                .map_err(rootless_err(
+                    "start a detached user namespace agent",
+                    dir.path(),
+                ))?;
+            UserNs::register(agent, dir)
+        })
+        .await
+    }
+
     /// Joins an existing user namespace: `target` is a pid (its
     /// `/proc/PID/ns/user`), a path to a `user` namespace file, or an fd
     /// on one (or a pidfd). The caller must own it (or be privileged in

@@ -71,6 +71,7 @@ fn main(marker: &[u8]) -> i32 {
         home: None,
         watch: None,
         pins: HashMap::new(),
+        detached: false,
     };
     let code = match agent.handshake() {
         Ok(()) => agent.serve(),
@@ -110,6 +111,8 @@ struct Agent {
     /// Namespaces this agent holds, by name (their symlinks point at these
     /// fds through /proc/AGENT/fd/N).
     pins: HashMap<Vec<u8>, OwnedFd>,
+    /// Outlives the client while it holds names (`UserHello` `detach`).
+    detached: bool,
 }
 
 struct Watch {
@@ -188,7 +191,14 @@ impl Agent {
         let Some((id, req, fds)) = self.recv_request()? else {
             return Err(EXIT_OK);
         };
-        if let Request::UserHello { create, dir, .. } = req {
+        if let Request::UserHello {
+            create,
+            dir,
+            detach,
+            ..
+        } = req
+        {
+            self.detached = detach;
             return self.user_handshake(id, create, dir, fds);
         }
         let Request::Hello {
@@ -301,11 +311,44 @@ impl Agent {
                 Err(e) => return fail(self, Step::Watch, e.into(), &dir),
             }
         }
+        if self.detached {
+            // Outlive the client: no parent-death signal, and out of its
+            // session (a terminal's hangup is not for us).
+            sys::no_death_signal();
+            let _ = nix::unistd::setsid();
+        }
         let ready = Reply::Ready {
             version: proto::VERSION,
             pid: std::process::id(),
         };
         self.reply(id, &ready, &[]).map_err(|_| EXIT_OK)
+    }
+
+    /// After the control connection ended, a detached agent stays while it
+    /// holds names: until the last is removed (or it is killed).
+    fn linger(&mut self) -> i32 {
+        let mut pfds: Vec<libc::pollfd> = Vec::new();
+        loop {
+            self.drain_watch();
+            let children: Vec<i32> = self.children.keys().copied().collect();
+            for pid in &children {
+                self.reap(*pid);
+            }
+            let Some(watch) = &self.watch else {
+                return EXIT_OK;
+            };
+            if self.pins.is_empty() {
+                return EXIT_OK;
+            }
+            pfds.clear();
+            pfds.push(pollfd(watch.inotify.as_fd(), libc::POLLIN));
+            for child in self.children.values() {
+                pfds.push(pollfd(child.pidfd.as_fd(), libc::POLLIN));
+            }
+            if sys::poll(&mut pfds, -1).is_err() {
+                return EXIT_SETUP;
+            }
+        }
     }
 
     /// Lets go of the namespaces whose names were removed (the inotify
@@ -484,6 +527,7 @@ impl Agent {
                             return code;
                         }
                     }
+                    Ok(None) if self.detached => return self.linger(),
                     Ok(None) => return EXIT_OK,
                     Err(code) => return code,
                 }

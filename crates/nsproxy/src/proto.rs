@@ -140,6 +140,8 @@ const U_CREATE: u32 = 1;
 /// `UserHello` flag: a directory path follows, whose deletions the agent
 /// watches (the names of the namespaces it holds).
 const U_HAS_DIR: u32 = 2;
+/// `UserHello` flag: the agent outlives the client while it holds names.
+const U_DETACH: u32 = 4;
 
 /// A frame the protocol rejects.
 ///
@@ -592,6 +594,10 @@ pub enum Request {
         /// A directory whose entries name namespaces this agent holds: when
         /// one of its names is removed, the agent lets the namespace go.
         dir: Option<Vec<u8>>,
+        /// Outlive the client: no parent-death signal, a session of its
+        /// own, and at the end of the control connection the agent stays
+        /// until the last name it holds is removed.
+        detach: bool,
     },
     /// Make a new network namespace (owned by the agent's user namespace)
     /// and send its fd back, answered with [`Reply::Socket`]. With a `name`,
@@ -1017,12 +1023,16 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<(), P
             version,
             create,
             dir,
+            detach,
         } => {
             header(&mut w, K_USER_HELLO, id);
             w.u32(*version);
             let mut flags = 0;
             if *create {
                 flags |= U_CREATE;
+            }
+            if *detach {
+                flags |= U_DETACH;
             }
             if dir.is_some() {
                 flags |= U_HAS_DIR;
@@ -1190,7 +1200,7 @@ pub fn decode_request(frame: &[u8], fds: usize) -> Result<(u32, Request), ProtoE
                 });
             }
             let flags = r.u32("UserHello.flags")?;
-            if flags & !(U_CREATE | U_HAS_DIR) != 0 {
+            if flags & !(U_CREATE | U_HAS_DIR | U_DETACH) != 0 {
                 return Err(ProtoError::Invalid {
                     what: "UserHello.flags",
                     why: "unknown flag bits",
@@ -1212,6 +1222,7 @@ pub fn decode_request(frame: &[u8], fds: usize) -> Result<(u32, Request), ProtoE
                 version,
                 create: flags & U_CREATE != 0,
                 dir,
+                detach: flags & U_DETACH != 0,
             }
         }
         K_NEW_NETNS => {

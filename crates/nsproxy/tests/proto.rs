@@ -338,13 +338,14 @@ fn request() -> impl Strategy<Value = Request> {
         }),
         any::<i32>().prop_map(|protocol| Request::OpenRelay { protocol }),
         spawn,
-        (any::<bool>(), prop::option::of(cbytes())).prop_map(|(create, dir)| {
-            Request::UserHello {
+        (any::<bool>(), prop::option::of(cbytes()), any::<bool>()).prop_map(
+            |(create, dir, detach)| Request::UserHello {
                 version: VERSION,
                 create,
                 dir: dir.map(|d| [b"/".as_slice(), &d].concat()),
+                detach,
             }
-        }),
+        ),
         prop::option::of(name()).prop_map(|name| Request::NewNetNs { name }),
         (any::<i32>(), any::<i32>(), any::<i32>()).prop_map(|(domain, ty, protocol)| {
             Request::OpenSocketIn {

@@ -40,6 +40,8 @@ pub struct AgentOptions {
     pub(super) exec: Option<Option<NsName>>,
     pub(super) start_timeout: Option<Duration>,
     pub(super) request_timeout: Option<Duration>,
+    /// A user-namespace agent outlives this process while it holds names.
+    pub(super) detach: bool,
 }
 
 impl AgentOptions {
@@ -58,7 +60,27 @@ impl AgentOptions {
             exec: None,
             start_timeout: Some(DEFAULT_START_TIMEOUT),
             request_timeout: None,
+            detach: false,
         }
+    }
+
+    /// For [`Agent::start_user`] with a name directory: the agent outlives
+    /// this process while it holds names, so that names made by a short
+    /// command (`nsctl add`) stay until removed. Such an agent gets no
+    /// parent-death signal and a session of its own; when its control
+    /// connection ends (this process closes it or exits), it stays until the
+    /// last name it holds is removed, then exits. It is never killed by this
+    /// process; if this process is still there, it reaps it. Default: off
+    /// (the agent ends with its connection, names and all).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = nsproxy::AgentOptions::new().detach_names(true);
+    /// ```
+    pub fn detach_names(mut self, on: bool) -> AgentOptions {
+        self.detach = on;
+        self
     }
 
     /// How long [`Agent::start`] may take, from the spawn to the agent's
@@ -150,6 +172,8 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reaps the agent, even if the reader task is dropped with its runtime.
 pub(crate) struct Reaper {
     pub(crate) pidfd: Option<OwnedFd>,
+    /// A detached user-namespace agent: waited for, never killed.
+    pub(crate) detached: bool,
 }
 
 impl Reaper {
@@ -158,6 +182,14 @@ impl Reaper {
     pub(super) async fn reap(&mut self) -> Option<i32> {
         let pidfd = self.pidfd.take()?;
         match sys::async_fd(pidfd) {
+            Ok(afd) if self.detached => {
+                let _ = afd.readable().await;
+                let status = sys::waitid_pidfd(afd.get_ref().as_fd(), false)
+                    .ok()
+                    .flatten();
+                drop(afd);
+                status
+            }
             Ok(afd) => {
                 let exited = tokio::time::timeout(Duration::from_secs(1), afd.readable()).await;
                 if exited.is_err() {
@@ -180,7 +212,10 @@ impl Drop for Reaper {
         if let Some(pidfd) = self.pidfd.take() {
             // Dropped without reaping (the runtime shut down, or `start` was
             // cancelled): kill and reap on a plain thread, never blocking here.
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            // A detached agent is not killed: it ends when its names are gone.
+            if !self.detached {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            }
             let _ = std::thread::Builder::new()
                 .name("nsproxy-reap".into())
                 .spawn(move || sys::waitid_pidfd(pidfd.as_fd(), false));
@@ -421,8 +456,10 @@ impl Agent {
                 version: proto::VERSION,
                 create,
                 dir,
+                detach: opts.detach,
             };
-            Agent::handshake_with(&hello, &fds, &opts, ours, pid, reaper, None, 0).await
+            let detach = opts.detach;
+            Agent::handshake_with(&hello, &fds, &opts, ours, pid, reaper, None, 0, detach).await
         };
         let started = within(opts.start_timeout, "agent start", start)
             .instrument(span.clone())
@@ -468,6 +505,7 @@ impl Agent {
             reaper,
             label(ns, opts),
             ns.id().ino,
+            false,
         )
         .await
     }
@@ -482,6 +520,7 @@ impl Agent {
         mut reaper: Reaper,
         netns: Option<Arc<str>>,
         inode: u64,
+        detached: bool,
     ) -> Result<Agent> {
         sys::set_nonblocking(ctl.as_fd(), true).map_err(start_err("register"))?;
         let ctl = sys::async_fd(ctl).map_err(start_err("register"))?;
@@ -496,6 +535,9 @@ impl Agent {
             reaper.reap().await;
             return Err(err);
         }
+        // Only a started agent is detached: one that failed or timed out
+        // during the handshake is killed and reaped as any other.
+        reaper.detached = detached;
         let conn = Arc::new(Conn::new(ctl, pid));
         let (done_tx, done) = watch::channel(None);
         tokio::spawn(reader(Arc::clone(&conn), reaper, rbuf, done_tx));
@@ -553,7 +595,15 @@ async fn launch() -> Result<(OwnedFd, i32, Reaper)> {
         .run_home(move || {
             // If this future is dropped meanwhile, the Reaper is
             // dropped with the result: the agent is killed and reaped.
-            spawn_agent(theirs, ppid).map(|(pid, pidfd)| (pid, Reaper { pidfd: Some(pidfd) }))
+            spawn_agent(theirs, ppid).map(|(pid, pidfd)| {
+                (
+                    pid,
+                    Reaper {
+                        pidfd: Some(pidfd),
+                        detached: false,
+                    },
+                )
+            })
         })
         .await
         .map_err(|e| start_err("executor")(e.into()))?
