@@ -392,3 +392,68 @@ fn inner_disabled_inside() {
         testkit::eventually("no child left", || testkit::children_of(me).is_empty()).await;
     });
 }
+
+#[test]
+fn namespaces_of_other_tools_as_nobody() {
+    unprivileged("inner_namespaces_of_other_tools");
+}
+
+#[test]
+#[ignore = "run as uid 65534 by namespaces_of_other_tools_as_nobody"]
+fn inner_namespaces_of_other_tools() {
+    assert_unprivileged();
+    // A namespace made the usual way, `unshare -Urn`, by a process of ours.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["-Urn", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id() as i32;
+    rt().block_on(async {
+        // Wait until it runs in its own namespaces.
+        let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+        testkit::eventually("unshare made its namespaces", || {
+            std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|l| l != ours)
+        })
+        .await;
+        // By pid, by path, and by fd: rtnetlink inside through an agent that
+        // joined its user namespace; `lo` goes up.
+        let h = Handle::open(pid, OpenMode::OpenOnly).await.unwrap();
+        up(&h, "lo").await;
+        let by_path = format!("/proc/{pid}/ns/net");
+        let h2 = Handle::open(by_path.as_str(), OpenMode::OpenOnly)
+            .await
+            .unwrap();
+        assert_eq!(h2.netns(), h.netns());
+        let fd = nsfs::NetNs::from_fd(std::fs::File::open(&by_path).unwrap().into()).unwrap();
+        let h3 = Handle::open(fd, OpenMode::OpenOnly).await.unwrap();
+        assert_eq!(link_names(&h3).await, ["lo"]);
+        // The relay transport too.
+        let relay = Handle::builder(pid)
+            .mode(OpenMode::OpenOnly)
+            .transport(netns::Transport::Relay)
+            .open()
+            .await
+            .unwrap();
+        assert_eq!(link_names(&relay).await, ["lo"]);
+        // Its user namespace joined by pid and by pidfd.
+        let by_pid = UserNs::join(UserNsTarget::Pid(pid)).await.unwrap();
+        let pidfd = nix::unistd::Pid::from_raw(pid);
+        let pidfd = pidfd_open(pidfd.as_raw());
+        let by_pidfd = UserNs::join(UserNsTarget::Pidfd(pidfd)).await.unwrap();
+        assert_eq!(by_pid.inode(), by_pidfd.inode());
+        let anon = by_pid.create_anonymous().await.unwrap();
+        assert_eq!(anon.owner_uid().unwrap(), testkit::UNPRIVILEGED);
+    });
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[allow(unsafe_code)]
+fn pidfd_open(pid: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    // SAFETY: a new fd nothing else owns.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use netns::{Handle, OpenMode};
 use tokio::sync::OnceCell;
 
 use super::RowSpec;
+use super::rtnl::get_link_1;
 use crate::harness::{BResult, Config, Measurement, Target, err, pair};
 use crate::scratch::Scratch;
 use crate::worker::Worker;
@@ -63,17 +63,6 @@ async fn ensure(name: &str) -> BResult<()> {
         Ok::<(), crate::harness::BoxError>(())
     })
     .await?;
-    Ok(())
-}
-
-async fn get_link_1(h: &rtnetlink::Handle) -> BResult<()> {
-    h.link()
-        .get()
-        .match_index(1)
-        .execute()
-        .try_next()
-        .await?
-        .ok_or_else(|| err("no link 1"))?;
     Ok(())
 }
 

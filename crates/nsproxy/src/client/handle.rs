@@ -162,27 +162,34 @@ impl Agent {
             ty,
             protocol,
         };
-        let op = "open_socket";
-        self.traced(op, async {
-            let deadline = self.request_timeout;
-            match self
-                .conn
-                .request(op, &req, &[], None, false, deadline)
-                .await?
-            {
-                (Reply::Socket, mut fds) => Ok(fds.remove(0)),
-                (
-                    Reply::Failed {
-                        step,
-                        errno,
-                        detail,
-                    },
-                    _,
-                ) => Err(remote(step, errno, &detail)),
-                (other, _) => Err(unexpected("Socket", &other)),
-            }
-        })
-        .await
+        self.traced("open_socket", self.fd_request("open_socket", &req, &[]))
+            .await
+    }
+
+    /// A request answered by `Socket` with one fd.
+    async fn fd_request(
+        &self,
+        op: &'static str,
+        req: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<OwnedFd> {
+        let deadline = self.request_timeout;
+        match self
+            .conn
+            .request(op, req, fds, None, false, deadline)
+            .await?
+        {
+            (Reply::Socket, mut fds) => Ok(fds.remove(0)),
+            (
+                Reply::Failed {
+                    step,
+                    errno,
+                    detail,
+                },
+                _,
+            ) => Err(remote(step, errno, &detail)),
+            (other, _) => Err(unexpected("Socket", &other)),
+        }
     }
 
     /// Opens a socket of `(domain, ty, protocol)` inside the network
@@ -227,26 +234,8 @@ impl Agent {
             protocol,
         };
         let op = "open_socket_in";
-        self.traced(op, async {
-            let deadline = self.request_timeout;
-            match self
-                .conn
-                .request(op, &req, &[ns.as_fd()], None, false, deadline)
-                .await?
-            {
-                (Reply::Socket, mut fds) => Ok(fds.remove(0)),
-                (
-                    Reply::Failed {
-                        step,
-                        errno,
-                        detail,
-                    },
-                    _,
-                ) => Err(remote(step, errno, &detail)),
-                (other, _) => Err(unexpected("Socket", &other)),
-            }
-        })
-        .await
+        self.traced(op, self.fd_request(op, &req, &[ns.as_fd()]))
+            .await
     }
 
     /// Makes a new network namespace owned by the agent's user namespace
@@ -282,28 +271,11 @@ impl Agent {
         };
         let op = "new_netns";
         self.traced(op, async {
-            let deadline = self.request_timeout;
-            match self
-                .conn
-                .request(op, &req, &[], None, false, deadline)
-                .await?
-            {
-                (Reply::Socket, mut fds) => {
-                    nsfs::NetNs::from_fd(fds.remove(0)).map_err(|e| Error::Io {
-                        op: "new network namespace",
-                        source: e.into(),
-                    })
-                }
-                (
-                    Reply::Failed {
-                        step,
-                        errno,
-                        detail,
-                    },
-                    _,
-                ) => Err(remote(step, errno, &detail)),
-                (other, _) => Err(unexpected("Socket", &other)),
-            }
+            let fd = self.fd_request(op, &req, &[]).await?;
+            nsfs::NetNs::from_fd(fd).map_err(|e| Error::Io {
+                op: "new network namespace",
+                source: e.into(),
+            })
         })
         .await
     }
