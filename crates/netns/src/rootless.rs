@@ -54,7 +54,9 @@ pub fn rootless() -> bool {
 ///
 /// Handles, sockets and spawns need no `UserNs` of the caller's own: in
 /// rootless mode the toolkit finds (or starts) the agent of the user
-/// namespace that owns each network namespace by itself.
+/// namespace that owns each network namespace by itself, and names that a
+/// [`Handle`](crate::Handle) creates are made by the first `UserNs` this
+/// process made for that run directory (one is made on first use).
 ///
 /// # Drop
 ///
@@ -281,6 +283,15 @@ impl UserNs {
         let user = UserNs {
             inner: Arc::new(Inner { agent, dir, ino }),
         };
+        // The first of a directory also makes the names that handles
+        // create there.
+        let mut reg = lock();
+        let slot = reg
+            .entry(user.inner.dir.path().into())
+            .or_insert_with(|| user.clone());
+        if !slot.inner.agent.is_alive() {
+            *slot = user.clone();
+        }
         Ok(user)
     }
 
@@ -441,13 +452,9 @@ impl UserNs {
         {
             return Ok(user.clone());
         }
+        // Registers itself as the creator of `dir` (unless another won).
         let user = UserNs::new_in(dir.clone()).await?;
-        let mut reg = lock();
-        let slot = reg.entry(dir.path().into()).or_insert_with(|| user.clone());
-        if !slot.inner.agent.is_alive() {
-            *slot = user;
-        }
-        Ok(slot.clone())
+        Ok(lock().get(dir.path()).cloned().unwrap_or(user))
     }
 }
 

@@ -18,16 +18,15 @@ const TOOLKIT_DIR: &str = "netns-toolkit";
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// Whether this process may manage network namespaces the root way:
-/// `CAP_SYS_ADMIN` in the initial user namespace (it is in it, with the
-/// capability), so that its threads can `setns` and it can mount names in
-/// `/run/netns`. A process for which this is false works in *rootless*
-/// mode: in namespaces owned by a user namespace it made, through a
-/// user-namespace agent (see `docs/rootless.md`).
+/// `CAP_SYS_ADMIN` in its own user namespace (root on the host, or root of
+/// a container), so that its threads can `setns` into the namespaces of
+/// that user namespace and it can mount names in `/run/netns`. A process
+/// for which this is false works in *rootless* mode: in namespaces owned by
+/// a user namespace it made, through a user-namespace agent (see
+/// `docs/rootless.md`).
 ///
-/// Read once per process from `/proc/self/status` and `/proc/self/uid_map`
-/// (the initial user namespace maps the whole range `0 0 4294967295`); if
-/// either cannot be read, the answer is "privileged" when the effective uid
-/// is 0.
+/// Read once per process from `CapEff` in `/proc/self/status`; if that
+/// cannot be read, the answer is "privileged" when the effective uid is 0.
 ///
 /// # Examples
 ///
@@ -48,16 +47,11 @@ fn read_privileged() -> bool {
     let Ok(status) = fs::read_to_string("/proc/self/status") else {
         return euid_root;
     };
-    let cap_admin = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0);
-    let Ok(map) = fs::read_to_string("/proc/self/uid_map") else {
-        return euid_root;
-    };
-    let initial = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
-    cap_admin && initial
+        .map_or(euid_root, |caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 /// Checks that this system lets this caller make a user namespace, before
@@ -90,7 +84,7 @@ pub fn user_namespaces_allowed() -> Result<()> {
                   in a user namespace, its root may raise the limit of that namespace)",
         });
     }
-    if nix::unistd::geteuid().is_root() && privileged() {
+    if privileged() {
         return Ok(());
     }
     if let Some(0) = read("/proc/sys/kernel/unprivileged_userns_clone") {
