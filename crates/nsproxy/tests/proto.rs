@@ -255,6 +255,55 @@ fn nul_bytes_and_bad_names_are_rejected() {
 }
 
 #[test]
+fn user_agent_requests_check_names_directories_and_fds() {
+    // A name directory must be absolute.
+    let hello = Request::UserHello {
+        version: VERSION,
+        create: true,
+        dir: Some(b"relative/dir".to_vec()),
+        detach: false,
+    };
+    assert!(matches!(
+        proto::decode_request(&enc_req(1, &hello), 0),
+        Err(ProtoError::Invalid { .. })
+    ));
+    // Joining carries the user namespace's fd; creating carries none.
+    let join = Request::UserHello {
+        version: VERSION,
+        create: false,
+        dir: None,
+        detach: true,
+    };
+    assert!(matches!(
+        proto::decode_request(&enc_req(1, &join), 0),
+        Err(ProtoError::UnexpectedFds { .. })
+    ));
+    assert_eq!(proto::decode_request(&enc_req(1, &join), 1), Ok((1, join)));
+    for bad in [&b"a/b"[..], b".", b"..", b""] {
+        let req = Request::NewNetNs {
+            name: Some(bad.to_vec()),
+        };
+        assert!(
+            matches!(
+                proto::decode_request(&enc_req(2, &req), 0),
+                Err(ProtoError::Invalid { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    // OpenSocketIn and a Spawn in a namespace carry that namespace's fd.
+    let sock = Request::OpenSocketIn {
+        domain: libc::AF_INET,
+        ty: libc::SOCK_DGRAM,
+        protocol: 0,
+    };
+    assert_eq!(sock.fd_count(), 1);
+    let mut s = spec();
+    s.in_netns = true;
+    assert_eq!(Request::Spawn(s).fd_count(), 1);
+}
+
+#[test]
 fn errors_say_what_was_expected_and_what_came() {
     let err = proto::decode_reply(&[0x81, 0, 0, 0], 0).unwrap_err();
     assert_eq!(err.expected(), "8 bytes for header");
