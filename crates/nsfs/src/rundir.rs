@@ -136,14 +136,19 @@ pub struct RunDir {
 
 /// `/run/netns` for a privileged process; in rootless mode (not
 /// [`privileged`](crate::privileged)), the user's own directory
-/// ([`RunDir::user`]), or `/run/netns` if that is unusable (operations then
-/// fail with a clear error).
+/// ([`RunDir::user`], made and checked on first use), or `/run/netns` if
+/// that is unusable (operations then fail with a clear error).
 impl Default for RunDir {
     fn default() -> RunDir {
         if crate::privileged() {
             return RunDir::new(DEFAULT_RUN_DIR);
         }
-        RunDir::user().unwrap_or_else(|_| RunDir::new(DEFAULT_RUN_DIR))
+        // Made and checked once per process: this is on every path that
+        // names a namespace.
+        static USER: std::sync::OnceLock<Option<RunDir>> = std::sync::OnceLock::new();
+        USER.get_or_init(|| RunDir::user().ok())
+            .clone()
+            .unwrap_or_else(|| RunDir::new(DEFAULT_RUN_DIR))
     }
 }
 
