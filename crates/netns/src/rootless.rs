@@ -259,16 +259,26 @@ impl UserNs {
     /// # Ok(()) }
     /// ```
     pub async fn join(target: UserNsTarget) -> Result<UserNs> {
-        let dir = RunDir::user()?;
-        let fd = target.open()?;
-        let agent = Agent::start_user(
-            UserNamespace::Join(fd),
-            Some(dir.path()),
-            AgentOptions::new(),
-        )
+        let span = tracing::debug_span!(
+            "user_ns_join",
+            netns = %target.describe().display(),
+            inode = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        crate::trace::traced(span, async move {
+            let dir = RunDir::user()?;
+            let fd = target.open()?;
+            let agent = Agent::start_user(
+                UserNamespace::Join(fd),
+                Some(dir.path()),
+                AgentOptions::new(),
+            )
+            .await
+            .map_err(rootless_err("join the user namespace", target.describe()))?;
+            UserNs::register(agent, dir)
+        })
         .await
-        .map_err(rootless_err("join the user namespace", target.describe()))?;
-        UserNs::register(agent, dir)
     }
 
     fn register(agent: Agent, dir: RunDir) -> Result<UserNs> {
