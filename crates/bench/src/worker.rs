@@ -144,8 +144,30 @@ impl Worker {
     /// until it is ready.
     pub(crate) async fn start(ballast_mib: usize) -> BResult<Worker> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .args(["--worker", "--ballast-mib", &ballast_mib.to_string()])
+        let mut cmd = Command::new(exe);
+        cmd.args(["--worker", "--ballast-mib", &ballast_mib.to_string()]);
+        Worker::spawn(cmd).await
+    }
+
+    /// A worker without ballast running as `uid` (and gid `uid`, no
+    /// supplementary groups: `setpriv`), with `dir` (which `uid` owns) as its
+    /// `XDG_RUNTIME_DIR`, home and working directory: the rootless rows'
+    /// unprivileged side.
+    pub(crate) async fn start_as(uid: u32, dir: &std::path::Path) -> BResult<Worker> {
+        let exe = std::env::current_exe()?;
+        let id = uid.to_string();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])
+            .arg(exe)
+            .args(["--worker", "--ballast-mib", "0"])
+            .env("XDG_RUNTIME_DIR", dir)
+            .env("HOME", dir)
+            .current_dir(dir);
+        Worker::spawn(cmd).await
+    }
+
+    async fn spawn(mut cmd: Command) -> BResult<Worker> {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -100,6 +100,21 @@ pub enum Error {
         #[source]
         source: nsproxy::Error,
     },
+    /// Rootless mode: the agent of the namespace's user namespace (the
+    /// process that makes namespaces, sockets and programs for an
+    /// unprivileged caller, see `docs/rootless.md`) failed: starting it,
+    /// entering the user namespace (`EPERM`: one this caller may not
+    /// enter), entering the namespace, or making what was asked.
+    #[error("cannot {op} for network namespace {} in rootless mode", ns.display())]
+    Rootless {
+        /// What was being done.
+        op: &'static str,
+        /// The namespace (or the run directory when none exists yet).
+        ns: PathBuf,
+        /// The underlying error (`Remote` with the agent's step and errno).
+        #[source]
+        source: nsproxy::Error,
+    },
 }
 
 /// The kernel's extended-ack explanation, which the source's own Display
@@ -127,7 +142,7 @@ impl Error {
             Error::Spawn(e) => e.raw_os_error(),
             Error::InvalidNsid { .. } => Some(libc::EINVAL),
             Error::Socket { source, .. } => source.raw_os_error(),
-            Error::Relay { source, .. } => source.raw_os_error(),
+            Error::Relay { source, .. } | Error::Rootless { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => error_code(source),
             Error::LinkNotFound { .. } => Some(libc::ENODEV),
             Error::Timeout { .. } => Some(libc::ETIMEDOUT),
@@ -148,7 +163,7 @@ impl Error {
             Error::Spawn(e) => e.kind(),
             Error::InvalidNsid { .. } => io::ErrorKind::InvalidInput,
             Error::Socket { source, .. } => source.kind(),
-            Error::Relay { source, .. } => source.kind(),
+            Error::Relay { source, .. } | Error::Rootless { source, .. } => source.kind(),
             Error::LinkNotFound { .. } => io::ErrorKind::NotFound,
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Request { source, .. } => match error_code(source) {

@@ -282,7 +282,7 @@ impl Builder {
         let agent = match self.options.transport {
             Transport::Direct => None,
             Transport::Relay => Some(
-                nsproxy::Agent::start(&resolved.netns, nsproxy::AgentOptions::new())
+                nsproxy::Agent::start(&resolved.netns, relay_options(&resolved.netns)?)
                     .await
                     .map_err(|source| Error::Relay {
                         ns: describe(&resolved.netns, resolved.name.as_ref(), &self.run_dir),
@@ -302,6 +302,16 @@ impl Builder {
             dump_conn: tokio::sync::OnceCell::new(),
         })
     }
+}
+
+/// The relay agent's options: in rootless mode it enters the namespace's
+/// own user namespace first.
+fn relay_options(ns: &NetNs) -> Result<nsproxy::AgentOptions> {
+    let opts = nsproxy::AgentOptions::new();
+    if !crate::rootless() {
+        return Ok(opts);
+    }
+    Ok(opts.user_namespace(ns.owner_user_ns()?))
 }
 
 /// A connection driven by a task, whose requests in flight are answered

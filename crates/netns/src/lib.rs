@@ -63,6 +63,7 @@ mod links;
 mod nsid;
 mod process;
 mod readahead;
+mod rootless;
 mod sockets;
 mod sys;
 mod target;
@@ -74,6 +75,7 @@ pub use events::{Event, Events};
 pub use handle::{Builder, Connection, Handle, Messages, connection};
 pub use links::{AddVeth, LinkRef, MoveLink};
 pub use nsid::{ListNsids, Nsid, NsidEntry};
+pub use rootless::{UserNs, UserNsTarget, rootless};
 pub use target::Target;
 pub use transport::{DEFAULT_RECEIVE_BUFFER, NetlinkSocket, Transport};
 

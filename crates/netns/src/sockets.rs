@@ -2,26 +2,38 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{Backlog, SockaddrIn, SockaddrIn6, bind, listen, setsockopt, sockopt};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 use crate::{Error, Handle, Result};
 
 impl Handle {
-    async fn in_ns<R, F>(&self, op: &'static str, f: F) -> Result<R>
+    /// Makes a socket of `(domain, ty)` inside the namespace and runs
+    /// `then` on it: both on a namespace thread, or, in rootless mode, the
+    /// socket made by the agent of the namespace's user namespace and
+    /// `then` run here (what `then` does, bind or listen, acts on the
+    /// socket's namespace wherever it runs).
+    async fn in_ns<R, F>(&self, op: &'static str, domain: i32, ty: i32, then: F) -> Result<R>
     where
-        F: FnOnce() -> io::Result<R> + Send + 'static,
+        F: FnOnce(OwnedFd) -> io::Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.netns()
-            .run_short(f)
-            .await?
-            .map_err(|source| Error::Socket {
-                op,
-                ns: self.describe(),
-                source,
-            })
+        let made = if crate::rootless() {
+            let fd = crate::rootless::socket_in(self.netns(), domain, ty, 0).await?;
+            then(fd)
+        } else {
+            self.netns()
+                .run_short(move || then(crate::sys::socket(domain, ty, 0)?))
+                .await?
+        };
+        made.map_err(|source| Error::Socket {
+            op,
+            ns: self.describe(),
+            source,
+        })
     }
 
     /// A TCP listener bound to `addr` inside the namespace, registered with
@@ -49,11 +61,20 @@ impl Handle {
         let span = crate::trace::handle_span!(self, "tcp_listener");
         crate::trace::traced(span, async move {
             let std = self
-                .in_ns("bind TCP listener", move || {
-                    let l = std::net::TcpListener::bind(addr)?;
-                    l.set_nonblocking(true)?;
-                    Ok(l)
-                })
+                .in_ns(
+                    "bind TCP listener",
+                    family(addr),
+                    libc::SOCK_STREAM,
+                    move |fd| {
+                        // What std's TcpListener::bind does.
+                        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+                        bind_to(&fd, addr)?;
+                        listen(&fd, Backlog::new(128).map_err(io::Error::from)?)?;
+                        let l = std::net::TcpListener::from(fd);
+                        l.set_nonblocking(true)?;
+                        Ok(l)
+                    },
+                )
                 .await?;
             TcpListener::from_std(std).map_err(|source| Error::Socket {
                 op: "register TCP listener",
@@ -87,15 +108,9 @@ impl Handle {
     pub async fn tcp_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
         let span = crate::trace::handle_span!(self, "tcp_connect");
         crate::trace::traced(span, async move {
-            let domain = if addr.is_ipv4() {
-                libc::AF_INET
-            } else {
-                libc::AF_INET6
-            };
+            let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK;
             let fd = self
-                .in_ns("create TCP socket", move || {
-                    crate::sys::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
-                })
+                .in_ns("create TCP socket", family(addr), ty, Ok)
                 .await?;
             let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
             socket.connect(addr).await.map_err(|source| Error::Socket {
@@ -130,11 +145,17 @@ impl Handle {
         let span = crate::trace::handle_span!(self, "udp_bind");
         crate::trace::traced(span, async move {
             let std = self
-                .in_ns("bind UDP socket", move || {
-                    let s = std::net::UdpSocket::bind(addr)?;
-                    s.set_nonblocking(true)?;
-                    Ok(s)
-                })
+                .in_ns(
+                    "bind UDP socket",
+                    family(addr),
+                    libc::SOCK_DGRAM,
+                    move |fd| {
+                        bind_to(&fd, addr)?;
+                        let s = std::net::UdpSocket::from(fd);
+                        s.set_nonblocking(true)?;
+                        Ok(s)
+                    },
+                )
                 .await?;
             UdpSocket::from_std(std).map_err(|source| Error::Socket {
                 op: "register UDP socket",
@@ -178,11 +199,36 @@ impl Handle {
     pub async fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
         let span = crate::trace::handle_span!(self, "socket");
         crate::trace::traced(span, async move {
-            self.in_ns("create socket", move || {
-                crate::sys::socket(domain, ty, protocol)
-            })
-            .await
+            if crate::rootless() {
+                return crate::rootless::socket_in(self.netns(), domain, ty, protocol).await;
+            }
+            self.netns()
+                .run_short(move || crate::sys::socket(domain, ty, protocol))
+                .await?
+                .map_err(|source| Error::Socket {
+                    op: "create socket",
+                    ns: self.describe(),
+                    source,
+                })
         })
         .await
     }
+}
+
+/// The address family of `addr`.
+fn family(addr: SocketAddr) -> i32 {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// `bind(2)` of `fd` to `addr`.
+fn bind_to(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => bind(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+    }
+    .map_err(io::Error::from)
 }

@@ -34,6 +34,16 @@ pub(crate) struct Resolved {
 /// Opens (or creates, for names and paths) the namespace `target` names,
 /// following `mode`: [`Target::open`], plus the name it has in `dir`.
 pub(crate) async fn resolve(target: &Target, dir: &RunDir, mode: OpenMode) -> Result<Resolved> {
+    // Rootless: a name is made by the agent of a user namespace (no mount).
+    if crate::rootless()
+        && let Some(name) = target.name()?
+    {
+        let netns = crate::rootless::open_name(dir, &name, mode).await?;
+        return Ok(Resolved {
+            netns,
+            name: Some(name),
+        });
+    }
     let netns = target.open(dir, mode).await?;
     Ok(Resolved {
         netns,

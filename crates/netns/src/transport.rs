@@ -813,6 +813,18 @@ pub(crate) async fn open_socket(
         && nsfs::NetNs::current_thread().is_ok_and(|cur| cur.id() == netns.id());
     let made = if here {
         new_route_socket(rcvbuf)
+    } else if crate::rootless() {
+        // No thread of ours may enter it: the agent of its user namespace
+        // makes the socket, which keeps the agent's credentials.
+        let fd = crate::rootless::socket_in(
+            netns,
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_ROUTE,
+        )
+        .await?;
+        let socket = crate::sys::netlink_socket(fd);
+        configure(&socket, rcvbuf).map(|()| socket)
     } else {
         netns.run_short(move || new_route_socket(rcvbuf)).await?
     };

@@ -26,8 +26,17 @@ fn io_of(e: nsfs::Error) -> io::Error {
     }
 }
 
-fn run_dir_path() -> &'static Path {
-    Path::new(DEFAULT_RUN_DIR)
+/// `/run/netns`; in rootless mode (not privileged), the user's own run
+/// directory (see docs/rootless.md).
+pub(crate) fn run_dir_path() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        if nsfs::privileged() {
+            PathBuf::from(DEFAULT_RUN_DIR)
+        } else {
+            RunDir::default().path().to_owned()
+        }
+    })
 }
 
 fn entry_path(name: &str) -> PathBuf {
@@ -415,12 +424,44 @@ async fn add(name: Option<String>) -> Result {
     let ns_name = valid_name(&name)?;
     let path = entry_path(&name);
     prepare_run_dir()?;
+    if !nsfs::privileged() {
+        return add_rootless(&name, &ns_name, &path).await;
+    }
     match RunDir::default()
         .create(&ns_name, OpenMode::CreateExclusive)
         .await
     {
         Ok(_) => Ok(0),
         Err(e) => Err(create_error(&name, &path, e)),
+    }
+}
+
+/// `add` without root: a detached user-namespace agent makes the namespace
+/// and holds it after nsctl exits, until the name is deleted.
+async fn add_rootless(name: &str, ns_name: &NsName, path: &Path) -> Result {
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(Error::CreateEntry {
+            path: path.into(),
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        });
+    }
+    let made = async {
+        netns::UserNs::detached(RunDir::default())
+            .await?
+            .create(ns_name)
+            .await
+    };
+    match made.await {
+        Ok(_) => Ok(0),
+        Err(netns::Error::Namespace(e)) => Err(create_error(name, path, e)),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(Error::CreateEntry {
+            path: path.into(),
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        }),
+        Err(e) => Err(Error::Create {
+            name: name.into(),
+            source: e.into(),
+        }),
     }
 }
 

@@ -91,7 +91,7 @@ pub(crate) fn exec(name: &OsStr, argv: &[OsString]) -> Error {
 /// iproute2's `netns_switch`: setns, unshare(CLONE_NEWNS), `/` made a
 /// recursive slave, `/sys` remounted, `/etc/netns/NAME/*` bound over `/etc`.
 fn switch(name: &OsStr, name_text: &str) -> Result<(), Error> {
-    let path = Path::new(nsfs::DEFAULT_RUN_DIR).join(name);
+    let path = crate::cmd::run_dir_path().join(name);
     // ip opens any file here: a file that is not a namespace fails in setns.
     let netns: OwnedFd = fs::File::open(&path)
         .map_err(|source| Error::OpenNamed {
@@ -100,6 +100,22 @@ fn switch(name: &OsStr, name_text: &str) -> Result<(), Error> {
             source,
         })?
         .into();
+    // Rootless: enter the namespace's own user namespace first (this
+    // process is still single-threaded, as the kernel requires).
+    if !nsfs::privileged()
+        && let Ok(ns) =
+            nsfs::NetNs::from_fd(netns.try_clone().map_err(|source| Error::OpenNamed {
+                name: name_text.into(),
+                code: 255,
+                source,
+            })?)
+        && let Ok(userns) = ns.owner_user_ns()
+    {
+        setns(&userns, CloneFlags::CLONE_NEWUSER).map_err(|e| Error::Enter {
+            name: name_text.into(),
+            source: e.into(),
+        })?;
+    }
     setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Enter {
         name: name_text.into(),
         source: e.into(),

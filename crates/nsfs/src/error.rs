@@ -58,6 +58,32 @@ pub enum Error {
         /// The offending path.
         path: PathBuf,
     },
+    /// Unprivileged user namespaces are turned off on this system, so an
+    /// unprivileged caller cannot have namespaces of its own. Detected
+    /// before anything is made; `fix` says what to change.
+    #[error("unprivileged user namespaces are disabled ({setting} = {value}); {fix}")]
+    UserNamespacesDisabled {
+        /// The setting that disables them (`user.max_user_namespaces`,
+        /// `kernel.unprivileged_userns_clone`,
+        /// `kernel.apparmor_restrict_unprivileged_userns`).
+        setting: &'static str,
+        /// Its value.
+        value: i64,
+        /// What to change.
+        fix: &'static str,
+    },
+    /// The per-user run directory (where an unprivileged user's names
+    /// live) is unusable: `why` says how.
+    #[error("per-user run directory {} is unusable: {why}", path.display())]
+    UserRunDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why (owned by another user, open to others, not a directory...).
+        why: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// No process has this pid.
     #[error("no process with pid {pid}")]
     NoSuchProcess {
@@ -172,7 +198,15 @@ impl Error {
                 Some(libc::EINVAL)
             }
             Error::NoSuchProcess { .. } => Some(libc::ESRCH),
-            Error::PrepareRunDir { source, .. }
+            Error::UserNamespacesDisabled { setting, .. } => {
+                Some(if setting.starts_with("user.") {
+                    libc::ENOSPC
+                } else {
+                    libc::EPERM
+                })
+            }
+            Error::UserRunDir { source, .. }
+            | Error::PrepareRunDir { source, .. }
             | Error::Create { source, .. }
             | Error::Attach { source, .. }
             | Error::Remove { source, .. }
@@ -200,7 +234,9 @@ impl Error {
             Error::NotNamespace { .. } | Error::Stale { .. } | Error::WrongNamespaceType { .. } => {
                 io::ErrorKind::InvalidInput
             }
-            Error::PrepareRunDir { source, .. }
+            Error::UserNamespacesDisabled { .. } => io::ErrorKind::PermissionDenied,
+            Error::UserRunDir { source, .. }
+            | Error::PrepareRunDir { source, .. }
             | Error::Create { source, .. }
             | Error::Attach { source, .. }
             | Error::Remove { source, .. }

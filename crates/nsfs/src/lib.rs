@@ -95,6 +95,7 @@ mod sys;
 mod target;
 mod thread;
 mod trace;
+mod user;
 
 pub use error::{Error, Result};
 pub use monitor::{Monitor, RunDirEvent};
@@ -103,3 +104,4 @@ pub use netns::{NetNs, NsId};
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};
 pub use target::Target;
 pub use thread::Executor;
+pub use user::{privileged, user_namespaces_allowed};

@@ -134,9 +134,21 @@ pub struct RunDir {
     path: PathBuf,
 }
 
+/// `/run/netns` for a privileged process; in rootless mode (not
+/// [`privileged`](crate::privileged)), the user's own directory
+/// ([`RunDir::user`], made and checked on first use), or `/run/netns` if
+/// that is unusable (operations then fail with a clear error).
 impl Default for RunDir {
     fn default() -> RunDir {
-        RunDir::new(DEFAULT_RUN_DIR)
+        if crate::privileged() {
+            return RunDir::new(DEFAULT_RUN_DIR);
+        }
+        // Made and checked once per process: this is on every path that
+        // names a namespace.
+        static USER: std::sync::OnceLock<Option<RunDir>> = std::sync::OnceLock::new();
+        USER.get_or_init(|| RunDir::user().ok())
+            .clone()
+            .unwrap_or_else(|| RunDir::new(DEFAULT_RUN_DIR))
     }
 }
 
@@ -159,7 +171,9 @@ impl RunDir {
     /// # Examples
     ///
     /// ```
+    /// # if nsfs::privileged() {
     /// assert_eq!(nsfs::RunDir::default().path(), std::path::Path::new("/run/netns"));
+    /// # }
     /// ```
     pub fn path(&self) -> &Path {
         &self.path

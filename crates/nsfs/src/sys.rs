@@ -19,6 +19,39 @@ pub(crate) fn ns_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     }
 }
 
+/// `NS_GET_USERNS` from `<linux/nsfs.h>`: `_IO(0xb7, 0x1)`.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+/// `NS_GET_OWNER_UID` from `<linux/nsfs.h>`: `_IO(0xb7, 0x4)`.
+const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+
+/// `ioctl(NS_GET_USERNS)`: the user namespace owning the namespace `fd`.
+pub(crate) fn owner_user_ns(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd or -1.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_USERNS) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret) })
+}
+
+/// `ioctl(NS_GET_OWNER_UID)` on a user namespace fd.
+pub(crate) fn owner_uid(userns: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the valid pointer.
+    let ret = unsafe {
+        libc::ioctl(
+            userns.as_raw_fd(),
+            NS_GET_OWNER_UID,
+            &mut uid as *mut libc::uid_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(uid)
+}
+
 /// A type that owns exactly one fd for its whole life: `as_raw_fd` always
 /// returns that fd, and it stays open until the value drops.
 pub(crate) trait OwnsFd: AsRawFd {}

@@ -544,9 +544,12 @@ impl Command {
 
     async fn spawn_with(&mut self, defaults: Defaults) -> Result<Child> {
         let exec = self.agent.is_some() || self.mode == ExecMode::IpNetnsExec;
-        let plan = self.plan(defaults, exec)?;
-        let mut child = if exec {
-            crate::exec::spawn(self, plan, self.agent.as_ref()).await?
+        // Rootless: no thread of ours may enter the namespace; the agent of
+        // its user namespace spawns the program there instead.
+        let user_fast = !exec && self.netns.is_some() && !nsfs::privileged();
+        let plan = self.plan(defaults, exec || user_fast)?;
+        let mut child = if exec || user_fast {
+            crate::exec::spawn(self, plan, self.agent.as_ref(), user_fast).await?
         } else {
             fast::spawn(self, plan).await?
         };

@@ -137,7 +137,18 @@ impl ExecAgent {
         dir: RunDir,
     ) -> Result<ExecAgent> {
         let name = namespace::name_in(&ns, &dir, &resolved.netns);
-        let opts = AgentOptions::new().exec_mounts(name.clone());
+        let mut opts = AgentOptions::new().exec_mounts(name.clone());
+        if !nsfs::privileged() {
+            // Rootless: the agent enters the namespace's own user namespace
+            // first (a single-threaded process may; our threads may not).
+            let owner = foreign_owner(&resolved.netns).map_err(|source| Error::Namespace {
+                ns: resolved.described.clone(),
+                source,
+            })?;
+            if let Some(owner) = owner {
+                opts = opts.user_namespace(owner);
+            }
+        }
         let agent = Agent::start(&resolved.netns, opts)
             .await
             .map_err(|source| Error::Agent {
@@ -330,13 +341,54 @@ impl AgentChild {
     }
 }
 
+/// The user namespace owning `ns`, unless it is the caller's own.
+fn foreign_owner(ns: &NetNs) -> nsfs::Result<Option<std::os::fd::OwnedFd>> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = ns.owner_user_ns()?;
+    let ino = |md: io::Result<std::fs::Metadata>| md.map(|m| m.ino()).ok();
+    let theirs = ino(owner
+        .try_clone()
+        .and_then(|fd| std::fs::File::from(fd).metadata()));
+    let ours = ino(std::fs::metadata("/proc/self/ns/user"));
+    Ok(if theirs.is_some() && theirs == ours {
+        None
+    } else {
+        Some(owner)
+    })
+}
+
+/// Spawns through an agent: the `ip netns exec` path (an exec agent, given
+/// or cached), or, with `user_fast`, rootless mode's fast path: the
+/// user-namespace agent of the namespace's owner, which enters the
+/// namespace for the spawn only.
 pub(crate) async fn spawn(
     cmd: &Command,
     mut plan: Plan,
     reuse: Option<&ExecAgent>,
+    user_fast: bool,
 ) -> Result<Child> {
     let agent = match reuse {
         Some(agent) => agent.clone(),
+        None if user_fast => {
+            let ns = cmd
+                .netns
+                .clone()
+                .expect("the rootless fast path has a namespace");
+            let resolved = namespace::open(&ns, &cmd.run_dir).await?;
+            let agent = Agent::for_user_ns_of(&resolved.netns)
+                .await
+                .map_err(|source| Error::Agent {
+                    program: cmd.program.clone(),
+                    ns: resolved.described.clone(),
+                    source,
+                })?;
+            ExecAgent {
+                agent,
+                netns: resolved.netns,
+                name: None,
+                described: resolved.described,
+            }
+        }
         None => {
             let ns = match &cmd.netns {
                 Some(ns) => ns.clone(),
@@ -400,6 +452,9 @@ pub(crate) async fn spawn(
     }
     if let Some(pgroup) = cmd.pgroup {
         req = req.process_group(pgroup);
+    }
+    if user_fast {
+        req = req.netns(&agent.netns);
     }
     let child = agent
         .agent

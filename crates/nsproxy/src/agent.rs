@@ -68,6 +68,10 @@ fn main(marker: &[u8]) -> i32 {
         out: Vec::with_capacity(4096),
         relays: Vec::new(),
         children: HashMap::new(),
+        home: None,
+        watch: None,
+        pins: HashMap::new(),
+        detached: false,
     };
     let code = match agent.handshake() {
         Ok(()) => agent.serve(),
@@ -99,7 +103,27 @@ struct Agent {
     out: Vec<u8>,
     relays: Vec<Relay>,
     children: HashMap<i32, Child>,
+    /// The network namespace the agent returns to after a request made in
+    /// another one (`OpenSocketIn`, `NewNetNs`, a `Spawn` with `in_netns`).
+    home: Option<OwnedFd>,
+    /// A user-namespace agent's name directory, watched for deletions.
+    watch: Option<Watch>,
+    /// Namespaces this agent holds, by name (their symlinks point at these
+    /// fds through /proc/AGENT/fd/N).
+    pins: HashMap<Vec<u8>, OwnedFd>,
+    /// Outlives the client while it holds names (`UserHello` `detach`).
+    detached: bool,
 }
+
+struct Watch {
+    inotify: nix::sys::inotify::Inotify,
+    dir: std::path::PathBuf,
+}
+
+/// Fds the agent holds for named namespaces start here, away from the fds a
+/// short-lived request uses, so that a stale symlink to a reused pid is
+/// unlikely to meet a namespace fd at that number.
+const PIN_FD_MIN: i32 = 1000;
 
 fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
@@ -167,6 +191,16 @@ impl Agent {
         let Some((id, req, fds)) = self.recv_request()? else {
             return Err(EXIT_OK);
         };
+        if let Request::UserHello {
+            create,
+            dir,
+            detach,
+            ..
+        } = req
+        {
+            self.detached = detach;
+            return self.user_handshake(id, create, dir, fds);
+        }
         let Request::Hello {
             user_ns, exec_name, ..
         } = req
@@ -215,6 +249,229 @@ impl Agent {
         self.reply(id, &ready, &[]).map_err(|_| EXIT_OK)
     }
 
+    /// The handshake of a user-namespace agent: make or join the user
+    /// namespace, make an empty network namespace of it as home, watch the
+    /// name directory.
+    fn user_handshake(
+        &mut self,
+        id: u32,
+        create: bool,
+        dir: Option<Vec<u8>>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), i32> {
+        let fail = |agent: &mut Agent, step, e: io::Error, detail: &[u8]| {
+            let _ = agent.fail(id, step, &e, detail);
+            Err(EXIT_SETUP)
+        };
+        if create {
+            // Read before the unshare: inside, our ids show as the overflow id.
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+                return fail(self, Step::UnshareUser, e.into(), b"");
+            }
+            let maps: [(&str, String); 3] = [
+                ("/proc/self/setgroups", "deny".to_string()),
+                ("/proc/self/uid_map", format!("0 {uid} 1")),
+                ("/proc/self/gid_map", format!("0 {gid} 1")),
+            ];
+            for (file, content) in maps {
+                if let Err(e) = std::fs::write(file, content) {
+                    return fail(self, Step::UserMap, e, file.as_bytes());
+                }
+            }
+        } else {
+            let userns = fds
+                .into_iter()
+                .next()
+                .expect("decode_request checked the fd count");
+            if let Err(e) = setns(&userns, CloneFlags::CLONE_NEWUSER) {
+                return fail(self, Step::SetnsUser, e.into(), b"");
+            }
+        }
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+            return fail(self, Step::UnshareNet, e.into(), b"");
+        }
+        match open_own_netns() {
+            Ok(home) => self.home = Some(home),
+            Err(e) => return fail(self, Step::UnshareNet, e, b"/proc/thread-self/ns/net"),
+        }
+        if let Some(dir) = dir {
+            use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+            let path = std::path::PathBuf::from(OsStr::from_bytes(&dir));
+            let watched =
+                Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).and_then(|inotify| {
+                    inotify.add_watch(
+                        &path,
+                        AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM,
+                    )?;
+                    Ok(inotify)
+                });
+            match watched {
+                Ok(inotify) => self.watch = Some(Watch { inotify, dir: path }),
+                Err(e) => return fail(self, Step::Watch, e.into(), &dir),
+            }
+        }
+        if self.detached {
+            // Outlive the client: no parent-death signal, and out of its
+            // session (a terminal's hangup is not for us).
+            sys::no_death_signal();
+            let _ = nix::unistd::setsid();
+        }
+        let ready = Reply::Ready {
+            version: proto::VERSION,
+            pid: std::process::id(),
+        };
+        self.reply(id, &ready, &[]).map_err(|_| EXIT_OK)
+    }
+
+    /// After the control connection ended, a detached agent stays while it
+    /// holds names: until the last is removed (or it is killed).
+    fn linger(&mut self) -> i32 {
+        let mut pfds: Vec<libc::pollfd> = Vec::new();
+        loop {
+            self.drain_watch();
+            let children: Vec<i32> = self.children.keys().copied().collect();
+            for pid in &children {
+                self.reap(*pid);
+            }
+            let Some(watch) = &self.watch else {
+                return EXIT_OK;
+            };
+            if self.pins.is_empty() {
+                return EXIT_OK;
+            }
+            pfds.clear();
+            pfds.push(pollfd(watch.inotify.as_fd(), libc::POLLIN));
+            for child in self.children.values() {
+                pfds.push(pollfd(child.pidfd.as_fd(), libc::POLLIN));
+            }
+            if sys::poll(&mut pfds, -1).is_err() {
+                return EXIT_SETUP;
+            }
+        }
+    }
+
+    /// Lets go of the namespaces whose names were removed (the inotify
+    /// events queued so far).
+    fn drain_watch(&mut self) {
+        let Some(watch) = &self.watch else {
+            return;
+        };
+        while let Ok(events) = watch.inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for ev in events {
+                if let Some(name) = ev.name {
+                    self.pins.remove(name.as_bytes());
+                }
+            }
+        }
+    }
+
+    /// Remembers the current network namespace as home before a request
+    /// goes elsewhere (a user-namespace agent has one from its handshake).
+    fn ensure_home(&mut self) -> io::Result<()> {
+        if self.home.is_none() {
+            self.home = Some(open_own_netns()?);
+        }
+        Ok(())
+    }
+
+    /// Back to the home network namespace after a request made elsewhere.
+    fn go_home(&self) -> io::Result<()> {
+        match &self.home {
+            Some(home) => setns(home, CloneFlags::CLONE_NEWNET).map_err(io::Error::from),
+            None => Ok(()),
+        }
+    }
+
+    /// `NewNetNs`: a new network namespace, held and named if asked.
+    fn new_netns(&mut self, id: u32, name: Option<Vec<u8>>) -> io::Result<()> {
+        self.drain_watch();
+        if name.is_some() && self.watch.is_none() {
+            let e = io::Error::from_raw_os_error(libc::EINVAL);
+            return self.fail(id, Step::Name, &e, b"no name directory");
+        }
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+            return self.fail(id, Step::UnshareNet, &e.into(), b"");
+        }
+        let made = open_own_netns();
+        if let Err(e) = self.go_home() {
+            return self.fail(id, Step::SetnsHome, &e, b"");
+        }
+        let ns = match made {
+            Ok(ns) => ns,
+            Err(e) => return self.fail(id, Step::UnshareNet, &e, b"/proc/thread-self/ns/net"),
+        };
+        if let Some(name) = name
+            && let Err(e) = self.pin(&name, &ns)
+        {
+            return self.fail(id, Step::Name, &e, &name);
+        }
+        self.reply(id, &Reply::Socket, &[ns.as_fd()])
+    }
+
+    /// Holds `ns` under `name`: an fd of ours and a symlink to it.
+    fn pin(&mut self, name: &[u8], ns: &OwnedFd) -> io::Result<()> {
+        let dir = &self.watch.as_ref().expect("checked by new_netns").dir;
+        let held = sys::dup_min(ns.as_fd(), PIN_FD_MIN)?;
+        let link = dir.join(OsStr::from_bytes(name));
+        let target = format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd());
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dangling(&link) => {
+                // The name of a holder that is gone: replace it.
+                std::fs::remove_file(&link)?;
+                std::os::unix::fs::symlink(&target, &link)?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.pins.insert(name.to_vec(), held);
+        Ok(())
+    }
+
+    /// On the way out: remove the names of the namespaces we hold (only
+    /// those still pointing at us).
+    fn unname_all(&mut self) {
+        let Some(watch) = &self.watch else {
+            return;
+        };
+        for (name, fd) in self.pins.drain() {
+            let link = watch.dir.join(OsStr::from_bytes(&name));
+            let ours = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
+            if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str().as_bytes() == ours.as_bytes())
+            {
+                let _ = std::fs::remove_file(&link);
+            }
+        }
+    }
+
+    /// `OpenSocketIn`: a socket made in the namespace `ns`.
+    fn socket_in(
+        &mut self,
+        id: u32,
+        ns: OwnedFd,
+        domain: i32,
+        ty: i32,
+        protocol: i32,
+    ) -> io::Result<()> {
+        if let Err(e) = self.ensure_home() {
+            return self.fail(id, Step::SetnsHome, &e, b"");
+        }
+        if let Err(e) = setns(&ns, CloneFlags::CLONE_NEWNET) {
+            return self.fail(id, Step::SetnsNet, &e.into(), b"");
+        }
+        let made = sys::socket(domain, ty, protocol);
+        if let Err(e) = self.go_home() {
+            return self.fail(id, Step::SetnsHome, &e, b"");
+        }
+        match made {
+            Ok(sock) => self.reply(id, &Reply::Socket, &[sock.as_fd()]),
+            Err(e) => self.fail(id, Step::Socket, &e, b""),
+        }
+    }
+
     fn serve(&mut self) -> i32 {
         let mut pfds: Vec<libc::pollfd> = Vec::new();
         loop {
@@ -238,8 +495,14 @@ impl Agent {
             for pid in &child_pids {
                 pfds.push(pollfd(self.children[pid].pidfd.as_fd(), libc::POLLIN));
             }
+            if let Some(watch) = &self.watch {
+                pfds.push(pollfd(watch.inotify.as_fd(), libc::POLLIN));
+            }
             if sys::poll(&mut pfds, -1).is_err() {
                 return EXIT_SETUP;
+            }
+            if self.watch.is_some() && pfds[pfds.len() - 1].revents != 0 {
+                self.drain_watch();
             }
             // Children first, so an exit is reported before a later EOF ends us.
             let base = 1 + 2 * self.relays.len();
@@ -264,6 +527,7 @@ impl Agent {
                             return code;
                         }
                     }
+                    Ok(None) if self.detached => return self.linger(),
                     Ok(None) => return EXIT_OK,
                     Err(code) => return code,
                 }
@@ -273,12 +537,24 @@ impl Agent {
 
     fn handle(&mut self, id: u32, req: Request, fds: Vec<OwnedFd>) -> Result<(), i32> {
         let sent = match req {
-            Request::Hello { .. } => {
+            Request::Hello { .. } | Request::UserHello { .. } => {
                 let e = proto::ProtoError::Unexpected {
-                    expected: "a request after Hello",
-                    got: "Hello",
+                    expected: "a request after the handshake",
+                    got: req.name(),
                 };
                 return Err(self.protocol_error(&e));
+            }
+            Request::NewNetNs { name } => self.new_netns(id, name),
+            Request::OpenSocketIn {
+                domain,
+                ty,
+                protocol,
+            } => {
+                let ns = fds
+                    .into_iter()
+                    .next()
+                    .expect("decode_request checked the fd count");
+                self.socket_in(id, ns, domain, ty, protocol)
             }
             Request::OpenSocket {
                 domain,
@@ -444,6 +720,8 @@ impl Agent {
             // through our own PDEATHSIG) and `shutdown` never runs.
             sys::die_with_parent(&mut cmd);
         }
+        let mut fds = fds;
+        let netns = if spec.in_netns { fds.pop() } else { None };
         let mut given = fds.into_iter();
         let mut stdio = spec.stdio.iter().map(|s| match s {
             StdioSpec::Null => Stdio::null(),
@@ -455,7 +733,27 @@ impl Agent {
         cmd.stdin(stdio.next().expect("three stdio specs"));
         cmd.stdout(stdio.next().expect("three stdio specs"));
         cmd.stderr(stdio.next().expect("three stdio specs"));
-        let mut child = match cmd.spawn() {
+        if netns.is_some()
+            && let Err(e) = self.ensure_home()
+        {
+            return self.fail(id, Step::SetnsHome, &e, &spec.program);
+        }
+        if let Some(ns) = &netns
+            && let Err(e) = setns(ns, CloneFlags::CLONE_NEWNET)
+        {
+            return self.fail(id, Step::SetnsNet, &e.into(), &spec.program);
+        }
+        let spawned = cmd.spawn();
+        if netns.is_some()
+            && let Err(e) = self.go_home()
+        {
+            if let Ok(mut child) = spawned {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return self.fail(id, Step::SetnsHome, &e, &spec.program);
+        }
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => return self.fail(id, Step::Exec, &e, &spec.program),
         };
@@ -520,7 +818,19 @@ impl Agent {
             }
         }
         self.relays.clear();
+        self.unname_all();
     }
+}
+
+/// The calling thread's network namespace, opened (close-on-exec).
+fn open_own_netns() -> io::Result<OwnedFd> {
+    std::fs::File::open("/proc/thread-self/ns/net").map(OwnedFd::from)
+}
+
+/// Whether `link` is a symlink whose target is gone (its holder exited).
+fn dangling(link: &Path) -> bool {
+    std::fs::symlink_metadata(link).is_ok_and(|md| md.file_type().is_symlink())
+        && std::fs::metadata(link).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 
 /// Writes an errno relay frame at the start of `buf`; its length.

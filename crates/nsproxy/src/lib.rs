@@ -60,7 +60,7 @@ mod sys;
 mod tests;
 
 pub use client::{
-    Agent, AgentChild, AgentOptions, AgentStdio, DEFAULT_START_TIMEOUT, SpawnRequest,
+    Agent, AgentChild, AgentOptions, AgentStdio, DEFAULT_START_TIMEOUT, SpawnRequest, UserNamespace,
 };
 pub use error::{Error, Result};
 pub use relay::RelaySocket;

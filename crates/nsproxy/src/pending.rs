@@ -36,8 +36,10 @@ impl Expect {
     /// sends.
     pub(crate) fn of(req: &Request) -> Option<Expect> {
         match req {
-            Request::Hello { .. } => None,
-            Request::OpenSocket { .. } => Some(Expect::Socket),
+            Request::Hello { .. } | Request::UserHello { .. } => None,
+            Request::OpenSocket { .. }
+            | Request::OpenSocketIn { .. }
+            | Request::NewNetNs { .. } => Some(Expect::Socket),
             Request::OpenRelay { .. } => Some(Expect::Relay),
             Request::Spawn(_) => Some(Expect::Spawned),
         }

@@ -114,6 +114,9 @@ const K_HELLO: u16 = 1;
 const K_OPEN_SOCKET: u16 = 2;
 const K_OPEN_RELAY: u16 = 3;
 const K_SPAWN: u16 = 4;
+const K_USER_HELLO: u16 = 5;
+const K_NEW_NETNS: u16 = 6;
+const K_OPEN_SOCKET_IN: u16 = 7;
 const K_READY: u16 = 0x81;
 const K_SOCKET: u16 = 0x82;
 const K_RELAY: u16 = 0x83;
@@ -128,7 +131,17 @@ const S_HAS_ARG0: u32 = 1;
 const S_HAS_CWD: u32 = 2;
 const S_HAS_PGROUP: u32 = 4;
 const S_KILL_ON_DROP: u32 = 8;
-const S_KNOWN: u32 = S_HAS_ARG0 | S_HAS_CWD | S_HAS_PGROUP | S_KILL_ON_DROP;
+const S_IN_NETNS: u32 = 16;
+const S_KNOWN: u32 = S_HAS_ARG0 | S_HAS_CWD | S_HAS_PGROUP | S_KILL_ON_DROP | S_IN_NETNS;
+
+/// `UserHello` flag: make a new user namespace (no fd follows) instead of
+/// joining the one whose fd the frame carries.
+const U_CREATE: u32 = 1;
+/// `UserHello` flag: a directory path follows, whose deletions the agent
+/// watches (the names of the namespaces it holds).
+const U_HAS_DIR: u32 = 2;
+/// `UserHello` flag: the agent outlives the client while it holds names.
+const U_DETACH: u32 = 4;
 
 /// A frame the protocol rejects.
 ///
@@ -302,6 +315,21 @@ pub enum Step {
     Exec,
     /// `pidfd_open` on the spawned child.
     Pidfd,
+    /// `unshare(CLONE_NEWUSER)`: making a user namespace.
+    UnshareUser,
+    /// Writing `setgroups`, `uid_map` or `gid_map` of a new user namespace
+    /// (the detail names the file).
+    UserMap,
+    /// `unshare(CLONE_NEWNET)`: making a network namespace (the agent's
+    /// home, or one asked for by `NewNetNs`).
+    UnshareNet,
+    /// `setns` back into the agent's home network namespace.
+    SetnsHome,
+    /// Making the name of a new namespace (a symlink in the watched
+    /// directory; the detail is the name).
+    Name,
+    /// Watching the name directory (`inotify`).
+    Watch,
     /// A step this build does not know (a newer agent).
     Other(u16),
 }
@@ -328,6 +356,12 @@ impl Step {
             Step::Netlink => 10,
             Step::Exec => 11,
             Step::Pidfd => 12,
+            Step::UnshareUser => 13,
+            Step::UserMap => 14,
+            Step::UnshareNet => 15,
+            Step::SetnsHome => 16,
+            Step::Name => 17,
+            Step::Watch => 18,
             Step::Other(code) => code,
         }
     }
@@ -354,6 +388,12 @@ impl Step {
             10 => Step::Netlink,
             11 => Step::Exec,
             12 => Step::Pidfd,
+            13 => Step::UnshareUser,
+            14 => Step::UserMap,
+            15 => Step::UnshareNet,
+            16 => Step::SetnsHome,
+            17 => Step::Name,
+            18 => Step::Watch,
             other => Step::Other(other),
         }
     }
@@ -374,6 +414,12 @@ impl fmt::Display for Step {
             Step::Netlink => "netlink socket",
             Step::Exec => "exec",
             Step::Pidfd => "pidfd_open",
+            Step::UnshareUser => "unshare(user)",
+            Step::UserMap => "write the user namespace's id maps",
+            Step::UnshareNet => "unshare(net)",
+            Step::SetnsHome => "setns(home net)",
+            Step::Name => "name the namespace",
+            Step::Watch => "watch the name directory",
             Step::Other(code) => return write!(f, "step #{code}"),
         };
         f.write_str(s)
@@ -438,6 +484,7 @@ impl StdioSpec {
 ///     pgroup: None,
 ///     kill_on_drop: true,
 ///     stdio: [StdioSpec::Null; 3],
+///     in_netns: false,
 /// };
 /// assert_eq!(spec.fd_count(), 0);
 /// ```
@@ -459,6 +506,10 @@ pub struct SpawnSpec {
     pub kill_on_drop: bool,
     /// stdin, stdout, stderr.
     pub stdio: [StdioSpec; 3],
+    /// Spawn in the network namespace whose fd the frame carries after the
+    /// stdio fds (a user-namespace agent, see [`Request::UserHello`]),
+    /// instead of the agent's own.
+    pub in_netns: bool,
 }
 
 impl SpawnSpec {
@@ -477,11 +528,12 @@ impl SpawnSpec {
     ///     pgroup: None,
     ///     kill_on_drop: false,
     ///     stdio: [StdioSpec::Fd, StdioSpec::Null, StdioSpec::Fd],
+    ///     in_netns: false,
     /// };
     /// assert_eq!(spec.fd_count(), 2);
     /// ```
     pub fn fd_count(&self) -> usize {
-        self.stdio.iter().filter(|s| **s == StdioSpec::Fd).count()
+        self.stdio.iter().filter(|s| **s == StdioSpec::Fd).count() + usize::from(self.in_netns)
     }
 }
 
@@ -524,8 +576,48 @@ pub enum Request {
         /// `NETLINK_*`.
         protocol: i32,
     },
-    /// Spawn a program; the frame carries one fd per [`StdioSpec::Fd`].
+    /// Spawn a program; the frame carries one fd per [`StdioSpec::Fd`]
+    /// (and the network namespace's with [`SpawnSpec::in_netns`]).
     Spawn(SpawnSpec),
+    /// The handshake of a *user-namespace agent* (instead of `Hello`): make
+    /// a new user namespace mapping the agent's uid and gid to 0 (as
+    /// `unshare -Ur` does), or join the one whose fd (an nsfs `user` file
+    /// or a pidfd) the frame carries; then make an empty network namespace
+    /// of it as the agent's home. Such an agent serves [`Request::NewNetNs`],
+    /// [`Request::OpenSocketIn`] and `Spawn` with `in_netns`, switching into
+    /// the namespace given with each request and back home after it.
+    UserHello {
+        /// Protocol version of the client.
+        version: u32,
+        /// Make a new user namespace (no fd) rather than join one (one fd).
+        create: bool,
+        /// A directory whose entries name namespaces this agent holds: when
+        /// one of its names is removed, the agent lets the namespace go.
+        dir: Option<Vec<u8>>,
+        /// Outlive the client: no parent-death signal, a session of its
+        /// own, and at the end of the control connection the agent stays
+        /// until the last name it holds is removed.
+        detach: bool,
+    },
+    /// Make a new network namespace (owned by the agent's user namespace)
+    /// and send its fd back, answered with [`Reply::Socket`]. With a `name`,
+    /// the agent also holds the namespace and names it: a symlink
+    /// `DIR/NAME` to `/proc/AGENT/fd/N`, the fd it holds, which any process
+    /// of the same user can open; removing the symlink releases it.
+    NewNetNs {
+        /// The name (a valid namespace name), if any.
+        name: Option<Vec<u8>>,
+    },
+    /// Open a socket inside the network namespace whose fd the frame
+    /// carries (a user-namespace agent), answered with [`Reply::Socket`].
+    OpenSocketIn {
+        /// `AF_*`.
+        domain: i32,
+        /// `SOCK_*` (flags allowed; `SOCK_CLOEXEC` is always added).
+        ty: i32,
+        /// The protocol.
+        protocol: i32,
+    },
 }
 
 impl Request {
@@ -545,6 +637,9 @@ impl Request {
             Request::OpenSocket { .. } => 0,
             Request::OpenRelay { .. } => 1,
             Request::Spawn(spec) => spec.fd_count(),
+            Request::UserHello { create, .. } => usize::from(!*create),
+            Request::NewNetNs { .. } => 0,
+            Request::OpenSocketIn { .. } => 1,
         }
     }
 
@@ -561,6 +656,9 @@ impl Request {
             Request::OpenSocket { .. } => "OpenSocket",
             Request::OpenRelay { .. } => "OpenRelay",
             Request::Spawn(_) => "Spawn",
+            Request::UserHello { .. } => "UserHello",
+            Request::NewNetNs { .. } => "NewNetNs",
+            Request::OpenSocketIn { .. } => "OpenSocketIn",
         }
     }
 }
@@ -808,6 +906,12 @@ fn check_fds(message: &'static str, expected: usize, got: usize) -> Result<(), P
     Ok(())
 }
 
+/// A namespace name as the run directory takes it: 1-255 bytes, no `/`,
+/// not `.` or `..` (NUL was rejected when it was read).
+fn valid_name(name: &[u8]) -> bool {
+    !(name.is_empty() || name.len() > 255 || name.contains(&b'/') || name == b"." || name == b"..")
+}
+
 fn header(w: &mut Writer<'_>, kind: u16, id: u32) {
     w.u16(kind);
     w.u16(0);
@@ -895,6 +999,9 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<(), P
             if s.kill_on_drop {
                 flags |= S_KILL_ON_DROP;
             }
+            if s.in_netns {
+                flags |= S_IN_NETNS;
+            }
             w.u32(flags);
             for spec in s.stdio {
                 w.u8(spec.code());
@@ -911,6 +1018,49 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<(), P
             if let Some(pgroup) = s.pgroup {
                 w.i32(pgroup);
             }
+        }
+        Request::UserHello {
+            version,
+            create,
+            dir,
+            detach,
+        } => {
+            header(&mut w, K_USER_HELLO, id);
+            w.u32(*version);
+            let mut flags = 0;
+            if *create {
+                flags |= U_CREATE;
+            }
+            if *detach {
+                flags |= U_DETACH;
+            }
+            if dir.is_some() {
+                flags |= U_HAS_DIR;
+            }
+            w.u32(flags);
+            if let Some(dir) = dir {
+                w.bytes(dir);
+            }
+        }
+        Request::NewNetNs { name } => {
+            header(&mut w, K_NEW_NETNS, id);
+            match name {
+                Some(name) => {
+                    w.u8(1);
+                    w.bytes(name);
+                }
+                None => w.u8(0),
+            }
+        }
+        Request::OpenSocketIn {
+            domain,
+            ty,
+            protocol,
+        } => {
+            header(&mut w, K_OPEN_SOCKET_IN, id);
+            w.i32(*domain);
+            w.i32(*ty);
+            w.i32(*protocol);
         }
     }
     check_size(out.len(), "request frame")
@@ -956,12 +1106,7 @@ pub fn decode_request(frame: &[u8], fds: usize) -> Result<(u32, Request), ProtoE
                 0 => None,
                 1 => {
                     let name = r.bytes("Hello.exec_name", true)?;
-                    if name.is_empty()
-                        || name.len() > 255
-                        || name.contains(&b'/')
-                        || name == b"."
-                        || name == b".."
-                    {
+                    if !valid_name(&name) {
                         return Err(ProtoError::Invalid {
                             what: "Hello.exec_name",
                             why: "not a valid namespace name",
@@ -1043,8 +1188,70 @@ pub fn decode_request(frame: &[u8], fds: usize) -> Result<(u32, Request), ProtoE
                 pgroup,
                 kill_on_drop: flags & S_KILL_ON_DROP != 0,
                 stdio,
+                in_netns: flags & S_IN_NETNS != 0,
             })
         }
+        K_USER_HELLO => {
+            let version = r.u32("UserHello.version")?;
+            if version != VERSION {
+                return Err(ProtoError::Version {
+                    expected: VERSION,
+                    got: version,
+                });
+            }
+            let flags = r.u32("UserHello.flags")?;
+            if flags & !(U_CREATE | U_HAS_DIR | U_DETACH) != 0 {
+                return Err(ProtoError::Invalid {
+                    what: "UserHello.flags",
+                    why: "unknown flag bits",
+                });
+            }
+            let dir = if flags & U_HAS_DIR != 0 {
+                let dir = r.bytes("UserHello.dir", true)?;
+                if !dir.starts_with(b"/") {
+                    return Err(ProtoError::Invalid {
+                        what: "UserHello.dir",
+                        why: "not an absolute path",
+                    });
+                }
+                Some(dir)
+            } else {
+                None
+            };
+            Request::UserHello {
+                version,
+                create: flags & U_CREATE != 0,
+                dir,
+                detach: flags & U_DETACH != 0,
+            }
+        }
+        K_NEW_NETNS => {
+            let name = match r.u8("NewNetNs.name")? {
+                0 => None,
+                1 => {
+                    let name = r.bytes("NewNetNs.name", true)?;
+                    if !valid_name(&name) {
+                        return Err(ProtoError::Invalid {
+                            what: "NewNetNs.name",
+                            why: "not a valid namespace name",
+                        });
+                    }
+                    Some(name)
+                }
+                _ => {
+                    return Err(ProtoError::Invalid {
+                        what: "NewNetNs.name",
+                        why: "presence byte is not 0 or 1",
+                    });
+                }
+            };
+            Request::NewNetNs { name }
+        }
+        K_OPEN_SOCKET_IN => Request::OpenSocketIn {
+            domain: r.i32("OpenSocketIn.domain")?,
+            ty: r.i32("OpenSocketIn.type")?,
+            protocol: r.i32("OpenSocketIn.protocol")?,
+        },
         _ => {
             return Err(ProtoError::UnknownKind {
                 kind,

@@ -226,6 +226,19 @@ pub(crate) fn socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd>
     owned(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) } as libc::c_long)
 }
 
+/// A close-on-exec duplicate of `fd` numbered `min` or above
+/// (`F_DUPFD_CLOEXEC`).
+pub(crate) fn dup_min(fd: BorrowedFd<'_>, min: i32) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a borrowed, open fd; the result is a new fd or -1.
+    owned(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) } as libc::c_long)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, 0)`: no signal when the parent dies.
+pub(crate) fn no_death_signal() {
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
+}
+
 /// `shutdown(fd, SHUT_RDWR)`, errors ignored (the peer may be gone).
 pub(crate) fn shutdown(fd: BorrowedFd<'_>) {
     // SAFETY: plain syscall on a borrowed, open fd.

@@ -297,7 +297,10 @@ fn ready() -> Reply {
 
 async fn connect(ctl: OwnedFd) -> crate::Result<crate::Agent> {
     let ns = nsfs::NetNs::current_thread().unwrap();
-    let reaper = crate::client::Reaper { pidfd: None };
+    let reaper = crate::client::Reaper {
+        pidfd: None,
+        detached: false,
+    };
     crate::Agent::handshake(&ns, &crate::AgentOptions::new(), ctl, 4242, reaper).await
 }
 

@@ -255,6 +255,55 @@ fn nul_bytes_and_bad_names_are_rejected() {
 }
 
 #[test]
+fn user_agent_requests_check_names_directories_and_fds() {
+    // A name directory must be absolute.
+    let hello = Request::UserHello {
+        version: VERSION,
+        create: true,
+        dir: Some(b"relative/dir".to_vec()),
+        detach: false,
+    };
+    assert!(matches!(
+        proto::decode_request(&enc_req(1, &hello), 0),
+        Err(ProtoError::Invalid { .. })
+    ));
+    // Joining carries the user namespace's fd; creating carries none.
+    let join = Request::UserHello {
+        version: VERSION,
+        create: false,
+        dir: None,
+        detach: true,
+    };
+    assert!(matches!(
+        proto::decode_request(&enc_req(1, &join), 0),
+        Err(ProtoError::UnexpectedFds { .. })
+    ));
+    assert_eq!(proto::decode_request(&enc_req(1, &join), 1), Ok((1, join)));
+    for bad in [&b"a/b"[..], b".", b"..", b""] {
+        let req = Request::NewNetNs {
+            name: Some(bad.to_vec()),
+        };
+        assert!(
+            matches!(
+                proto::decode_request(&enc_req(2, &req), 0),
+                Err(ProtoError::Invalid { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    // OpenSocketIn and a Spawn in a namespace carry that namespace's fd.
+    let sock = Request::OpenSocketIn {
+        domain: libc::AF_INET,
+        ty: libc::SOCK_DGRAM,
+        protocol: 0,
+    };
+    assert_eq!(sock.fd_count(), 1);
+    let mut s = spec();
+    s.in_netns = true;
+    assert_eq!(Request::Spawn(s).fd_count(), 1);
+}
+
+#[test]
 fn errors_say_what_was_expected_and_what_came() {
     let err = proto::decode_reply(&[0x81, 0, 0, 0], 0).unwrap_err();
     assert_eq!(err.expected(), "8 bytes for header");
@@ -274,6 +323,7 @@ fn spec() -> SpawnSpec {
         pgroup: None,
         kill_on_drop: false,
         stdio: [StdioSpec::Null; 3],
+        in_netns: false,
     }
 }
 
@@ -303,9 +353,10 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(0i32..100_000),
         any::<bool>(),
         [stdio(), stdio(), stdio()],
+        any::<bool>(),
     )
         .prop_map(
-            |(program, arg0, args, env, cwd, pgroup, kill_on_drop, stdio)| {
+            |(program, arg0, args, env, cwd, pgroup, kill_on_drop, stdio, in_netns)| {
                 Request::Spawn(SpawnSpec {
                     program,
                     arg0,
@@ -315,6 +366,7 @@ fn request() -> impl Strategy<Value = Request> {
                     pgroup,
                     kill_on_drop,
                     stdio,
+                    in_netns,
                 })
             },
         );
@@ -335,6 +387,22 @@ fn request() -> impl Strategy<Value = Request> {
         }),
         any::<i32>().prop_map(|protocol| Request::OpenRelay { protocol }),
         spawn,
+        (any::<bool>(), prop::option::of(cbytes()), any::<bool>()).prop_map(
+            |(create, dir, detach)| Request::UserHello {
+                version: VERSION,
+                create,
+                dir: dir.map(|d| [b"/".as_slice(), &d].concat()),
+                detach,
+            }
+        ),
+        prop::option::of(name()).prop_map(|name| Request::NewNetNs { name }),
+        (any::<i32>(), any::<i32>(), any::<i32>()).prop_map(|(domain, ty, protocol)| {
+            Request::OpenSocketIn {
+                domain,
+                ty,
+                protocol,
+            }
+        }),
     ]
 }
 

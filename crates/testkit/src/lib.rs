@@ -135,3 +135,83 @@ pub fn send_sync<T: Send + Sync>() {}
 /// testkit::unpin::<String>();
 /// ```
 pub fn unpin<T: Unpin>() {}
+
+/// The uid (and gid) rootless tests run as: `nobody`.
+pub const UNPRIVILEGED: u32 = 65534;
+
+/// The environment variable that holds the private run directory of a test
+/// re-executed by [`run_unprivileged`] (also its `XDG_RUNTIME_DIR`).
+pub const UNPRIVILEGED_DIR: &str = "TESTKIT_UNPRIVILEGED_DIR";
+
+/// Runs the test `name` of this test binary again as uid and gid 65534
+/// (`setpriv --reuid 65534 --regid 65534 --clear-groups`), with a private
+/// `XDG_RUNTIME_DIR` (mode 0700, owned by 65534) made here and removed
+/// afterwards, and panics with its output unless it passed. The test run
+/// this way is an `#[ignore]`d test (it is run with `--ignored --exact`),
+/// so that a plain `cargo test` runs it only through this function.
+///
+/// Needs root (to make the directory and switch uid) and `setpriv`
+/// (util-linux, installed by scripts/setup).
+///
+/// # Panics
+///
+/// When not root, without `setpriv`, or when the inner test fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[test]
+/// fn veth_as_nobody() {
+///     testkit::run_unprivileged("inner_veth_as_nobody", &[]);
+/// }
+///
+/// #[test]
+/// #[ignore = "run as uid 65534 by veth_as_nobody"]
+/// fn inner_veth_as_nobody() {
+///     assert_ne!(nix::unistd::geteuid().as_raw(), 0);
+/// }
+/// ```
+pub fn run_unprivileged(name: &str, env: &[(&str, &str)]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("testkit-rootless-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("make the private run directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    nix::unistd::chown(
+        &dir,
+        Some(nix::unistd::Uid::from_raw(UNPRIVILEGED)),
+        Some(nix::unistd::Gid::from_raw(UNPRIVILEGED)),
+    )
+    .expect("chown the private run directory");
+    let exe = std::env::current_exe().expect("current_exe");
+    let id = UNPRIVILEGED.to_string();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])
+        .arg(&exe)
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("XDG_RUNTIME_DIR", &dir)
+        .env(UNPRIVILEGED_DIR, &dir)
+        .env("HOME", &dir)
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .output()
+        .expect("run setpriv (util-linux: run scripts/setup)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} as uid {UNPRIVILEGED} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}

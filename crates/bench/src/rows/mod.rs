@@ -10,6 +10,7 @@ mod agent;
 mod cni;
 mod lifecycle;
 mod nsdb;
+mod rootless;
 mod rtnl;
 mod scale;
 mod spawn;
@@ -57,6 +58,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(nsdb::rows());
     rows.extend(scale::rows());
     rows.extend(cni::rows());
+    rows.extend(rootless::rows());
     rows
 }
 
@@ -67,6 +69,9 @@ pub(crate) async fn worker_op(op: &str, arg: &str) -> BResult<std::time::Duratio
         return res;
     }
     if let Some(res) = agent::worker_op(op, arg).await {
+        return res;
+    }
+    if let Some(res) = rootless::worker_op(op, arg).await {
         return res;
     }
     Err(crate::harness::err(format!(

@@ -98,7 +98,7 @@ async fn open(name: &str, transport: Transport) -> BResult<Handle> {
     }
 }
 
-async fn get_link_1(h: &rtnetlink::Handle) -> BResult<()> {
+pub(super) async fn get_link_1(h: &rtnetlink::Handle) -> BResult<()> {
     h.link()
         .get()
         .match_index(1)

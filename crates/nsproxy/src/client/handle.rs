@@ -162,25 +162,120 @@ impl Agent {
             ty,
             protocol,
         };
-        let op = "open_socket";
+        self.traced("open_socket", self.fd_request("open_socket", &req, &[]))
+            .await
+    }
+
+    /// A request answered by `Socket` with one fd.
+    async fn fd_request(
+        &self,
+        op: &'static str,
+        req: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<OwnedFd> {
+        let deadline = self.request_timeout;
+        match self
+            .conn
+            .request(op, req, fds, None, false, deadline)
+            .await?
+        {
+            (Reply::Socket, mut fds) => Ok(fds.remove(0)),
+            (
+                Reply::Failed {
+                    step,
+                    errno,
+                    detail,
+                },
+                _,
+            ) => Err(remote(step, errno, &detail)),
+            (other, _) => Err(unexpected("Socket", &other)),
+        }
+    }
+
+    /// Opens a socket of `(domain, ty, protocol)` inside the network
+    /// namespace `ns` (which need not be the agent's own): the agent enters
+    /// `ns`, makes the socket, returns to its own namespace and hands the
+    /// socket back. The socket keeps `ns` and the agent's credentials for
+    /// its whole life; used from the caller it costs what a socket made by
+    /// the caller would cost. This is how an unprivileged caller gets
+    /// sockets (netlink included) inside the namespaces of a user-namespace
+    /// agent ([`Agent::start_user`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Agent::open_socket`]: a socket that arrives after the future was
+    /// dropped is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] with step `SetnsNet` (the agent may not enter `ns`:
+    /// a namespace of another user namespace), `Socket` or `SetnsHome`;
+    /// otherwise as [`Agent::open_socket`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproxy::Agent, ns: nsfs::NetNs) -> nsproxy::Result<()> {
+    /// let nl = agent
+    ///     .open_socket_in(&ns, libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_socket_in(
+        &self,
+        ns: &nsfs::NetNs,
+        domain: i32,
+        ty: i32,
+        protocol: i32,
+    ) -> Result<OwnedFd> {
+        let req = Request::OpenSocketIn {
+            domain,
+            ty,
+            protocol,
+        };
+        let op = "open_socket_in";
+        self.traced(op, self.fd_request(op, &req, &[ns.as_fd()]))
+            .await
+    }
+
+    /// Makes a new network namespace owned by the agent's user namespace
+    /// (a user-namespace agent, [`Agent::start_user`]) and opens it. With a
+    /// `name`, the agent also holds it and names it in its name directory
+    /// (a symlink `DIR/NAME` to the fd it holds): the namespace then lives
+    /// until the name is removed or the agent exits, and any process of the
+    /// same user opens it through the name.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the request was sent, the namespace may still be
+    /// made and, with a name, named (remove the name to release it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] with step `UnshareNet` (`ENOSPC`: the
+    /// `user.max_net_namespaces` limit), `SetnsHome`, or `Name` (`EEXIST`:
+    /// the name is taken; `EINVAL`: the agent has no name directory);
+    /// [`Error::Io`] if the fd received is not a network namespace;
+    /// otherwise as [`Agent::open_socket`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproxy::Agent) -> nsproxy::Result<()> {
+    /// let blue = agent.new_netns(Some(&"blue".parse().expect("name"))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn new_netns(&self, name: Option<&nsfs::NsName>) -> Result<nsfs::NetNs> {
+        let req = Request::NewNetNs {
+            name: name.map(|n| n.as_str().as_bytes().to_vec()),
+        };
+        let op = "new_netns";
         self.traced(op, async {
-            let deadline = self.request_timeout;
-            match self
-                .conn
-                .request(op, &req, &[], None, false, deadline)
-                .await?
-            {
-                (Reply::Socket, mut fds) => Ok(fds.remove(0)),
-                (
-                    Reply::Failed {
-                        step,
-                        errno,
-                        detail,
-                    },
-                    _,
-                ) => Err(remote(step, errno, &detail)),
-                (other, _) => Err(unexpected("Socket", &other)),
-            }
+            let fd = self.fd_request(op, &req, &[]).await?;
+            nsfs::NetNs::from_fd(fd).map_err(|e| Error::Io {
+                op: "new network namespace",
+                source: e.into(),
+            })
         })
         .await
     }
@@ -302,7 +397,13 @@ impl Agent {
         let spec = req.spec;
         let program = spec.program.clone();
         let kill_on_drop = spec.kill_on_drop;
-        let fds: Vec<BorrowedFd<'_>> = req.fds.iter().flatten().map(|fd| fd.as_fd()).collect();
+        let fds: Vec<BorrowedFd<'_>> = req
+            .fds
+            .iter()
+            .chain(std::iter::once(&req.netns))
+            .flatten()
+            .map(|fd| fd.as_fd())
+            .collect();
         let (exit_tx, exit_rx) = oneshot::channel();
         let (reply, fds) = self
             .conn
@@ -316,6 +417,7 @@ impl Agent {
             )
             .await?;
         drop(req.fds);
+        drop(req.netns);
         match reply {
             Reply::Spawned { pid, stdio } => {
                 let mut fds = fds.into_iter();

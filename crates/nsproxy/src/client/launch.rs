@@ -40,6 +40,8 @@ pub struct AgentOptions {
     pub(super) exec: Option<Option<NsName>>,
     pub(super) start_timeout: Option<Duration>,
     pub(super) request_timeout: Option<Duration>,
+    /// A user-namespace agent outlives this process while it holds names.
+    pub(super) detach: bool,
 }
 
 impl AgentOptions {
@@ -58,7 +60,27 @@ impl AgentOptions {
             exec: None,
             start_timeout: Some(DEFAULT_START_TIMEOUT),
             request_timeout: None,
+            detach: false,
         }
+    }
+
+    /// For [`Agent::start_user`] with a name directory: the agent outlives
+    /// this process while it holds names, so that names made by a short
+    /// command (`nsctl add`) stay until removed. Such an agent gets no
+    /// parent-death signal and a session of its own; when its control
+    /// connection ends (this process closes it or exits), it stays until the
+    /// last name it holds is removed, then exits. It is never killed by this
+    /// process; if this process is still there, it reaps it. Default: off
+    /// (the agent ends with its connection, names and all).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = nsproxy::AgentOptions::new().detach_names(true);
+    /// ```
+    pub fn detach_names(mut self, on: bool) -> AgentOptions {
+        self.detach = on;
+        self
     }
 
     /// How long [`Agent::start`] may take, from the spawn to the agent's
@@ -150,6 +172,8 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reaps the agent, even if the reader task is dropped with its runtime.
 pub(crate) struct Reaper {
     pub(crate) pidfd: Option<OwnedFd>,
+    /// A detached user-namespace agent: waited for, never killed.
+    pub(crate) detached: bool,
 }
 
 impl Reaper {
@@ -158,6 +182,14 @@ impl Reaper {
     pub(super) async fn reap(&mut self) -> Option<i32> {
         let pidfd = self.pidfd.take()?;
         match sys::async_fd(pidfd) {
+            Ok(afd) if self.detached => {
+                let _ = afd.readable().await;
+                let status = sys::waitid_pidfd(afd.get_ref().as_fd(), false)
+                    .ok()
+                    .flatten();
+                drop(afd);
+                status
+            }
             Ok(afd) => {
                 let exited = tokio::time::timeout(Duration::from_secs(1), afd.readable()).await;
                 if exited.is_err() {
@@ -180,7 +212,10 @@ impl Drop for Reaper {
         if let Some(pidfd) = self.pidfd.take() {
             // Dropped without reaping (the runtime shut down, or `start` was
             // cancelled): kill and reap on a plain thread, never blocking here.
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            // A detached agent is not killed: it ends when its names are gone.
+            if !self.detached {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            }
             let _ = std::thread::Builder::new()
                 .name("nsproxy-reap".into())
                 .spawn(move || sys::waitid_pidfd(pidfd.as_fd(), false));
@@ -338,26 +373,7 @@ impl Agent {
     pub async fn start(ns: &NetNs, opts: AgentOptions) -> Result<Agent> {
         let span = start_span(ns, &opts);
         let start = async {
-            if sys::secure_mode() {
-                // The agent would refuse (see the init hook): say why now.
-                let source = io::Error::from_raw_os_error(libc::EPERM);
-                return Err(start_err("secure mode (AT_SECURE)")(source));
-            }
-            let (ours, theirs) = frame_pair().map_err(start_err("socketpair"))?;
-            // The toolkit's lane: a user's long closures never delay an agent.
-            let exec = nsfs::Executor::global().map_err(|e| start_err("executor")(e.into()))?;
-            let ppid = std::process::id();
-            let (pid, reaper) = exec
-                .toolkit()
-                .run_home(move || {
-                    // If this future is dropped meanwhile, the Reaper is
-                    // dropped with the result: the agent is killed and reaped.
-                    spawn_agent(theirs, ppid)
-                        .map(|(pid, pidfd)| (pid, Reaper { pidfd: Some(pidfd) }))
-                })
-                .await
-                .map_err(|e| start_err("executor")(e.into()))?
-                .map_err(start_err("spawn"))?;
+            let (ours, pid, reaper) = launch().await?;
             tracing::Span::current().record("pid", pid);
             Agent::handshake(ns, &opts, ours, pid, reaper).await
         };
@@ -371,6 +387,93 @@ impl Agent {
         started
     }
 
+    /// Starts a *user-namespace agent*: an agent in a user namespace (a new
+    /// one mapping the caller's uid and gid to 0, as `unshare -Ur` does, or
+    /// an existing one), sitting in an empty network namespace of its own.
+    /// It makes network namespaces owned by that user namespace
+    /// ([`Agent::new_netns`]), sockets inside any of them
+    /// ([`Agent::open_socket_in`]) and programs in any of them
+    /// ([`SpawnRequest::netns`](crate::SpawnRequest::netns)), for a caller
+    /// that has no privilege of its own: the kernel lets only a
+    /// single-threaded process `setns` into a user namespace, and the owner
+    /// of a user namespace holds every capability inside it.
+    ///
+    /// With `names`, a directory the caller owns, the agent holds the
+    /// namespaces it makes with a name (`new_netns(Some(name))`) and names
+    /// each as a symlink `names/NAME` to `/proc/AGENT/fd/N`, which any
+    /// process of the same user can open while the agent lives; removing the
+    /// symlink makes the agent let the namespace go (it watches the
+    /// directory), and an agent that exits removes the names it made.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Agent::start`]: if dropped, the agent is killed and reaped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Agent::start`]; [`Error::Remote`] with step `UnshareUser` (user
+    /// namespaces are not allowed to this caller: `ENOSPC` when
+    /// `user.max_user_namespaces` is reached or 0, `EPERM` or `EACCES` under
+    /// a distribution restriction), `UserMap`, `SetnsUser` (a user
+    /// namespace this caller cannot enter), `UnshareNet` or `Watch`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nsproxy::Result<()> {
+    /// use nsproxy::{Agent, AgentOptions, UserNamespace};
+    /// let agent = Agent::start_user(UserNamespace::New, None, AgentOptions::new()).await?;
+    /// let ns = agent.new_netns(None).await?;
+    /// let udp = agent.open_socket_in(&ns, libc::AF_INET, libc::SOCK_DGRAM, 0).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # References
+    ///
+    /// `user_namespaces(7)`, `unshare(1)` (`-Ur`), `setns(2)`.
+    pub async fn start_user(
+        user: UserNamespace,
+        names: Option<&std::path::Path>,
+        opts: AgentOptions,
+    ) -> Result<Agent> {
+        let span = tracing::debug_span!(
+            "agent_start",
+            netns = "user namespace agent",
+            inode = tracing::field::Empty,
+            pid = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let dir = names.map(|p| p.as_os_str().as_bytes().to_vec());
+        let start = async {
+            let (ours, pid, reaper) = launch().await?;
+            tracing::Span::current().record("pid", pid);
+            let (create, fds) = match &user {
+                UserNamespace::New => (true, Vec::new()),
+                UserNamespace::Join(fd) => (false, vec![fd.as_fd()]),
+            };
+            let hello = Request::UserHello {
+                version: proto::VERSION,
+                create,
+                dir,
+                detach: opts.detach,
+            };
+            let detach = opts.detach;
+            Agent::handshake_with(&hello, &fds, &opts, ours, pid, reaper, None, 0, detach).await
+        };
+        let started = within(opts.start_timeout, "agent start", start)
+            .instrument(span.clone())
+            .await;
+        if let Ok(agent) = &started {
+            if let Ok(ino) = super::users::user_ns_of_pid(agent.pid()) {
+                span.record("inode", ino);
+            }
+            super::users::register(agent);
+        }
+        finish(&span, &started);
+        started
+    }
+
     /// The start after the spawn: the handshake over `ctl` with the process
     /// `pid` (reaped by `reaper`), then the reader task. A seam for tests,
     /// which play the agent's side over a socketpair.
@@ -379,10 +482,8 @@ impl Agent {
         opts: &AgentOptions,
         ctl: OwnedFd,
         pid: i32,
-        mut reaper: Reaper,
+        reaper: Reaper,
     ) -> Result<Agent> {
-        sys::set_nonblocking(ctl.as_fd(), true).map_err(start_err("register"))?;
-        let ctl = sys::async_fd(ctl).map_err(start_err("register"))?;
         let hello = Request::Hello {
             version: proto::VERSION,
             user_ns: opts.user_ns.is_some(),
@@ -391,21 +492,52 @@ impl Agent {
                     .map_or_else(Vec::new, |n| n.as_str().as_bytes().to_vec())
             }),
         };
-        let mut buf = Vec::new();
-        proto::encode_request(HELLO_ID, &hello, &mut buf)?;
         let mut fds = vec![ns.as_fd()];
         if let Some(userns) = &opts.user_ns {
             fds.push(userns.as_fd());
         }
+        Agent::handshake_with(
+            &hello,
+            &fds,
+            opts,
+            ctl,
+            pid,
+            reaper,
+            label(ns, opts),
+            ns.id().ino,
+            false,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn handshake_with(
+        hello: &Request,
+        fds: &[BorrowedFd<'_>],
+        opts: &AgentOptions,
+        ctl: OwnedFd,
+        pid: i32,
+        mut reaper: Reaper,
+        netns: Option<Arc<str>>,
+        inode: u64,
+        detached: bool,
+    ) -> Result<Agent> {
+        sys::set_nonblocking(ctl.as_fd(), true).map_err(start_err("register"))?;
+        let ctl = sys::async_fd(ctl).map_err(start_err("register"))?;
+        let mut buf = Vec::new();
+        proto::encode_request(HELLO_ID, hello, &mut buf)?;
         let mut rbuf = vec![0; MAX_FRAME + 1];
         // If this future is dropped (the start deadline), `ctl` and the
         // reaper go with it: the agent is killed and reaped.
-        if let Err(err) = handshake(&ctl, pid, &buf, &fds, &mut rbuf).await {
+        if let Err(err) = handshake(&ctl, pid, &buf, fds, &mut rbuf).await {
             sys::shutdown(ctl.get_ref().as_fd());
             drop(ctl);
             reaper.reap().await;
             return Err(err);
         }
+        // Only a started agent is detached: one that failed or timed out
+        // during the handshake is killed and reaped as any other.
+        reaper.detached = detached;
         let conn = Arc::new(Conn::new(ctl, pid));
         let (done_tx, done) = watch::channel(None);
         tokio::spawn(reader(Arc::clone(&conn), reaper, rbuf, done_tx));
@@ -417,10 +549,66 @@ impl Agent {
             keep,
             done,
             request_timeout: opts.request_timeout,
-            netns: label(ns, opts),
-            inode: ns.id().ino,
+            netns,
+            inode,
         })
     }
+}
+
+/// Which user namespace a user-namespace agent ([`Agent::start_user`])
+/// works in.
+///
+/// # Examples
+///
+/// ```no_run
+/// use nsproxy::UserNamespace;
+/// let fresh = UserNamespace::New;
+/// let podman: std::os::fd::OwnedFd = std::fs::File::open("/proc/1234/ns/user")?.into();
+/// let existing = UserNamespace::Join(podman);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UserNamespace {
+    /// A new user namespace, the caller's uid and gid mapped to 0 in it
+    /// (`setgroups` denied), as `unshare -Ur` makes.
+    New,
+    /// The user namespace of this fd: an nsfs `user` file
+    /// (`/proc/PID/ns/user`, or from `NS_GET_USERNS`) or a pidfd (Linux 5.8).
+    Join(OwnedFd),
+}
+
+/// Spawns an agent process and gives the client end of its control socket,
+/// its pid and its reaper.
+async fn launch() -> Result<(OwnedFd, i32, Reaper)> {
+    if sys::secure_mode() {
+        // The agent would refuse (see the init hook): say why now.
+        let source = io::Error::from_raw_os_error(libc::EPERM);
+        return Err(start_err("secure mode (AT_SECURE)")(source));
+    }
+    let (ours, theirs) = frame_pair().map_err(start_err("socketpair"))?;
+    // The toolkit's lane: a user's long closures never delay an agent.
+    let exec = nsfs::Executor::global().map_err(|e| start_err("executor")(e.into()))?;
+    let ppid = std::process::id();
+    let (pid, reaper) = exec
+        .toolkit()
+        .run_home(move || {
+            // If this future is dropped meanwhile, the Reaper is
+            // dropped with the result: the agent is killed and reaped.
+            spawn_agent(theirs, ppid).map(|(pid, pidfd)| {
+                (
+                    pid,
+                    Reaper {
+                        pidfd: Some(pidfd),
+                        detached: false,
+                    },
+                )
+            })
+        })
+        .await
+        .map_err(|e| start_err("executor")(e.into()))?
+        .map_err(start_err("spawn"))?;
+    Ok((ours, pid, reaper))
 }
 
 /// What the spans call the namespace: the `ip netns exec` name, else the

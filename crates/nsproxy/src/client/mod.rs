@@ -15,11 +15,12 @@ mod conn;
 mod handle;
 mod launch;
 mod spawn;
+mod users;
 
 pub use child::AgentChild;
 pub(crate) use conn::Keep;
 pub use handle::Agent;
-pub use launch::{AgentOptions, DEFAULT_START_TIMEOUT};
+pub use launch::{AgentOptions, DEFAULT_START_TIMEOUT, UserNamespace};
 #[cfg(test)]
 pub(crate) use launch::{Reaper, spawn_agent, within};
 pub use spawn::{AgentStdio, SpawnRequest};

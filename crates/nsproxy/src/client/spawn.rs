@@ -48,6 +48,8 @@ pub enum AgentStdio {
 pub struct SpawnRequest {
     pub(super) spec: SpawnSpec,
     pub(super) fds: [Option<OwnedFd>; 3],
+    /// The network namespace to spawn in, if not the agent's own.
+    pub(super) netns: Option<OwnedFd>,
     pub(super) invalid: Option<Error>,
 }
 
@@ -90,8 +92,10 @@ impl SpawnRequest {
                 pgroup: None,
                 kill_on_drop: false,
                 stdio: [StdioSpec::Null; 3],
+                in_netns: false,
             },
             fds: [None, None, None],
+            netns: None,
             invalid,
         }
     }
@@ -273,6 +277,37 @@ impl SpawnRequest {
     /// ```
     pub fn stderr(self, stdio: AgentStdio) -> SpawnRequest {
         self.stdio(2, stdio)
+    }
+
+    /// Runs the program in the network namespace `ns` instead of the
+    /// agent's own: the agent enters `ns` for the spawn and returns after
+    /// it. For a user-namespace agent ([`Agent::start_user`](crate::Agent::start_user)),
+    /// whose own namespace is an empty one; the program also runs in the
+    /// agent's user (and mount) namespace.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(ns: &nsfs::NetNs) {
+    /// let req = nsproxy::SpawnRequest::new("ip").arg("link").netns(ns);
+    /// # }
+    /// ```
+    pub fn netns(mut self, ns: &nsfs::NetNs) -> SpawnRequest {
+        match ns.try_clone_fd() {
+            Ok(fd) => {
+                self.netns = Some(fd);
+                self.spec.in_netns = true;
+            }
+            Err(source) => {
+                if self.invalid.is_none() {
+                    self.invalid = Some(Error::Io {
+                        op: "duplicate the namespace fd",
+                        source,
+                    });
+                }
+            }
+        }
+        self
     }
 
     /// The program, as given.
