@@ -370,8 +370,19 @@ async fn dump_again(
     }
 }
 
+/// What the run-directory watcher checks in one round.
+enum Check {
+    /// Every viewed namespace, and (all-namespaces mode) every entry.
+    All,
+    /// One name the monitor reported added (or, `false`, removed).
+    One(NsName, bool),
+}
+
 /// Watches the run directory: in all-namespaces mode adds namespaces that
-/// appear; always notices viewed namespaces that go away.
+/// appear; always notices viewed namespaces that go away. A name the monitor
+/// reports is checked alone (a topology made or removed while a view of
+/// every namespace watches costs one check per name, not one scan of the
+/// view per name); the timer's backstop checks every name.
 pub(crate) async fn watch_run_dir(
     weak: Weak<Inner>,
     dir: RunDir,
@@ -384,66 +395,95 @@ pub(crate) async fn watch_run_dir(
     loop {
         // nsfs's monitor says at once when a name comes or goes; the timer is
         // the backstop (and the only source if the monitor fails).
-        match monitor.as_mut() {
+        let check = match monitor.as_mut() {
             Some(m) => tokio::select! {
-                _ = tick.tick() => {}
-                event = m.next() => {
-                    if !matches!(event, Some(Ok(_))) {
+                _ = tick.tick() => Check::All,
+                event = m.next() => match event {
+                    Some(Ok(nsfs::RunDirEvent::Added(name))) => Check::One(name, true),
+                    Some(Ok(nsfs::RunDirEvent::Removed(name))) => Check::One(name, false),
+                    Some(Ok(_)) => Check::All,
+                    event => {
                         tracing::debug!(?event, "run-directory monitor ended: polling only");
                         monitor = None;
+                        Check::All
                     }
-                }
+                },
             },
             None => {
                 tick.tick().await;
+                Check::All
             }
-        }
+        };
         let Some(inner) = weak.upgrade() else { return };
         let view = View { inner };
-        let viewed: Vec<(NsName, NsId, bool)> = lock(&view.inner.shared)
-            .namespaces
-            .iter()
-            .filter_map(|(k, e)| match k {
-                Namespace::Named(n) => {
-                    Some((n.clone(), e.id, matches!(e.view.status, NsStatus::Removed)))
-                }
-                Namespace::Host => None,
-            })
-            .collect();
-        for (name, id, removed) in &viewed {
-            if *removed {
-                continue;
+        let viewed: Vec<(NsName, NsId)> = {
+            let shared = lock(&view.inner.shared);
+            let followed = |name: &NsName| {
+                let e = shared.namespaces.get(&Namespace::Named(name.clone()))?;
+                (!matches!(e.view.status, NsStatus::Removed)).then_some(e.id)
+            };
+            match &check {
+                Check::All => shared
+                    .namespaces
+                    .keys()
+                    .filter_map(|k| match k {
+                        Namespace::Named(n) => Some((n.clone(), followed(n)?)),
+                        Namespace::Host => None,
+                    })
+                    .collect(),
+                Check::One(name, _) => followed(name)
+                    .map(|id| (name.clone(), id))
+                    .into_iter()
+                    .collect(),
             }
+        };
+        for (name, id) in &viewed {
             let same = dir.open(name).is_ok_and(|ns| ns.id() == *id);
             if !same {
-                let ns = Namespace::Named(name.clone());
-                if all {
-                    view.remove(&ns);
-                } else {
-                    if let Some(e) = lock(&view.inner.shared).namespaces.get_mut(&ns) {
-                        e.view.status = NsStatus::Removed;
-                        for t in e.tasks.drain(..) {
-                            t.abort();
-                        }
-                    }
-                    let _ = view.inner.changes.send(Change::NamespaceRemoved { ns });
-                    view.inner.bump();
-                }
+                gone(&view, name, all);
             }
         }
-        if all && let Ok(entries) = dir.list() {
-            for entry in entries {
-                if entry.state != EntryState::Mounted {
-                    continue;
-                }
-                let ns = Namespace::Named(entry.name);
-                let known = lock(&view.inner.shared).namespaces.contains_key(&ns);
-                if !known && let Err(e) = view.add(ns.clone()).await {
-                    tracing::debug!(%ns, error = %e, "could not add namespace");
-                }
+        if !all {
+            continue;
+        }
+        let candidates: Vec<NsName> = match check {
+            Check::All => dir
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.state == EntryState::Mounted)
+                .map(|e| e.name)
+                .collect(),
+            Check::One(name, true) => vec![name],
+            Check::One(_, false) => Vec::new(),
+        };
+        for name in candidates {
+            let ns = Namespace::Named(name);
+            let known = lock(&view.inner.shared).namespaces.contains_key(&ns);
+            if !known && let Err(e) = view.add(ns.clone()).await {
+                tracing::debug!(%ns, error = %e, "could not add namespace");
             }
         }
     }
+}
+
+/// The namespace viewed under `name` left the run directory (or the name
+/// now names another): dropped from an all-namespaces view, else marked
+/// removed.
+fn gone(view: &View, name: &NsName, all: bool) {
+    let ns = Namespace::Named(name.clone());
+    if all {
+        view.remove(&ns);
+        return;
+    }
+    if let Some(e) = lock(&view.inner.shared).namespaces.get_mut(&ns) {
+        e.view.status = NsStatus::Removed;
+        for t in e.tasks.drain(..) {
+            t.abort();
+        }
+    }
+    let _ = view.inner.changes.send(Change::NamespaceRemoved { ns });
+    view.inner.bump();
 }
 
 #[cfg(test)]
