@@ -11,7 +11,7 @@ use futures::StreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::NsidAttribute;
-use nsfs::{EntryState, NsId, NsName, RunDir};
+use nsfs::{NsId, NsName, RunDir};
 use tracing::field::Empty;
 
 use crate::error::Error;
@@ -387,11 +387,24 @@ pub(crate) async fn watch_run_dir(
     weak: Weak<Inner>,
     dir: RunDir,
     all: bool,
-    every: Duration,
+    every: Option<Duration>,
     mut monitor: Option<nsfs::Monitor>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The backstop: rare while the monitor reports names at once (each
+    // round checks every viewed name), frequent without it.
+    let period = |monitored: bool| {
+        every.unwrap_or(if monitored {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(100)
+        })
+    };
+    let timer = |period: Duration| {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut tick = timer(period(monitor.is_some()));
     loop {
         // nsfs's monitor says at once when a name comes or goes; the timer is
         // the backstop (and the only source if the monitor fails).
@@ -405,6 +418,7 @@ pub(crate) async fn watch_run_dir(
                     event => {
                         tracing::debug!(?event, "run-directory monitor ended: polling only");
                         monitor = None;
+                        tick = timer(period(false));
                         Check::All
                     }
                 },
@@ -438,8 +452,7 @@ pub(crate) async fn watch_run_dir(
             }
         };
         for (name, id) in &viewed {
-            let same = dir.open(name).is_ok_and(|ns| ns.id() == *id);
-            if !same {
+            if !names_same(&dir, name, *id) {
                 gone(&view, name, all);
             }
         }
@@ -447,13 +460,7 @@ pub(crate) async fn watch_run_dir(
             continue;
         }
         let candidates: Vec<NsName> = match check {
-            Check::All => dir
-                .list()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|e| e.state == EntryState::Mounted)
-                .map(|e| e.name)
-                .collect(),
+            Check::All => entry_names(&dir),
             Check::One(name, true) => vec![name],
             Check::One(_, false) => Vec::new(),
         };
@@ -465,6 +472,25 @@ pub(crate) async fn watch_run_dir(
             }
         }
     }
+}
+
+/// Whether `name` in `dir` still names the namespace `id`: one `stat` (of
+/// the nsfs file mounted there; a bare placeholder or nothing is not it),
+/// where opening it took half a dozen system calls: the backstop checks
+/// every viewed name each `poll_interval`.
+fn names_same(dir: &RunDir, name: &NsName, id: NsId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir.entry(name)).is_ok_and(|md| md.dev() == id.dev && md.ino() == id.ino)
+}
+
+/// The names in `dir` (a plain `readdir`: whether each is mounted is found
+/// when it is added, and only for names the view does not know).
+fn entry_names(dir: &RunDir) -> Vec<NsName> {
+    let Ok(read) = std::fs::read_dir(dir.path()) else {
+        return Vec::new();
+    };
+    read.filter_map(|e| NsName::from_os_str(&e.ok()?.file_name()).ok())
+        .collect()
 }
 
 /// The namespace viewed under `name` left the run directory (or the name

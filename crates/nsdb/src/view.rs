@@ -95,7 +95,8 @@ pub struct Builder {
     namespaces: Vec<Namespace>,
     all: bool,
     receive_buffer: Option<usize>,
-    poll: Duration,
+    /// The backstop's period, if the user set one.
+    poll: Option<Duration>,
     capacity: usize,
 }
 
@@ -152,9 +153,11 @@ impl Builder {
     }
 
     /// How often the run directory is checked for namespaces that appeared
-    /// or went away (default 100 ms). nsfs's run-directory monitor reports
-    /// them at once; this timer is the backstop, and the only source when
-    /// the monitor cannot be set up.
+    /// or went away. nsfs's run-directory monitor reports them at once; this
+    /// timer is the backstop, and the only source when the monitor cannot
+    /// be set up. Each round checks every viewed name (one `stat` each,
+    /// about 6 us: 6 ms for a view of 1,000 namespaces). Default: 1 s while
+    /// the monitor runs, 100 ms without it.
     ///
     /// # Examples
     ///
@@ -162,7 +165,7 @@ impl Builder {
     /// let b = nsdb::View::builder().poll_interval(std::time::Duration::from_millis(20));
     /// ```
     pub fn poll_interval(mut self, every: Duration) -> Builder {
-        self.poll = every;
+        self.poll = Some(every);
         self
     }
 
@@ -474,7 +477,7 @@ impl View {
             namespaces: Vec::new(),
             all: false,
             receive_buffer: None,
-            poll: Duration::from_millis(100),
+            poll: None,
             capacity: 1024,
         }
     }
