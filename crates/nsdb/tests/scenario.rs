@@ -272,7 +272,15 @@ async fn bridge_master_rename_in_one_transaction_then_undone_on_failure() {
     tx.link(&a, "p1").unwrap().set_mtu(1_000_000);
     let err = tx.commit().await.unwrap_err();
     assert!(matches!(err, Error::Commit { step: 1, .. }), "{err}");
-    let after = view.dump(&a).await.unwrap();
+    // The kernel settles a link's operational state after it is set up
+    // again (linkwatch, deferred up to a second): a dump taken at once can
+    // show the port RUNNING with its peer down. Wait until it settled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut after = view.dump(&a).await.unwrap();
+    while after != before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = view.dump(&a).await.unwrap();
+    }
     assert_eq!(before, after, "{}", common::describe_diff(&after, &before));
     let snap = view.snapshot();
     assert_eq!(snap.link(&a, "port0").unwrap().master, Some(br.index));
