@@ -575,11 +575,7 @@ impl View {
             }
             // Started over: what was known of it before goes.
             let touched = match shared.namespaces.remove(&ns) {
-                Some(old) => {
-                    let links = old.view.state.links.values().cloned().collect::<Vec<_>>();
-                    lock(&self.inner.peers).forget(&ns, links.into_iter());
-                    peers::forget_peer(&mut shared, &ns)
-                }
+                Some(old) => peers::forget_namespace(&self.inner, &mut shared, &ns, &old),
                 None => Default::default(),
             };
             let _ = self
@@ -649,11 +645,10 @@ impl View {
     pub fn remove(&self, ns: &Namespace) -> bool {
         let touched = {
             let mut shared = lock(&self.inner.shared);
-            shared.namespaces.remove(ns).map(|old| {
-                let links = old.view.state.links.values().cloned().collect::<Vec<_>>();
-                lock(&self.inner.peers).forget(ns, links.into_iter());
-                peers::forget_peer(&mut shared, ns)
-            })
+            shared
+                .namespaces
+                .remove(ns)
+                .map(|old| peers::forget_namespace(&self.inner, &mut shared, ns, &old))
         };
         let removed = touched.is_some();
         // The ids that named it wait for it again (it may come back).
