@@ -302,10 +302,20 @@ impl Events {
         groups: &[MulticastGroup],
     ) -> Result<Events> {
         let sock = socket.socket_mut();
+        // Groups 1 to 32 join through the bind's group mask, in one take of
+        // the kernel's netlink table lock (global, exclusive), where one
+        // `NETLINK_ADD_MEMBERSHIP` per group takes it once each: six groups
+        // cost about as much as dumping a small namespace, and a view of
+        // 1,000 namespaces subscribes 1,000 sockets. Higher groups join by
+        // membership.
+        let ids = || groups.iter().map(|g| *g as u32);
+        let mask = ids()
+            .filter(|g| (1..=32).contains(g))
+            .fold(0u32, |mask, g| mask | 1 << (g - 1));
         let mut subscribe = || -> std::io::Result<()> {
-            sock.bind(&SocketAddr::new(0, 0))?;
-            for group in groups {
-                sock.add_membership(*group as u32)?;
+            sock.bind(&SocketAddr::new(0, mask))?;
+            for group in ids().filter(|g| *g > 32) {
+                sock.add_membership(group)?;
             }
             Ok(())
         };

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::NsidAttribute;
-use nsfs::{EntryState, NsId, NsName, RunDir};
+use nsfs::{NsId, NsName, RunDir};
 use tracing::field::Empty;
 
 use crate::error::Error;
@@ -370,80 +370,146 @@ async fn dump_again(
     }
 }
 
+/// What the run-directory watcher checks in one round.
+enum Check {
+    /// Every viewed namespace, and (all-namespaces mode) every entry.
+    All,
+    /// One name the monitor reported added (or, `false`, removed).
+    One(NsName, bool),
+}
+
 /// Watches the run directory: in all-namespaces mode adds namespaces that
-/// appear; always notices viewed namespaces that go away.
+/// appear; always notices viewed namespaces that go away. A name the monitor
+/// reports is checked alone (a topology made or removed while a view of
+/// every namespace watches costs one check per name, not one scan of the
+/// view per name); the timer's backstop checks every name.
 pub(crate) async fn watch_run_dir(
     weak: Weak<Inner>,
     dir: RunDir,
     all: bool,
-    every: Duration,
+    every: Option<Duration>,
     mut monitor: Option<nsfs::Monitor>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The backstop: rare while the monitor reports names at once (each
+    // round checks every viewed name), frequent without it.
+    let period = |monitored: bool| {
+        every.unwrap_or(if monitored {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(100)
+        })
+    };
+    let timer = |period: Duration| {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut tick = timer(period(monitor.is_some()));
     loop {
         // nsfs's monitor says at once when a name comes or goes; the timer is
         // the backstop (and the only source if the monitor fails).
-        match monitor.as_mut() {
+        let check = match monitor.as_mut() {
             Some(m) => tokio::select! {
-                _ = tick.tick() => {}
-                event = m.next() => {
-                    if !matches!(event, Some(Ok(_))) {
+                _ = tick.tick() => Check::All,
+                event = m.next() => match event {
+                    Some(Ok(nsfs::RunDirEvent::Added(name))) => Check::One(name, true),
+                    Some(Ok(nsfs::RunDirEvent::Removed(name))) => Check::One(name, false),
+                    Some(Ok(_)) => Check::All,
+                    event => {
                         tracing::debug!(?event, "run-directory monitor ended: polling only");
                         monitor = None;
+                        tick = timer(period(false));
+                        Check::All
                     }
-                }
+                },
             },
             None => {
                 tick.tick().await;
+                Check::All
             }
-        }
+        };
         let Some(inner) = weak.upgrade() else { return };
         let view = View { inner };
-        let viewed: Vec<(NsName, NsId, bool)> = lock(&view.inner.shared)
-            .namespaces
-            .iter()
-            .filter_map(|(k, e)| match k {
-                Namespace::Named(n) => {
-                    Some((n.clone(), e.id, matches!(e.view.status, NsStatus::Removed)))
-                }
-                Namespace::Host => None,
-            })
-            .collect();
-        for (name, id, removed) in &viewed {
-            if *removed {
-                continue;
+        let viewed: Vec<(NsName, NsId)> = {
+            let shared = lock(&view.inner.shared);
+            let followed = |name: &NsName| {
+                let e = shared.namespaces.get(&Namespace::Named(name.clone()))?;
+                (!matches!(e.view.status, NsStatus::Removed)).then_some(e.id)
+            };
+            match &check {
+                Check::All => shared
+                    .namespaces
+                    .keys()
+                    .filter_map(|k| match k {
+                        Namespace::Named(n) => Some((n.clone(), followed(n)?)),
+                        Namespace::Host => None,
+                    })
+                    .collect(),
+                Check::One(name, _) => followed(name)
+                    .map(|id| (name.clone(), id))
+                    .into_iter()
+                    .collect(),
             }
-            let same = dir.open(name).is_ok_and(|ns| ns.id() == *id);
-            if !same {
-                let ns = Namespace::Named(name.clone());
-                if all {
-                    view.remove(&ns);
-                } else {
-                    if let Some(e) = lock(&view.inner.shared).namespaces.get_mut(&ns) {
-                        e.view.status = NsStatus::Removed;
-                        for t in e.tasks.drain(..) {
-                            t.abort();
-                        }
-                    }
-                    let _ = view.inner.changes.send(Change::NamespaceRemoved { ns });
-                    view.inner.bump();
-                }
+        };
+        for (name, id) in &viewed {
+            if !names_same(&dir, name, *id) {
+                gone(&view, name, all);
             }
         }
-        if all && let Ok(entries) = dir.list() {
-            for entry in entries {
-                if entry.state != EntryState::Mounted {
-                    continue;
-                }
-                let ns = Namespace::Named(entry.name);
-                let known = lock(&view.inner.shared).namespaces.contains_key(&ns);
-                if !known && let Err(e) = view.add(ns.clone()).await {
-                    tracing::debug!(%ns, error = %e, "could not add namespace");
-                }
+        if !all {
+            continue;
+        }
+        let candidates: Vec<NsName> = match check {
+            Check::All => entry_names(&dir),
+            Check::One(name, true) => vec![name],
+            Check::One(_, false) => Vec::new(),
+        };
+        for name in candidates {
+            let ns = Namespace::Named(name);
+            let known = lock(&view.inner.shared).namespaces.contains_key(&ns);
+            if !known && let Err(e) = view.add(ns.clone()).await {
+                tracing::debug!(%ns, error = %e, "could not add namespace");
             }
         }
     }
+}
+
+/// Whether `name` in `dir` still names the namespace `id`: one `stat` (of
+/// the nsfs file mounted there; a bare placeholder or nothing is not it),
+/// where opening it took half a dozen system calls: the backstop checks
+/// every viewed name each `poll_interval`.
+fn names_same(dir: &RunDir, name: &NsName, id: NsId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir.entry(name)).is_ok_and(|md| md.dev() == id.dev && md.ino() == id.ino)
+}
+
+/// The names in `dir` (a plain `readdir`: whether each is mounted is found
+/// when it is added, and only for names the view does not know).
+fn entry_names(dir: &RunDir) -> Vec<NsName> {
+    let Ok(read) = std::fs::read_dir(dir.path()) else {
+        return Vec::new();
+    };
+    read.filter_map(|e| NsName::from_os_str(&e.ok()?.file_name()).ok())
+        .collect()
+}
+
+/// The namespace viewed under `name` left the run directory (or the name
+/// now names another): dropped from an all-namespaces view, else marked
+/// removed.
+fn gone(view: &View, name: &NsName, all: bool) {
+    let ns = Namespace::Named(name.clone());
+    if all {
+        view.remove(&ns);
+        return;
+    }
+    if let Some(e) = lock(&view.inner.shared).namespaces.get_mut(&ns) {
+        e.view.status = NsStatus::Removed;
+        for t in e.tasks.drain(..) {
+            t.abort();
+        }
+    }
+    let _ = view.inner.changes.send(Change::NamespaceRemoved { ns });
+    view.inner.bump();
 }
 
 #[cfg(test)]

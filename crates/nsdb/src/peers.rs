@@ -57,6 +57,9 @@ pub(crate) struct Peers {
     waits_for: BTreeMap<(Namespace, i32), Mac>,
     /// Ids whose peer link showed: to resolve again.
     woken: BTreeSet<(Namespace, i32)>,
+    /// For each namespace, the ids (namespace, id) that name it: what a
+    /// namespace leaving the view unnames, without a scan of the view.
+    named: HashMap<Namespace, BTreeSet<(Namespace, i32)>>,
 }
 
 impl Peers {
@@ -96,6 +99,24 @@ impl Peers {
                     self.add_link(ns, n);
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// `ns` names `peer` by `id`.
+    fn name(&mut self, ns: &Namespace, id: i32, peer: &Namespace) {
+        self.named
+            .entry(peer.clone())
+            .or_default()
+            .insert((ns.clone(), id));
+    }
+
+    /// `ns` no longer names `peer` by `id`.
+    fn unname(&mut self, ns: &Namespace, id: i32, peer: &Namespace) {
+        if let Some(set) = self.named.get_mut(peer) {
+            set.remove(&(ns.clone(), id));
+            if set.is_empty() {
+                self.named.remove(peer);
             }
         }
     }
@@ -258,9 +279,13 @@ async fn resolve_one(inner: &Inner, ns: &Namespace, dump: &DumpLock, id: i32, pe
             {
                 {
                     let mut shared = lock(&inner.shared);
-                    lock(&inner.peers).unwait(ns, id);
+                    let mut peers = lock(&inner.peers);
+                    peers.unwait(ns, id);
                     if let Some(e) = shared.namespaces.get_mut(ns) {
-                        Arc::make_mut(&mut e.view.nsids).insert(id, b);
+                        peers.name(ns, id, &b);
+                        if let Some(old) = Arc::make_mut(&mut e.view.nsids).insert(id, b) {
+                            peers.unname(ns, id, &old);
+                        }
                     }
                 }
                 inner.bump();
@@ -273,26 +298,38 @@ async fn resolve_one(inner: &Inner, ns: &Namespace, dump: &DumpLock, id: i32, pe
 /// The kernel deleted `id` in `ns` (`RTM_DELNSID`): it names nothing now.
 pub(crate) fn forget_id(inner: &Inner, ns: &Namespace, id: i32) {
     let mut shared = lock(&inner.shared);
-    lock(&inner.peers).unwait(ns, id);
+    let mut peers = lock(&inner.peers);
+    peers.unwait(ns, id);
     if let Some(e) = shared.namespaces.get_mut(ns)
         && e.view.nsids.contains_key(&id)
+        && let Some(peer) = Arc::make_mut(&mut e.view.nsids).remove(&id)
     {
-        Arc::make_mut(&mut e.view.nsids).remove(&id);
+        peers.unname(ns, id, &peer);
     }
 }
 
-/// `gone` left the view: the ids naming it name nothing now. Returns the
-/// namespaces that had such ids (to resolve again: the namespace may come
-/// back).
-pub(crate) fn forget_peer(
+/// `ns` left the view (its entry `old`, taken out of `shared`): its links
+/// leave the index, its ids stop waiting, and the ids of other namespaces
+/// that named it name nothing now. Returns those namespaces (to resolve
+/// again: it may come back).
+pub(crate) fn forget_namespace(
+    inner: &Inner,
     shared: &mut crate::view::Shared,
-    gone: &Namespace,
+    ns: &Namespace,
+    old: &crate::view::Entry,
 ) -> BTreeSet<Namespace> {
+    let mut peers = lock(&inner.peers);
+    peers.forget(ns, old.view.state.links.values().cloned());
+    for (id, peer) in old.view.nsids.iter() {
+        peers.unname(ns, *id, peer);
+    }
     let mut touched = BTreeSet::new();
-    for (k, e) in shared.namespaces.iter_mut() {
-        if e.view.nsids.values().any(|n| n == gone) {
-            Arc::make_mut(&mut e.view.nsids).retain(|_, n| n != gone);
-            touched.insert(k.clone());
+    for (k, id) in peers.named.remove(ns).unwrap_or_default() {
+        if let Some(e) = shared.namespaces.get_mut(&k)
+            && e.view.nsids.get(&id) == Some(ns)
+        {
+            Arc::make_mut(&mut e.view.nsids).remove(&id);
+            touched.insert(k);
         }
     }
     touched

@@ -95,7 +95,8 @@ pub struct Builder {
     namespaces: Vec<Namespace>,
     all: bool,
     receive_buffer: Option<usize>,
-    poll: Duration,
+    /// The backstop's period, if the user set one.
+    poll: Option<Duration>,
     capacity: usize,
 }
 
@@ -152,9 +153,11 @@ impl Builder {
     }
 
     /// How often the run directory is checked for namespaces that appeared
-    /// or went away (default 100 ms). nsfs's run-directory monitor reports
-    /// them at once; this timer is the backstop, and the only source when
-    /// the monitor cannot be set up.
+    /// or went away. nsfs's run-directory monitor reports them at once; this
+    /// timer is the backstop, and the only source when the monitor cannot
+    /// be set up. Each round checks every viewed name (one `stat` each,
+    /// about 6 us: 6 ms for a view of 1,000 namespaces). Default: 1 s while
+    /// the monitor runs, 100 ms without it.
     ///
     /// # Examples
     ///
@@ -162,7 +165,7 @@ impl Builder {
     /// let b = nsdb::View::builder().poll_interval(std::time::Duration::from_millis(20));
     /// ```
     pub fn poll_interval(mut self, every: Duration) -> Builder {
-        self.poll = every;
+        self.poll = Some(every);
         self
     }
 
@@ -474,7 +477,7 @@ impl View {
             namespaces: Vec::new(),
             all: false,
             receive_buffer: None,
-            poll: Duration::from_millis(100),
+            poll: None,
             capacity: 1024,
         }
     }
@@ -572,11 +575,7 @@ impl View {
             }
             // Started over: what was known of it before goes.
             let touched = match shared.namespaces.remove(&ns) {
-                Some(old) => {
-                    let links = old.view.state.links.values().cloned().collect::<Vec<_>>();
-                    lock(&self.inner.peers).forget(&ns, links.into_iter());
-                    peers::forget_peer(&mut shared, &ns)
-                }
+                Some(old) => peers::forget_namespace(&self.inner, &mut shared, &ns, &old),
                 None => Default::default(),
             };
             let _ = self
@@ -646,11 +645,10 @@ impl View {
     pub fn remove(&self, ns: &Namespace) -> bool {
         let touched = {
             let mut shared = lock(&self.inner.shared);
-            shared.namespaces.remove(ns).map(|old| {
-                let links = old.view.state.links.values().cloned().collect::<Vec<_>>();
-                lock(&self.inner.peers).forget(ns, links.into_iter());
-                peers::forget_peer(&mut shared, ns)
-            })
+            shared
+                .namespaces
+                .remove(ns)
+                .map(|old| peers::forget_namespace(&self.inner, &mut shared, ns, &old))
         };
         let removed = touched.is_some();
         // The ids that named it wait for it again (it may come back).

@@ -1,7 +1,7 @@
 //! A view of 1,000 namespaces joined in a ring by veth pairs (each pair's
 //! ends born in their namespaces): built with `all_namespaces()`, it sees
 //! every link and names every peer, follows changes (an MTU, a new pair
-//! between two far namespaces), holds at most two fds per namespace and no
+//! between two far namespaces, namespaces made and removed), holds at most two fds per namespace and no
 //! thread per namespace, and gives every fd back when dropped.
 //!
 //! Alone in its binary: `all_namespaces()` covers the whole (sandboxed) run
@@ -222,6 +222,29 @@ async fn a_view_of_a_thousand_namespaces_sees_every_link_and_peer() {
     })
     .await
     .expect("the view names the peers of a new pair");
+
+    // Namespaces that come and go while it watches: each is checked alone
+    // (the monitor names it), not by a scan of the whole view.
+    let extra: Vec<NsName> = (0..50)
+        .map(|i| NsName::new(format!("nsdb-scale-extra-{i}")).unwrap())
+        .collect();
+    let dir = RunDir::default();
+    for name in &extra {
+        dir.create(name, OpenMode::CreateExclusive).await.unwrap();
+    }
+    view.wait_for("the new namespaces added", Duration::from_secs(20), |s| {
+        s.namespaces().count() == n + extra.len()
+    })
+    .await
+    .expect("the view adds namespaces made while it watches");
+    for name in &extra {
+        dir.remove(name).await.unwrap();
+    }
+    view.wait_for("the new namespaces dropped", Duration::from_secs(20), |s| {
+        s.namespaces().count() == n
+    })
+    .await
+    .expect("the view drops namespaces removed while it watches");
 
     drop(snap);
     drop(view);

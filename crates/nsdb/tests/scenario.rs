@@ -272,7 +272,19 @@ async fn bridge_master_rename_in_one_transaction_then_undone_on_failure() {
     tx.link(&a, "p1").unwrap().set_mtu(1_000_000);
     let err = tx.commit().await.unwrap_err();
     assert!(matches!(err, Error::Commit { step: 1, .. }), "{err}");
-    let after = view.dump(&a).await.unwrap();
+    // What the rollback restores; not the carrier: the kernel settles a
+    // link's operational state (`RUNNING`, `LOWER_UP`, operstate) after it
+    // is set up (linkwatch, deferred up to a second), so either dump may
+    // have caught the port RUNNING with its peer down, for a moment.
+    let settled = |mut s: nsdb::NsState| {
+        for l in s.links.values_mut() {
+            l.flags &= !(libc::IFF_RUNNING as u32 | libc::IFF_LOWER_UP as u32);
+            l.oper_state = None;
+        }
+        s
+    };
+    let after = settled(view.dump(&a).await.unwrap());
+    let before = settled(before);
     assert_eq!(before, after, "{}", common::describe_diff(&after, &before));
     let snap = view.snapshot();
     assert_eq!(snap.link(&a, "port0").unwrap().master, Some(br.index));
