@@ -205,6 +205,20 @@ fn ipv6_is_gateway() {
 }
 
 #[test]
+fn ipv6_with_dad_and_default_gateway() {
+    // enabledad: the container's address goes through DAD (tentative) before
+    // the default route through the gateway is added.
+    differential(
+        "dad",
+        v4(
+            json!({"isDefaultGateway": true, "enabledad": true,
+                "ipam": {"type": "host-local", "subnet": "fd00:90::/64"}}),
+            "1.0.0",
+        ),
+    );
+}
+
+#[test]
 fn dual_stack_default_gateway() {
     differential(
         "ds",
