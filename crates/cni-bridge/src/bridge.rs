@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
@@ -422,6 +422,9 @@ async fn configure_iface(
         .execute()
         .await
         .map_err(nl(format!("set {ifname:?} UP")))?;
+    if v6gw.is_some() {
+        settle_addresses(&ns.cont, index, ifname).await?;
+    }
     for r in &result.routes {
         let gw = r.gw.or(if r.dst.is_ipv4() { v4gw } else { v6gw });
         let mut b = RouteMessageBuilder::<IpAddr>::new()
@@ -446,6 +449,47 @@ async fn configure_iface(
     Ok(())
 }
 
+/// The reference's `SettleAddresses`: waits (up to 10 s) until no IPv6
+/// address of the link is tentative (only with `enabledad` is one ever);
+/// an address whose DAD failed is an error.
+async fn settle_addresses(h: &Handle, index: u32, ifname: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut tentative = false;
+        for m in address_messages(h, index).await? {
+            let flags = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    AddressAttribute::Flags(f) => Some(*f),
+                    _ => None,
+                })
+                .unwrap_or_else(|| {
+                    AddressFlags::from_bits_truncate(u32::from(m.header.flags.bits()))
+                });
+            if flags.contains(AddressFlags::Dadfailed) {
+                return Err(Error::Bridge {
+                    msg: format!(
+                        "link {ifname} has address {:?} in DADFAILED state",
+                        addr_of(&m)
+                    ),
+                });
+            }
+            tentative |=
+                m.header.family == AddressFamily::Inet6 && flags.contains(AddressFlags::Tentative);
+        }
+        if !tentative {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Bridge {
+                msg: format!("link {ifname} still has tentative addresses after 10 seconds"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn addr_of(msg: &AddressMessage) -> Option<IpAddr> {
     msg.attributes.iter().find_map(|a| match a {
         AddressAttribute::Address(ip) => Some(*ip),
@@ -453,7 +497,7 @@ fn addr_of(msg: &AddressMessage) -> Option<IpAddr> {
     })
 }
 
-async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
+async fn address_messages(h: &Handle, index: u32) -> Result<Vec<AddressMessage>> {
     let msgs: Vec<AddressMessage> = h
         .rtnetlink()
         .address()
@@ -464,8 +508,15 @@ async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
         .await
         .map_err(nl("list addresses"))?;
     Ok(msgs
-        .iter()
+        .into_iter()
         .filter(|m| m.header.index == index)
+        .collect())
+}
+
+async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
+    Ok(address_messages(h, index)
+        .await?
+        .iter()
         .filter_map(|m| addr_of(m).map(|a| Cidr::new(a, m.header.prefix_len)))
         .collect())
 }

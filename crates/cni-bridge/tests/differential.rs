@@ -205,6 +205,20 @@ fn ipv6_is_gateway() {
 }
 
 #[test]
+fn ipv6_with_dad_and_default_gateway() {
+    // enabledad: the container's address goes through DAD (tentative) before
+    // the default route through the gateway is added.
+    differential(
+        "dad",
+        v4(
+            json!({"isDefaultGateway": true, "enabledad": true,
+                "ipam": {"type": "host-local", "subnet": "fd00:90::/64"}}),
+            "1.0.0",
+        ),
+    );
+}
+
+#[test]
 fn dual_stack_default_gateway() {
     differential(
         "ds",
@@ -361,4 +375,43 @@ fn shares_leases_with_reference_host_local() {
         assert!(call.run(&conf).ok);
     }
     assert!(leases(&data.path(), "sharenet").is_empty());
+}
+
+/// `forceAddress` with a bridge that already has another address in the
+/// subnet: without it both refuse, with it both replace the address.
+/// Difference on purpose: the refused ADD leaves the reference's veth pair
+/// behind (it only releases the lease); ours removes it.
+#[test]
+fn force_address_on_a_bridge_with_another_address() {
+    for (force, tag) in [(false, "fa0"), (true, "fa1")] {
+        let mut seen = Vec::new();
+        for plugin in [reference("bridge"), OURS.to_string()] {
+            let host = Ns::new(&format!("h-{tag}"));
+            let cont = Ns::new(&format!("c-{tag}"));
+            let data = TmpDir::new(tag);
+            host.ip(&["link", "add", "cni0", "type", "bridge"]);
+            host.ip(&["addr", "add", "10.88.0.254/16", "dev", "cni0"]);
+            let mut conf = v4(json!({"isGateway": true, "forceAddress": force}), "1.0.0");
+            conf["ipam"]["dataDir"] = json!(data.path());
+            let add = Call::new(&plugin, &host, "ADD", "ctr1", &cont).run(&conf);
+            let bridge_addrs: Vec<String> = host
+                .ip(&["-4", "-br", "addr", "show", "cni0"])
+                .split_whitespace()
+                .filter(|w| w.contains('/'))
+                .map(String::from)
+                .collect();
+            let veths = host.ip(&["-br", "link"]).matches("veth").count();
+            assert!(leases(&data.path(), "testnet").len() == usize::from(add.ok));
+            seen.push((add.ok, add.json["code"].clone(), bridge_addrs, veths));
+        }
+        let (theirs, ours) = (&seen[0], &seen[1]);
+        assert_eq!(ours.0, force, "ours: {ours:?}");
+        assert_eq!((ours.0, &ours.1, &ours.2), (theirs.0, &theirs.1, &theirs.2));
+        if force {
+            assert_eq!(ours.2, ["10.88.0.1/16"]);
+            assert_eq!((ours.3, theirs.3), (1, 1));
+        } else {
+            assert_eq!((ours.3, theirs.3), (0, 1), "the failed ADD's veth");
+        }
+    }
 }

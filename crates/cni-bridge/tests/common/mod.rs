@@ -235,7 +235,8 @@ pub fn snapshot(ns: &Ns, keep_mac: Option<&str>) -> Value {
             }
             addrs.push(
                 json!({"dev": name, "family": a["family"], "local": a["local"],
-                "prefixlen": a["prefixlen"], "scope": a["scope"]}),
+                "prefixlen": a["prefixlen"], "scope": a["scope"],
+                "tentative": a["tentative"], "dadfailed": a["dadfailed"]}),
             );
         }
     }
