@@ -8,7 +8,8 @@
 //!   mounted or stale), [`open`](RunDir::open), [`attach`](RunDir::attach),
 //!   [`identify`](RunDir::identify), [`pids`](RunDir::pids) and
 //!   [`monitor`](RunDir::monitor) (a `Stream` of [`RunDirEvent`]s).
-//! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
+//! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid, pidfd
+//!   ([`NetNs::from_pidfd`]) or fd;
 //!   [`NsId`] is its identity, [`NetNs::describe`] its description for
 //!   messages.
 //! - [`Target`]: which namespace, as a caller names it (a name, a path, a
