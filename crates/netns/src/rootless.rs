@@ -578,20 +578,5 @@ impl UserNsTarget {
 
 /// Checks that `fd` is a user namespace.
 fn check_user_ns(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<()> {
-    let st = nix::sys::statfs::fstatfs(fd).map_err(|e| nsfs::Error::Open {
-        path: path.into(),
-        source: e.into(),
-    })?;
-    if st.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
-        return Err(nsfs::Error::NotNamespace { path: path.into() }.into());
-    }
-    match crate::sys::ns_type(fd) {
-        Ok(t) if t == libc::CLONE_NEWUSER => Ok(()),
-        Ok(_) => Err(nsfs::Error::WrongNamespaceType { path: path.into() }.into()),
-        Err(source) => Err(nsfs::Error::Open {
-            path: path.into(),
-            source,
-        }
-        .into()),
-    }
+    Ok(nsfs::check_namespace_type(fd, libc::CLONE_NEWUSER, path)?)
 }

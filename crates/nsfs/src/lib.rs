@@ -101,7 +101,7 @@ mod user;
 pub use error::{Error, Result};
 pub use monitor::{Monitor, RunDirEvent};
 pub use name::{NAME_MAX, NsName};
-pub use netns::{NetNs, NsId};
+pub use netns::{NetNs, NsId, check_namespace_type};
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};
 pub use target::Target;
 pub use thread::Executor;

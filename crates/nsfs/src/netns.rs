@@ -282,23 +282,7 @@ impl NetNs {
 
     pub(crate) fn from_fd_at(fd: OwnedFd, path: Option<PathBuf>) -> Result<NetNs> {
         let described = || path.clone().unwrap_or_else(|| fd_path(fd.as_fd()));
-        let stat = fstatfs(&fd).map_err(|e| Error::Open {
-            path: described(),
-            source: e.into(),
-        })?;
-        if stat.filesystem_type() != NSFS_MAGIC {
-            return Err(Error::NotNamespace { path: described() });
-        }
-        match sys::ns_type(fd.as_fd()) {
-            Ok(libc::CLONE_NEWNET) => {}
-            Ok(_) => return Err(Error::WrongNamespaceType { path: described() }),
-            Err(source) => {
-                return Err(Error::Open {
-                    path: described(),
-                    source,
-                });
-            }
-        }
+        check_type(fd.as_fd(), libc::CLONE_NEWNET, described)?;
         let st = fstat(&fd).map_err(|e| Error::Open {
             path: described(),
             source: e.into(),
@@ -512,6 +496,58 @@ impl fmt::Debug for NetNs {
             .field("id", &self.inner.id)
             .field("path", &self.inner.path)
             .finish()
+    }
+}
+
+/// Checks that `fd` is a namespace of type `kind`, a `CLONE_NEW*` flag
+/// (`CLONE_NEWNET`, `CLONE_NEWUSER`, ...): a file on nsfs, of the type
+/// `ioctl(NS_GET_NSTYPE)` names. `path` describes the fd in errors.
+///
+/// # Errors
+///
+/// [`Error::NotNamespace`] if `fd` is not on nsfs (nothing else is asked of
+/// it), [`Error::WrongNamespaceType`] for another type of namespace,
+/// [`Error::Open`] if either question fails.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let user = std::fs::File::open("/proc/self/ns/user")?;
+/// nsfs::check_namespace_type(user.as_fd(), libc::CLONE_NEWUSER, "/proc/self/ns/user".as_ref())?;
+/// let err = nsfs::check_namespace_type(user.as_fd(), libc::CLONE_NEWNET, "/proc/self/ns/user".as_ref());
+/// assert!(matches!(err, Err(nsfs::Error::WrongNamespaceType { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # References
+///
+/// `ioctl_nsfs(2)`.
+#[doc(alias = "NS_GET_NSTYPE")]
+pub fn check_namespace_type(fd: BorrowedFd<'_>, kind: libc::c_int, path: &Path) -> Result<()> {
+    check_type(fd, kind, || path.to_owned())
+}
+
+/// [`check_namespace_type`], describing the fd only on failure.
+fn check_type(
+    fd: BorrowedFd<'_>,
+    kind: libc::c_int,
+    described: impl Fn() -> PathBuf,
+) -> Result<()> {
+    let stat = fstatfs(fd).map_err(|e| Error::Open {
+        path: described(),
+        source: e.into(),
+    })?;
+    if stat.filesystem_type() != NSFS_MAGIC {
+        return Err(Error::NotNamespace { path: described() });
+    }
+    match sys::ns_type(fd) {
+        Ok(t) if t == kind => Ok(()),
+        Ok(_) => Err(Error::WrongNamespaceType { path: described() }),
+        Err(source) => Err(Error::Open {
+            path: described(),
+            source,
+        }),
     }
 }
 
