@@ -28,6 +28,26 @@ $N delete b; echo "delete b: $?"
 $N list
 "#;
 
+/// `attach`: a process in a namespace of its own (`unshare -n` as root,
+/// `unshare -Urn` without root), named, opened, entered, kept after the
+/// process is gone, deleted; a taken name and a pid that has exited.
+const ATTACH: &str = r#"
+if [ "$(id -u)" = 0 ]; then U=-n; else U=-Urn; fi
+unshare $U sleep 60 & P=$!
+while [ "$(readlink /proc/$P/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do :; done
+$N attach c $P; echo "attach: $?"
+$N attach c $P; echo "attach again: $?"
+$N attach d 2147483647; echo "attach dead: $?"
+$N list
+$N exec c ip -o link show
+kill $P; wait $P
+$N list
+$N exec --fast c ip -o link show
+$N delete c; echo "delete: $?"
+$N list
+ls "$D"
+"#;
+
 /// Runs `script` as root in a fresh mount and network namespace with an
 /// empty `/run/netns`.
 fn as_root(script: &str) -> (String, String) {
@@ -105,6 +125,19 @@ fn same_output_as_root_for_the_same_operations() {
         root_out.contains("1: lo: <LOOPBACK,UP,LOWER_UP>") || root_out.contains("inet 127.0.0.1/8"),
         "{root_out}"
     );
+    assert_eq!(out, root_out, "stdout, rootless vs root\n{err}");
+    assert_eq!(err, root_err, "stderr, rootless vs root");
+}
+
+#[test]
+fn attach_same_output_as_root() {
+    common::require_root();
+    let (root_out, root_err) = as_root(ATTACH);
+    let xdg = private_dir("attach");
+    let (out, err) = as_nobody(&xdg.0, ATTACH);
+    assert!(root_out.contains("attach: 0"), "{root_out}{root_err}");
+    assert!(root_out.contains("1: lo: <LOOPBACK>"), "{root_out}");
+    assert!(root_err.contains("File exists"), "{root_err}");
     assert_eq!(out, root_out, "stdout, rootless vs root\n{err}");
     assert_eq!(err, root_err, "stderr, rootless vs root");
 }
