@@ -192,3 +192,67 @@ fn names_outlive_nsctl_until_deleted_and_nothing_is_left() {
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+/// `--user` as root: rootless mode (a private user namespace, the per-user
+/// run directory), `/run/netns` untouched; root mode does not see the name.
+#[test]
+fn user_flag_as_root_forces_rootless_mode() {
+    common::require_root();
+    let xdg = tempfile_dir("user-flag");
+    let script = r#"
+set -u
+mkdir -p /run/netns /etc/netns
+mount -t tmpfs none /run/netns || exit 90
+N="$1"; D="$XDG_RUNTIME_DIR/netns-toolkit/netns"
+$N --user add X; echo "add: $?"
+$N --user list
+echo "root list:"; $N list
+echo "/run/netns:"; ls -A /run/netns
+[ -L "$D/X" ] && readlink "$D/X" | cut -d/ -f3 > "$XDG_RUNTIME_DIR/holder"
+$N --user exec X sh -c 'readlink /proc/self/ns/user' > "$XDG_RUNTIME_DIR/userns"
+[ "$(cat "$XDG_RUNTIME_DIR/userns")" != "$(readlink /proc/self/ns/user)" ] && echo "own user namespace"
+$N --user exec --fast X ip -o link show | cut -d' ' -f2
+$N --user -all exec true
+$N --user delete X; echo "delete: $?"
+$N --user list
+ls -A "$D"
+"#;
+    let out = common::unshare_sh(script)
+        .arg(env!("CARGO_BIN_EXE_nsctl"))
+        .env("XDG_RUNTIME_DIR", &xdg.0)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        stdout,
+        "add: 0\nX\nroot list:\n/run/netns:\nown user namespace\nlo:\n\nnetns: X\ndelete: 0\n",
+        "{stderr}"
+    );
+    assert_eq!(stderr, "");
+    // The holder of X let it go and exited.
+    let holder: i32 = std::fs::read_to_string(xdg.0.join("holder"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{holder}")).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "holder {holder} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A private directory of root's (mode 0700), removed on drop.
+fn tempfile_dir(tag: &str) -> Private {
+    let dir = std::env::temp_dir().join(format!("nsctl-user-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Private(dir)
+}

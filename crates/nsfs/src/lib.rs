@@ -105,4 +105,4 @@ pub use netns::{NetNs, NsId, check_namespace_type};
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};
 pub use target::Target;
 pub use thread::Executor;
-pub use user::{privileged, user_namespaces_allowed};
+pub use user::{force_rootless, privileged, user_namespaces_allowed};
