@@ -415,18 +415,9 @@ fn namespaces_of_other_tools_as_nobody() {
 fn inner_namespaces_of_other_tools() {
     assert_unprivileged();
     // A namespace made the usual way, `unshare -Urn`, by a process of ours.
-    let mut holder = std::process::Command::new("unshare")
-        .args(["-Urn", "sleep", "60"])
-        .spawn()
-        .unwrap();
-    let pid = holder.id() as i32;
-    rt().block_on(async {
-        // Wait until it runs in its own namespaces.
-        let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
-        testkit::eventually("unshare made its namespaces", || {
-            std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|l| l != ours)
-        })
-        .await;
+    let rt = rt();
+    let (mut holder, pid) = rt.block_on(unshare_urn());
+    rt.block_on(async {
         // By pid, by path, and by fd: rtnetlink inside through an agent that
         // joined its user namespace; `lo` goes up.
         let h = Handle::open(pid, OpenMode::OpenOnly).await.unwrap();
@@ -460,6 +451,21 @@ fn inner_namespaces_of_other_tools() {
     holder.wait().unwrap();
 }
 
+/// `unshare -Urn sleep 60`, a process of ours in namespaces of its own,
+/// once it runs `sleep` (its namespaces made, its id maps written); its pid.
+async fn unshare_urn() -> (std::process::Child, i32) {
+    let holder = std::process::Command::new("unshare")
+        .args(["-Urn", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id() as i32;
+    testkit::eventually("unshare made its namespaces and ran sleep", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    })
+    .await;
+    (holder, pid)
+}
+
 #[allow(unsafe_code)]
 fn pidfd_open(pid: i32) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
@@ -480,17 +486,9 @@ fn attach_as_nobody() {
 fn inner_attach() {
     assert_unprivileged();
     // A namespace of another tool: `unshare -Urn`, a process of ours.
-    let mut holder = std::process::Command::new("unshare")
-        .args(["-Urn", "sleep", "60"])
-        .spawn()
-        .unwrap();
-    let pid = holder.id() as i32;
-    rt().block_on(async {
-        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
-        testkit::eventually("unshare made its namespaces", || {
-            std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|l| l != ours)
-        })
-        .await;
+    let rt = rt();
+    let (mut holder, pid) = rt.block_on(unshare_urn());
+    rt.block_on(async {
         let dir = nsfs::RunDir::default();
         let user = UserNs::new().await.unwrap();
         let agent = user.agent().pid();
