@@ -211,9 +211,21 @@ impl UserNs {
             error = tracing::field::Empty,
         );
         crate::trace::traced(span, async move {
-            let existing = dir.list()?.into_iter().find_map(|e| dir.open(&e.name).ok());
+            // The owner of a name that an attach gave to a namespace of our
+            // own user namespace (the host's) cannot be joined: skip those.
+            let own = std::fs::metadata("/proc/self/ns/user")
+                .map(|md| md.ino())
+                .ok();
+            let existing = dir.list()?.into_iter().find_map(|e| {
+                let owner = dir.open(&e.name).ok()?.owner_user_ns().ok()?;
+                let ino = std::fs::File::from(owner.try_clone().ok()?)
+                    .metadata()
+                    .ok()?
+                    .ino();
+                (Some(ino) != own).then_some(owner)
+            });
             let user = match existing {
-                Some(ns) => UserNamespace::Join(ns.owner_user_ns()?),
+                Some(owner) => UserNamespace::Join(owner),
                 None => {
                     nsfs::user_namespaces_allowed()?;
                     UserNamespace::New
@@ -387,6 +399,84 @@ impl UserNs {
             Ok(ns)
         })
         .await
+    }
+
+    /// Names the network namespace of process `pid` as `name` in
+    /// [`run_dir`](UserNs::run_dir), held by the agent until the name is
+    /// removed (or the agent exits): like `ip netns attach NAME PID`,
+    /// without root. The namespace is opened here first
+    /// (`/proc/PID/ns/net`: a process of this user), then handed to the
+    /// agent, so a pid that exits or is reused meanwhile never gets another
+    /// namespace named. It may belong to any user namespace (a rootless
+    /// container's, one of `unshare -Urn`): holding it needs no privilege.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the request was sent, the name may still be made;
+    /// remove it to release the namespace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Namespace`] with [`nsfs::Error::NoSuchProcess`] (`ESRCH`: a
+    /// pid that has exited) or [`nsfs::Error::Open`] (`EACCES`: a process
+    /// of another user), before anything is asked of the agent;
+    /// [`Error::Rootless`] with the agent's step `Name` and `EEXIST` if the
+    /// name is taken. Nothing is named on failure.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(user: netns::UserNs, pid: i32) -> netns::Result<()> {
+    /// let theirs = user.attach(&"theirs".parse()?, pid).await?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "ip netns attach")]
+    pub async fn attach(&self, name: &NsName, pid: i32) -> Result<NetNs> {
+        let span = tracing::debug_span!(
+            "attach",
+            netns = %name,
+            inode = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        crate::trace::traced(span, async move {
+            let ns = NetNs::from_pid(pid)?;
+            tracing::Span::current().record("inode", ns.id().ino);
+            self.name_netns(name, &ns).await?;
+            Ok(ns)
+        })
+        .await
+    }
+
+    /// Names an open network namespace `ns` (from a path, an fd, or a pidfd
+    /// with [`NetNs::from_pidfd`]) as `name` in
+    /// [`run_dir`](UserNs::run_dir), held by the agent as
+    /// [`attach`](UserNs::attach) holds it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`attach`](UserNs::attach).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rootless`] with the agent's step `Name` and `EEXIST` if the
+    /// name is taken (nothing is named).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(user: netns::UserNs, pidfd: std::os::fd::OwnedFd) -> netns::Result<()> {
+    /// use std::os::fd::AsFd;
+    /// let ns = netns::NetNs::from_pidfd(pidfd.as_fd())?;
+    /// user.name_netns(&"theirs".parse()?, &ns).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn name_netns(&self, name: &NsName, ns: &NetNs) -> Result<()> {
+        self.inner
+            .agent
+            .name_netns(ns, name)
+            .await
+            .map_err(rootless_err("name", self.inner.dir.entry(name)))
     }
 
     /// Makes a network namespace owned by this user namespace, without a
@@ -578,20 +668,5 @@ impl UserNsTarget {
 
 /// Checks that `fd` is a user namespace.
 fn check_user_ns(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<()> {
-    let st = nix::sys::statfs::fstatfs(fd).map_err(|e| nsfs::Error::Open {
-        path: path.into(),
-        source: e.into(),
-    })?;
-    if st.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
-        return Err(nsfs::Error::NotNamespace { path: path.into() }.into());
-    }
-    match crate::sys::ns_type(fd) {
-        Ok(t) if t == libc::CLONE_NEWUSER => Ok(()),
-        Ok(_) => Err(nsfs::Error::WrongNamespaceType { path: path.into() }.into()),
-        Err(source) => Err(nsfs::Error::Open {
-            path: path.into(),
-            source,
-        }
-        .into()),
-    }
+    Ok(nsfs::check_namespace_type(fd, libc::CLONE_NEWUSER, path)?)
 }

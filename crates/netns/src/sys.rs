@@ -35,19 +35,3 @@ pub(crate) fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
     // dropped, and `as_raw_fd` always returns it.
     unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)
 }
-
-/// `NS_GET_NSTYPE` from `<linux/nsfs.h>`: `_IO(0xb7, 0x3)`.
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-
-/// The `CLONE_NEW*` type of the namespace behind an nsfs fd.
-pub(crate) fn ns_type(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::c_int> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which the
-    // borrow keeps open for the duration of the call.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}

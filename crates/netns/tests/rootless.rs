@@ -415,18 +415,9 @@ fn namespaces_of_other_tools_as_nobody() {
 fn inner_namespaces_of_other_tools() {
     assert_unprivileged();
     // A namespace made the usual way, `unshare -Urn`, by a process of ours.
-    let mut holder = std::process::Command::new("unshare")
-        .args(["-Urn", "sleep", "60"])
-        .spawn()
-        .unwrap();
-    let pid = holder.id() as i32;
-    rt().block_on(async {
-        // Wait until it runs in its own namespaces.
-        let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
-        testkit::eventually("unshare made its namespaces", || {
-            std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|l| l != ours)
-        })
-        .await;
+    let rt = rt();
+    let (mut holder, pid) = rt.block_on(unshare_urn());
+    rt.block_on(async {
         // By pid, by path, and by fd: rtnetlink inside through an agent that
         // joined its user namespace; `lo` goes up.
         let h = Handle::open(pid, OpenMode::OpenOnly).await.unwrap();
@@ -460,6 +451,21 @@ fn inner_namespaces_of_other_tools() {
     holder.wait().unwrap();
 }
 
+/// `unshare -Urn sleep 60`, a process of ours in namespaces of its own,
+/// once it runs `sleep` (its namespaces made, its id maps written); its pid.
+async fn unshare_urn() -> (std::process::Child, i32) {
+    let holder = std::process::Command::new("unshare")
+        .args(["-Urn", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id() as i32;
+    testkit::eventually("unshare made its namespaces and ran sleep", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    })
+    .await;
+    (holder, pid)
+}
+
 #[allow(unsafe_code)]
 fn pidfd_open(pid: i32) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
@@ -468,4 +474,74 @@ fn pidfd_open(pid: i32) -> std::os::fd::OwnedFd {
     assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
     // SAFETY: a new fd nothing else owns.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+#[test]
+fn attach_as_nobody() {
+    unprivileged("inner_attach");
+}
+
+#[test]
+#[ignore = "run as uid 65534 by attach_as_nobody"]
+fn inner_attach() {
+    assert_unprivileged();
+    // A namespace of another tool: `unshare -Urn`, a process of ours.
+    let rt = rt();
+    let (mut holder, pid) = rt.block_on(unshare_urn());
+    rt.block_on(async {
+        let dir = nsfs::RunDir::default();
+        let user = UserNs::new().await.unwrap();
+        let agent = user.agent().pid();
+        let name: nsfs::NsName = "theirs".parse().unwrap();
+        let attached = user.attach(&name, pid).await.unwrap();
+        assert_eq!(attached, nsfs::NetNs::from_pid(pid).unwrap());
+        // The name opens it, in this process and through a handle (whose
+        // rtnetlink works inside: its user namespace is ours too).
+        assert_eq!(dir.open(&name).unwrap(), attached);
+        let h = Handle::open("theirs", OpenMode::OpenOnly).await.unwrap();
+        up(&h, "lo").await;
+        assert_eq!(held(agent), 1);
+        drop(h);
+        // The name outlives the process: the agent holds the namespace.
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert_eq!(dir.open(&name).unwrap(), attached);
+        drop(attached);
+
+        // Bad input: typed, and nothing named or held.
+        let taken = user.attach(&name, std::process::id() as i32).await;
+        let err = taken.unwrap_err();
+        assert!(matches!(err, netns::Error::Rootless { .. }), "{err}");
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+        let other: nsfs::NsName = "other".parse().unwrap();
+        let err = user.attach(&other, pid).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        let root = nix::unistd::getppid().as_raw();
+        let err = user.attach(&other, root).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+        let names: Vec<_> = dir.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, std::slice::from_ref(&name));
+        assert_eq!(held(agent), 1);
+
+        // By pidfd: a process in our own (host) namespace.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pidfd = pidfd_open(sleeper.id() as i32);
+        let ns = nsfs::NetNs::from_pidfd(std::os::fd::AsFd::as_fd(&pidfd)).unwrap();
+        user.name_netns(&other, &ns).await.unwrap();
+        assert_eq!(
+            dir.open(&other).unwrap(),
+            nsfs::NetNs::current_thread().unwrap()
+        );
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+
+        // Removing the names releases them.
+        user.remove(&name).await.unwrap();
+        user.remove(&other).await.unwrap();
+        testkit::eventually("agent let the names go", || held(agent) == 0).await;
+        assert!(dir.list().unwrap().is_empty());
+    });
 }

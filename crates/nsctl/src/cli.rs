@@ -28,6 +28,11 @@ pub(crate) struct Cli {
     /// Pretty JSON (with -j), as `ip -j -p netns`.
     #[arg(short = 'p', long = "pretty", global = true)]
     pub(crate) pretty: bool,
+    /// Rootless mode even as root: namespaces owned by a private user
+    /// namespace, named in the per-user run directory (as without root;
+    /// /run/netns is untouched). Not in ip.
+    #[arg(long = "user", global = true)]
+    pub(crate) user: bool,
     /// What to do (default: list).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -224,6 +229,7 @@ fn is_global(arg: &str) -> Option<&'static str> {
         ("-pretty", "--pretty"),
         ("-help", "--help"),
         ("-all", "--all"),
+        ("-user", "--user"),
     ];
     FULL.iter()
         .find(|(full, _)| full.starts_with(opt))

@@ -483,6 +483,9 @@ async fn attach(name: Option<String>, pid: Option<String>) -> Result {
             source: io::Error::from_raw_os_error(libc::EEXIST),
         });
     }
+    if !nsfs::privileged() {
+        return attach_rootless(&ns_name, pid, path).await;
+    }
     match RunDir::default().attach(&ns_name, pid).await {
         Ok(_) => Ok(0),
         Err(nsfs::Error::NoSuchProcess { .. }) => Err(Error::Attach {
@@ -504,6 +507,48 @@ async fn attach(name: Option<String>, pid: Option<String>) -> Result {
             pid,
             path,
             source: io_of(e),
+        }),
+    }
+}
+
+/// `attach` without root: the process's namespace, opened here, is held
+/// and named by a detached user-namespace agent (as `add` names a new one),
+/// after nsctl exits, until the name is deleted. Nothing is started when
+/// the namespace cannot be opened.
+async fn attach_rootless(ns_name: &NsName, pid: i32, path: PathBuf) -> Result {
+    let ns = match NetNs::from_pid(pid) {
+        Ok(ns) => ns,
+        Err(nsfs::Error::NoSuchProcess { .. }) => {
+            return Err(Error::Attach {
+                pid,
+                path,
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+        Err(e) => {
+            return Err(Error::Attach {
+                pid,
+                path,
+                source: io_of(e),
+            });
+        }
+    };
+    let named = async {
+        netns::UserNs::detached(RunDir::default())
+            .await?
+            .name_netns(ns_name, &ns)
+            .await
+    };
+    match named.await {
+        Ok(()) => Ok(0),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(Error::CreateEntry {
+            path,
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        }),
+        Err(e) => Err(Error::Attach {
+            pid,
+            path,
+            source: e.into(),
         }),
     }
 }

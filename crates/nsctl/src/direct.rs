@@ -44,6 +44,10 @@ use crate::error::Error;
 /// `-all exec`: `nsctl --nsctl-all-exec-child NAME CMD...`.
 pub(crate) const CHILD_ARG: &str = "--nsctl-all-exec-child";
 
+/// [`CHILD_ARG`] for a parent in rootless mode (`--user` as root): the
+/// child works in rootless mode too.
+pub(crate) const CHILD_ARG_USER: &str = "--nsctl-all-exec-child-user";
+
 /// Whether SIGPIPE was ignored when nsctl started, before Rust's start-up
 /// code set it to ignored: read by [`record_sigpipe`], given back to the
 /// command by [`exec_program`], so the command gets it as ip would pass it.
@@ -266,7 +270,14 @@ fn spawn_child(name: &str, argv: &[OsString]) -> io::Result<Pid> {
     let argv0 = std::env::args_os().next().unwrap_or_else(|| "nsctl".into());
     let mut args = vec![
         cstr(argv0.as_bytes())?,
-        cstr(CHILD_ARG.as_bytes())?,
+        cstr(
+            if nsfs::privileged() {
+                CHILD_ARG
+            } else {
+                CHILD_ARG_USER
+            }
+            .as_bytes(),
+        )?,
         cstr(name.as_bytes())?,
     ];
     for a in argv {

@@ -95,6 +95,11 @@
 //! - Of ip's global options only `-all`, `-json` and `-pretty` (and
 //!   `-Version`, `-help`) are taken; any other (`-n NAME`, `-details`,
 //!   `-4`, ...) gets ip's words for an unknown option and exit 255.
+//! - `--user` (not in ip) works in rootless mode even as root: namespaces
+//!   owned by a private user namespace, named in the per-user run
+//!   directory (`$XDG_RUNTIME_DIR/netns-toolkit/netns`), `/run/netns`
+//!   untouched; without root that mode is chosen by itself (see
+//!   docs/rootless.md).
 //! - `help` (and `-h`, `--help`) prints nsctl's help on standard output and
 //!   exits 0 (ip prints its usage on standard error and exits 255). Error
 //!   messages that tell the user to run ip (`try "ip netns help"`) name
@@ -195,9 +200,27 @@ fn exec_like_ip(all: bool, name: Option<OsString>, mut command: Vec<OsString>) -
     fail(direct::exec(&name, &command))
 }
 
+/// `--user`: rootless mode for this process, even as root. Nothing has
+/// asked for the mode yet when `main` calls this, so it cannot fail but
+/// for a bug, which it reports.
+fn force_user() -> Result<(), ExitCode> {
+    if nsfs::force_rootless() {
+        return Ok(());
+    }
+    eprintln!("nsctl: --user: root mode was already chosen");
+    Err(ExitCode::from(1))
+}
+
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == direct::CHILD_ARG) {
+    if let Some(child) = args.get(1)
+        && (child == direct::CHILD_ARG || child == direct::CHILD_ARG_USER)
+    {
+        if child == direct::CHILD_ARG_USER
+            && let Err(code) = force_user()
+        {
+            return code;
+        }
         return direct::child_main(&args[2..]);
     }
     let args = match cli::preprocess(args) {
@@ -207,6 +230,12 @@ fn main() -> ExitCode {
         Pre::UnknownOption(option) => return fail(error::Error::UnknownOption { option }),
     };
     let mut cli = Cli::parse_from(args);
+    // `--user`: rootless mode even as root, decided before anything asks.
+    if cli.user
+        && let Err(code) = force_user()
+    {
+        return code;
+    }
     // ip-style exec: set up and exec as ip does, before any runtime or
     // thread exists (see direct.rs).
     if let Some(Command::Exec {

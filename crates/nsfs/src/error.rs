@@ -84,6 +84,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An fd given as a pidfd is not one (nothing was asked of it).
+    #[error("{} is not a pidfd", what.display())]
+    NotPidfd {
+        /// What the fd is (`readlink` of `/proc/thread-self/fd/N`).
+        what: PathBuf,
+    },
     /// No process has this pid.
     #[error("no process with pid {pid}")]
     NoSuchProcess {
@@ -198,6 +204,7 @@ impl Error {
                 Some(libc::EINVAL)
             }
             Error::NoSuchProcess { .. } => Some(libc::ESRCH),
+            Error::NotPidfd { .. } => Some(libc::EBADF),
             Error::UserNamespacesDisabled { setting, .. } => {
                 Some(if setting.starts_with("user.") {
                     libc::ENOSPC
@@ -235,6 +242,7 @@ impl Error {
                 io::ErrorKind::InvalidInput
             }
             Error::UserNamespacesDisabled { .. } => io::ErrorKind::PermissionDenied,
+            Error::NotPidfd { .. } => io::ErrorKind::InvalidInput,
             Error::UserRunDir { source, .. }
             | Error::PrepareRunDir { source, .. }
             | Error::Create { source, .. }

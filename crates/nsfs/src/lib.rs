@@ -8,7 +8,8 @@
 //!   mounted or stale), [`open`](RunDir::open), [`attach`](RunDir::attach),
 //!   [`identify`](RunDir::identify), [`pids`](RunDir::pids) and
 //!   [`monitor`](RunDir::monitor) (a `Stream` of [`RunDirEvent`]s).
-//! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid or fd;
+//! - [`NetNs`]: an owned fd on a namespace, opened by name, path, pid, pidfd
+//!   ([`NetNs::from_pidfd`]) or fd;
 //!   [`NsId`] is its identity, [`NetNs::describe`] its description for
 //!   messages.
 //! - [`Target`]: which namespace, as a caller names it (a name, a path, a
@@ -100,8 +101,8 @@ mod user;
 pub use error::{Error, Result};
 pub use monitor::{Monitor, RunDirEvent};
 pub use name::{NAME_MAX, NsName};
-pub use netns::{NetNs, NsId};
+pub use netns::{NetNs, NsId, check_namespace_type};
 pub use rundir::{DEFAULT_RUN_DIR, DOCKER_RUN_DIR, Entry, EntryState, OpenMode, RunDir};
 pub use target::Target;
 pub use thread::Executor;
-pub use user::{privileged, user_namespaces_allowed};
+pub use user::{force_rootless, privileged, user_namespaces_allowed};

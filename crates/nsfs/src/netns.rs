@@ -147,6 +147,93 @@ impl NetNs {
         }
     }
 
+    /// Opens the network namespace of the process a pidfd refers to (from
+    /// `pidfd_open(2)` or `clone3` with `CLONE_PIDFD`): where
+    /// [`from_pid`](NetNs::from_pid) could open the namespace of another
+    /// process that got the pid after the first one exited, a pidfd always
+    /// means the one process.
+    ///
+    /// On Linux 6.11 and later the kernel hands the namespace over
+    /// (`ioctl(PIDFD_GET_NET_NAMESPACE)`). On older kernels, the process's
+    /// pid is read from `/proc/self/fdinfo`, `/proc/PID/ns/net` is opened,
+    /// and then the pidfd is checked to refer to a live process
+    /// (`pidfd_send_signal` with signal 0): a process still alive after the
+    /// open had that pid during it, so the namespace is its own.
+    ///
+    /// Allowed as opening `/proc/PID/ns/net` is (`PTRACE_MODE_READ`): a
+    /// process of the caller's own user, or any process for a privileged
+    /// caller. The handle has no [`path`](NetNs::path).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotPidfd`] if `pidfd` is not a pidfd (checked before any
+    /// request is made on it); [`Error::NoSuchProcess`] (`ESRCH`) if the
+    /// process has exited (`pid` is the pid the kernel still shows for it,
+    /// or -1 once it has been reaped); [`Error::Open`] otherwise (`EACCES`:
+    /// a process of another user).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    /// let child = std::process::Command::new("sleep").arg("10").spawn()?;
+    /// // SAFETY: pidfd_open returns a new fd (or -1, checked).
+    /// let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) } as i32;
+    /// assert!(fd >= 0);
+    /// let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    /// let ns = nsfs::NetNs::from_pidfd(pidfd.as_fd())?;
+    /// assert_eq!(ns, nsfs::NetNs::from_pid(child.id() as i32)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// `pidfd_open(2)`, `pidfd_send_signal(2)`, `ioctl_nsfs(2)`.
+    #[doc(alias = "PIDFD_GET_NET_NAMESPACE")]
+    pub fn from_pidfd(pidfd: BorrowedFd<'_>) -> Result<NetNs> {
+        if !is_pidfd(pidfd) {
+            return Err(Error::NotPidfd {
+                what: fd_path(pidfd),
+            });
+        }
+        match sys::pidfd_net_ns(pidfd) {
+            Ok(fd) => NetNs::from_fd_at(fd, None),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(Error::NoSuchProcess {
+                pid: pidfd_pid(pidfd).unwrap_or(-1),
+            }),
+            // Before Linux 6.11 a pidfd has no ioctls.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
+                NetNs::from_pidfd_by_proc(pidfd)
+            }
+            Err(source) => Err(Error::Open {
+                path: pidfd_described(pidfd),
+                source,
+            }),
+        }
+    }
+
+    /// [`from_pidfd`](NetNs::from_pidfd) without the ioctl (kernels before
+    /// 6.11): the pid from fdinfo, `/proc/PID/ns/net`, then the pidfd's
+    /// process checked to be alive.
+    pub(crate) fn from_pidfd_by_proc(pidfd: BorrowedFd<'_>) -> Result<NetNs> {
+        let pid = match pidfd_pid(pidfd) {
+            Some(pid) if pid > 0 => pid,
+            _ => return Err(Error::NoSuchProcess { pid: -1 }),
+        };
+        let ns = NetNs::from_pid(pid)?;
+        match sys::pidfd_alive(pidfd) {
+            Ok(()) => Ok(ns),
+            // It exists: the kernel only refuses to signal it.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(ns),
+            // Gone: the pid may have been reused before the open.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(Error::NoSuchProcess { pid }),
+            Err(source) => Err(Error::Open {
+                path: format!("/proc/{pid}/ns/net").into(),
+                source,
+            }),
+        }
+    }
+
     /// Opens the network namespace of the calling thread
     /// (`/proc/thread-self/ns/net`, which, unlike `/proc/self`, is right on
     /// any thread). The handle has no [`path`](NetNs::path).
@@ -195,23 +282,7 @@ impl NetNs {
 
     pub(crate) fn from_fd_at(fd: OwnedFd, path: Option<PathBuf>) -> Result<NetNs> {
         let described = || path.clone().unwrap_or_else(|| fd_path(fd.as_fd()));
-        let stat = fstatfs(&fd).map_err(|e| Error::Open {
-            path: described(),
-            source: e.into(),
-        })?;
-        if stat.filesystem_type() != NSFS_MAGIC {
-            return Err(Error::NotNamespace { path: described() });
-        }
-        match sys::ns_type(fd.as_fd()) {
-            Ok(libc::CLONE_NEWNET) => {}
-            Ok(_) => return Err(Error::WrongNamespaceType { path: described() }),
-            Err(source) => {
-                return Err(Error::Open {
-                    path: described(),
-                    source,
-                });
-            }
-        }
+        check_type(fd.as_fd(), libc::CLONE_NEWNET, described)?;
         let st = fstat(&fd).map_err(|e| Error::Open {
             path: described(),
             source: e.into(),
@@ -428,8 +499,124 @@ impl fmt::Debug for NetNs {
     }
 }
 
+/// Checks that `fd` is a namespace of type `kind`, a `CLONE_NEW*` flag
+/// (`CLONE_NEWNET`, `CLONE_NEWUSER`, ...): a file on nsfs, of the type
+/// `ioctl(NS_GET_NSTYPE)` names. `path` describes the fd in errors.
+///
+/// # Errors
+///
+/// [`Error::NotNamespace`] if `fd` is not on nsfs (nothing else is asked of
+/// it), [`Error::WrongNamespaceType`] for another type of namespace,
+/// [`Error::Open`] if either question fails.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let user = std::fs::File::open("/proc/self/ns/user")?;
+/// nsfs::check_namespace_type(user.as_fd(), libc::CLONE_NEWUSER, "/proc/self/ns/user".as_ref())?;
+/// let err = nsfs::check_namespace_type(user.as_fd(), libc::CLONE_NEWNET, "/proc/self/ns/user".as_ref());
+/// assert!(matches!(err, Err(nsfs::Error::WrongNamespaceType { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # References
+///
+/// `ioctl_nsfs(2)`.
+#[doc(alias = "NS_GET_NSTYPE")]
+pub fn check_namespace_type(fd: BorrowedFd<'_>, kind: libc::c_int, path: &Path) -> Result<()> {
+    check_type(fd, kind, || path.to_owned())
+}
+
+/// [`check_namespace_type`], describing the fd only on failure.
+fn check_type(
+    fd: BorrowedFd<'_>,
+    kind: libc::c_int,
+    described: impl Fn() -> PathBuf,
+) -> Result<()> {
+    let stat = fstatfs(fd).map_err(|e| Error::Open {
+        path: described(),
+        source: e.into(),
+    })?;
+    if stat.filesystem_type() != NSFS_MAGIC {
+        return Err(Error::NotNamespace { path: described() });
+    }
+    match sys::ns_type(fd) {
+        Ok(t) if t == kind => Ok(()),
+        Ok(_) => Err(Error::WrongNamespaceType { path: described() }),
+        Err(source) => Err(Error::Open {
+            path: described(),
+            source,
+        }),
+    }
+}
+
 /// What an fd points at, for messages about fds that came without a path.
 fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
     let link = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
     std::fs::read_link(&link).unwrap_or_else(|_| PathBuf::from(link))
+}
+
+/// `PIDFS_MAGIC`: the file system of pidfds since Linux 6.9.
+const PIDFS_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x5049_4446);
+
+/// Whether `fd` is a pidfd: on pidfs (Linux 6.9 and later), or the
+/// anonymous inode `[pidfd]` (before).
+fn is_pidfd(fd: BorrowedFd<'_>) -> bool {
+    if fstatfs(fd).is_ok_and(|st| st.filesystem_type() == PIDFS_MAGIC) {
+        return true;
+    }
+    std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:[pidfd]")
+}
+
+/// The pid the kernel shows for a pidfd (`Pid:` in its fdinfo): -1 once
+/// the process has been reaped; `None` if it cannot be read.
+fn pidfd_pid(fd: BorrowedFd<'_>) -> Option<i32> {
+    let info =
+        std::fs::read_to_string(format!("/proc/thread-self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// A pidfd's process as a path for messages: `/proc/PID/ns/net`.
+fn pidfd_described(fd: BorrowedFd<'_>) -> PathBuf {
+    match pidfd_pid(fd) {
+        Some(pid) => format!("/proc/{pid}/ns/net").into(),
+        None => fd_path(fd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The way older kernels take (no `PIDFD_GET_NET_NAMESPACE`) finds the
+    /// same namespace as the ioctl, and an exited process as `ESRCH`.
+    #[test]
+    fn pidfd_without_the_ioctl() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let pidfd = sys::pidfd_open(pid).unwrap();
+        assert!(is_pidfd(pidfd.as_fd()));
+        assert_eq!(pidfd_pid(pidfd.as_fd()), Some(pid));
+        let by_proc = NetNs::from_pidfd_by_proc(pidfd.as_fd()).unwrap();
+        assert_eq!(by_proc, NetNs::from_pidfd(pidfd.as_fd()).unwrap());
+        assert_eq!(by_proc, NetNs::from_pid(pid).unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for err in [
+            NetNs::from_pidfd_by_proc(pidfd.as_fd()).unwrap_err(),
+            NetNs::from_pidfd(pidfd.as_fd()).unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::NoSuchProcess { pid: -1 }), "{err}");
+            assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+        }
+        let file = File::open("/proc/self/ns/net").unwrap();
+        assert!(!is_pidfd(file.as_fd()));
+    }
 }

@@ -19,6 +19,44 @@ pub(crate) fn ns_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     }
 }
 
+/// `PIDFD_GET_NET_NAMESPACE` from `<linux/pidfd.h>`: `_IO(0xff, 4)`
+/// (Linux 6.11).
+const PIDFD_GET_NET_NAMESPACE: libc::c_ulong = 0xff04;
+
+/// `ioctl(PIDFD_GET_NET_NAMESPACE)`: an fd on the network namespace of the
+/// process behind `pidfd`. The caller has checked that `pidfd` is a pidfd
+/// (on another fd this request number could mean something else).
+pub(crate) fn pidfd_net_ns(pidfd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: the request takes no argument (0) and returns a new fd or -1;
+    // the borrow keeps the pidfd open for the call.
+    let ret = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_NET_NAMESPACE, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret) })
+}
+
+/// `pidfd_send_signal(pidfd, 0, NULL, 0)`: whether the process is still
+/// there (`ESRCH` once it has exited; `EPERM` means it is there).
+pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: signal 0 with a null info pointer sends nothing and reads no
+    // memory of ours; the borrow keeps the pidfd open for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `NS_GET_USERNS` from `<linux/nsfs.h>`: `_IO(0xb7, 0x1)`.
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 /// `NS_GET_OWNER_UID` from `<linux/nsfs.h>`: `_IO(0xb7, 0x4)`.
@@ -94,4 +132,16 @@ pub(crate) fn time_shared() -> bool {
         policy,
         libc::SCHED_OTHER | libc::SCHED_BATCH | libc::SCHED_IDLE
     )
+}
+
+/// `pidfd_open(pid, 0)`, for tests.
+#[cfg(test)]
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret as i32) })
 }

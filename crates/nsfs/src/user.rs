@@ -38,8 +38,38 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// }
 /// ```
 pub fn privileged() -> bool {
-    static PRIVILEGED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PRIVILEGED.get_or_init(read_privileged)
+}
+
+/// The answer of [`privileged`], read once (or set by [`force_rootless`]).
+static PRIVILEGED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Makes this process work in rootless mode even if it is privileged:
+/// [`privileged`] answers `false` from now on, so the whole toolkit works
+/// as for a user without root (network namespaces owned by a user
+/// namespace of its own, made and reached through user-namespace agents,
+/// names in [`RunDir::user`], `/run/netns` untouched). This is what
+/// `nsctl --user` does; a root process uses it to get namespaces that are
+/// private to it and hold no names in `/run/netns`.
+///
+/// The mode is decided once per process, the first time anything asks
+/// [`privileged`]: call this first thing in `main`, before any other call
+/// into the toolkit.
+///
+/// Returns whether the process now works in rootless mode: `false` only if
+/// [`privileged`] had already answered `true`, which then stays.
+///
+/// # Examples
+///
+/// ```
+/// if nsfs::force_rootless() {
+///     assert!(!nsfs::privileged());
+/// }
+/// ```
+#[must_use]
+pub fn force_rootless() -> bool {
+    let _ = PRIVILEGED.set(false);
+    !privileged()
 }
 
 fn read_privileged() -> bool {

@@ -412,9 +412,28 @@ impl Agent {
         self.reply(id, &Reply::Socket, &[ns.as_fd()])
     }
 
+    /// `NameNetNs`: hold the namespace `ns` (checked to be a network
+    /// namespace) and name it.
+    fn name_netns(&mut self, id: u32, name: &[u8], ns: OwnedFd) -> io::Result<()> {
+        self.drain_watch();
+        if self.watch.is_none() {
+            let e = io::Error::from_raw_os_error(libc::EINVAL);
+            return self.fail(id, Step::Name, &e, b"no name directory");
+        }
+        let path = std::path::Path::new("fd");
+        if let Err(e) = nsfs::check_namespace_type(ns.as_fd(), libc::CLONE_NEWNET, path) {
+            let e = io::Error::from(e);
+            return self.fail(id, Step::Name, &e, b"not a network namespace");
+        }
+        if let Err(e) = self.pin(name, &ns) {
+            return self.fail(id, Step::Name, &e, name);
+        }
+        self.reply(id, &Reply::Socket, &[ns.as_fd()])
+    }
+
     /// Holds `ns` under `name`: an fd of ours and a symlink to it.
     fn pin(&mut self, name: &[u8], ns: &OwnedFd) -> io::Result<()> {
-        let dir = &self.watch.as_ref().expect("checked by new_netns").dir;
+        let dir = &self.watch.as_ref().expect("checked by the caller").dir;
         let held = sys::dup_min(ns.as_fd(), PIN_FD_MIN)?;
         let link = dir.join(OsStr::from_bytes(name));
         let target = format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd());
@@ -545,6 +564,13 @@ impl Agent {
                 return Err(self.protocol_error(&e));
             }
             Request::NewNetNs { name } => self.new_netns(id, name),
+            Request::NameNetNs { name } => {
+                let ns = fds
+                    .into_iter()
+                    .next()
+                    .expect("decode_request checked the fd count");
+                self.name_netns(id, &name, ns)
+            }
             Request::OpenSocketIn {
                 domain,
                 ty,

@@ -39,7 +39,8 @@ impl Expect {
             Request::Hello { .. } | Request::UserHello { .. } => None,
             Request::OpenSocket { .. }
             | Request::OpenSocketIn { .. }
-            | Request::NewNetNs { .. } => Some(Expect::Socket),
+            | Request::NewNetNs { .. }
+            | Request::NameNetNs { .. } => Some(Expect::Socket),
             Request::OpenRelay { .. } => Some(Expect::Relay),
             Request::Spawn(_) => Some(Expect::Spawned),
         }

@@ -117,6 +117,7 @@ const K_SPAWN: u16 = 4;
 const K_USER_HELLO: u16 = 5;
 const K_NEW_NETNS: u16 = 6;
 const K_OPEN_SOCKET_IN: u16 = 7;
+const K_NAME_NETNS: u16 = 8;
 const K_READY: u16 = 0x81;
 const K_SOCKET: u16 = 0x82;
 const K_RELAY: u16 = 0x83;
@@ -608,6 +609,15 @@ pub enum Request {
         /// The name (a valid namespace name), if any.
         name: Option<Vec<u8>>,
     },
+    /// Hold the network namespace whose fd the frame carries and name it
+    /// `name` (a user-namespace agent with a name directory), as
+    /// [`Request::NewNetNs`] names a new one: a symlink `DIR/NAME` to the
+    /// fd the agent keeps, released when the symlink is removed. Answered
+    /// with [`Reply::Socket`] carrying the namespace back.
+    NameNetNs {
+        /// The name (a valid namespace name).
+        name: Vec<u8>,
+    },
     /// Open a socket inside the network namespace whose fd the frame
     /// carries (a user-namespace agent), answered with [`Reply::Socket`].
     OpenSocketIn {
@@ -639,6 +649,7 @@ impl Request {
             Request::Spawn(spec) => spec.fd_count(),
             Request::UserHello { create, .. } => usize::from(!*create),
             Request::NewNetNs { .. } => 0,
+            Request::NameNetNs { .. } => 1,
             Request::OpenSocketIn { .. } => 1,
         }
     }
@@ -658,6 +669,7 @@ impl Request {
             Request::Spawn(_) => "Spawn",
             Request::UserHello { .. } => "UserHello",
             Request::NewNetNs { .. } => "NewNetNs",
+            Request::NameNetNs { .. } => "NameNetNs",
             Request::OpenSocketIn { .. } => "OpenSocketIn",
         }
     }
@@ -1052,6 +1064,10 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<(), P
                 None => w.u8(0),
             }
         }
+        Request::NameNetNs { name } => {
+            header(&mut w, K_NAME_NETNS, id);
+            w.bytes(name);
+        }
         Request::OpenSocketIn {
             domain,
             ty,
@@ -1246,6 +1262,16 @@ pub fn decode_request(frame: &[u8], fds: usize) -> Result<(u32, Request), ProtoE
                 }
             };
             Request::NewNetNs { name }
+        }
+        K_NAME_NETNS => {
+            let name = r.bytes("NameNetNs.name", true)?;
+            if !valid_name(&name) {
+                return Err(ProtoError::Invalid {
+                    what: "NameNetNs.name",
+                    why: "not a valid namespace name",
+                });
+            }
+            Request::NameNetNs { name }
         }
         K_OPEN_SOCKET_IN => Request::OpenSocketIn {
             domain: r.i32("OpenSocketIn.domain")?,

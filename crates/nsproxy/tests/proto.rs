@@ -290,7 +290,27 @@ fn user_agent_requests_check_names_directories_and_fds() {
             ),
             "{bad:?}"
         );
+        let req = Request::NameNetNs { name: bad.to_vec() };
+        assert!(
+            matches!(
+                proto::decode_request(&enc_req(2, &req), 1),
+                Err(ProtoError::Invalid { .. })
+            ),
+            "{bad:?}"
+        );
     }
+    // NameNetNs carries the namespace it names.
+    let named = Request::NameNetNs {
+        name: b"theirs".to_vec(),
+    };
+    assert!(matches!(
+        proto::decode_request(&enc_req(3, &named), 0),
+        Err(ProtoError::UnexpectedFds { .. })
+    ));
+    assert_eq!(
+        proto::decode_request(&enc_req(3, &named), 1),
+        Ok((3, named))
+    );
     // OpenSocketIn and a Spawn in a namespace carry that namespace's fd.
     let sock = Request::OpenSocketIn {
         domain: libc::AF_INET,
@@ -396,6 +416,7 @@ fn request() -> impl Strategy<Value = Request> {
             }
         ),
         prop::option::of(name()).prop_map(|name| Request::NewNetNs { name }),
+        name().prop_map(|name| Request::NameNetNs { name }),
         (any::<i32>(), any::<i32>(), any::<i32>()).prop_map(|(domain, ty, protocol)| {
             Request::OpenSocketIn {
                 domain,

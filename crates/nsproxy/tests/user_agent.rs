@@ -222,3 +222,45 @@ async fn any_agent_makes_sockets_and_programs_in_another_namespace() {
     })
     .await;
 }
+
+/// `NameNetNs`: a namespace the client opened (of another user namespace,
+/// here the host's) held and named, as `ip netns attach` would; a taken
+/// name and an agent without a name directory are refused, holding
+/// nothing; removing the name releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_a_namespace_the_client_opened() {
+    testkit::require_root();
+    let dir = Dir::new("attach");
+    let agent = guard(Agent::start_user(
+        UserNamespace::New,
+        Some(&dir.0),
+        AgentOptions::new(),
+    ))
+    .await
+    .unwrap();
+    let pid = agent.pid();
+    let here = NetNs::current_thread().unwrap();
+    let name: NsName = "here".parse().unwrap();
+    guard(agent.name_netns(&here, &name)).await.unwrap();
+    let link = dir.0.join("here");
+    assert_eq!(NetNs::open(&link).unwrap(), here);
+    assert_eq!(held(pid), 1);
+    let err = guard(agent.name_netns(&here, &name)).await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+    assert_eq!(held(pid), 1);
+    std::fs::remove_file(&link).unwrap();
+    eventually("the name released", || held(pid) == 0).await;
+
+    // An agent without a name directory names nothing.
+    let plain = guard(Agent::start_user(
+        UserNamespace::New,
+        None,
+        AgentOptions::new(),
+    ))
+    .await
+    .unwrap();
+    let err = guard(plain.name_netns(&here, &name)).await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+    assert_eq!(held(plain.pid()), 0);
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0);
+}

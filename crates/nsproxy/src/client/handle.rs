@@ -280,6 +280,47 @@ impl Agent {
         .await
     }
 
+    /// Holds the network namespace `ns` and names it `name` in the agent's
+    /// name directory (a user-namespace agent, [`Agent::start_user`], with
+    /// one), exactly as [`new_netns`](Agent::new_netns) names a namespace it
+    /// made: a symlink `DIR/NAME` to the fd the agent keeps, until the name
+    /// is removed or the agent exits. `ns` may belong to any user namespace
+    /// (holding an fd needs no privilege): this is `ip netns attach` for a
+    /// user without root, with `ns` opened from `/proc/PID/ns/net` or a
+    /// pidfd by the caller.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the request was sent, the name may still be made
+    /// (remove it to release the namespace).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] with step `Name`: `EEXIST` if the name is taken,
+    /// `EINVAL` if the agent has no name directory; otherwise as
+    /// [`Agent::open_socket`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: nsproxy::Agent) -> Result<(), Box<dyn std::error::Error>> {
+    /// let theirs = nsfs::NetNs::from_pid(4242)?;
+    /// agent.name_netns(&theirs, &"theirs".parse()?).await?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "ip netns attach")]
+    pub async fn name_netns(&self, ns: &nsfs::NetNs, name: &nsfs::NsName) -> Result<()> {
+        let req = Request::NameNetNs {
+            name: name.as_str().as_bytes().to_vec(),
+        };
+        let op = "name_netns";
+        self.traced(op, async {
+            // The namespace comes back; the caller holds it already.
+            self.fd_request(op, &req, &[ns.as_fd()]).await.map(drop)
+        })
+        .await
+    }
+
     /// Opens a netlink socket of `protocol` (`NETLINK_ROUTE`, ...) inside the
     /// namespace and relays it: every datagram goes through the agent.
     ///
