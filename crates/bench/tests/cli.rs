@@ -61,6 +61,10 @@ fn list_names_every_group_of_rows() {
         "nsproc/spawn-fast-2gib-parent",
         "nsproxy/agent-private-dirty",
         "nsdb/commit-vs-rtnetlink",
+        "cni/add",
+        "cni/del",
+        "cni/burst-100",
+        "cni/startup",
     ] {
         assert!(text.contains(row), "--list lacks {row}:\n{text}");
     }

@@ -45,6 +45,10 @@ pub(crate) async fn open(netns: &str) -> Result<Namespaces> {
 
 /// Opens `CNI_NETNS` (a path; a relative one is taken from `/`).
 pub(crate) async fn open_container(netns: &str) -> Result<Handle> {
+    // One namespace thread is all a plugin call needs (the container's
+    // socket, one sysctl hop): sized here, the executor skips the
+    // `available_parallelism()` lookup (cgroup files) it would make.
+    let _ = netns::Executor::init_global(1);
     let path = PathBuf::from(netns);
     let path = if path.is_absolute() {
         path
@@ -212,6 +216,9 @@ struct Made {
 /// The links of an ADD: bridge, host veth, container veth.
 struct Links {
     bridge: LinkMessage,
+    /// The bridge's MAC once the host end joined it (its first port may
+    /// change it).
+    bridge_mac: String,
     host: LinkMessage,
     cont: LinkMessage,
 }
@@ -226,18 +233,32 @@ async fn setup_links(
     if created {
         made.bridge = Some(bridge.header.index);
     }
-    // The pair is made from the host with its peer born in the container:
-    // nothing is ever moved.
+    // The pair is made from the host with its peer born in the container,
+    // in one request that also gives both ends their MTU and the container
+    // end its MAC, and makes the host end an up port of the bridge: nothing
+    // is ever moved, nothing set afterwards. The container end stays down
+    // until its addresses and sysctls are in place.
+    let mac = [&conf.runtime_config.mac, &conf.args.cni.mac, &inv.mac_arg]
+        .into_iter()
+        .find(|m| !m.is_empty())
+        .map(|m| parse_mac(m))
+        .transpose()?;
     let mut host_name = random_veth_name();
     let mut tries = 0;
     loop {
-        match ns
+        let mut req = ns
             .host
             .add_veth(&host_name, &inv.ifname)
             .peer_netns(&ns.cont)
-            .execute()
-            .await
-        {
+            .controller(bridge.header.index)
+            .up();
+        if conf.mtu > 0 {
+            req = req.mtu(conf.mtu);
+        }
+        if let Some(mac) = &mac {
+            req = req.peer_address(mac.clone());
+        }
+        match req.execute().await {
             Ok(()) => break,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 if link_by_name(&ns.cont, &inv.ifname).await?.is_some() {
@@ -262,65 +283,53 @@ async fn setup_links(
         }
     }
     made.veth = true;
-    // Container side: MTU and MAC before anything else (it is still down).
-    let mac = [&conf.runtime_config.mac, &conf.args.cni.mac, &inv.mac_arg]
-        .into_iter()
-        .find(|m| !m.is_empty())
-        .cloned();
-    if conf.mtu > 0 || mac.is_some() {
-        let mut set = LinkUnspec::new_with_name(&inv.ifname);
-        if conf.mtu > 0 {
-            set = set.mtu(conf.mtu);
-        }
-        if let Some(mac) = &mac {
-            set = set.address(parse_mac(mac)?);
-        }
-        ns.cont
-            .rtnetlink()
-            .link()
-            .set(set.build())
-            .execute()
-            .await
-            .map_err(nl(format!("configure {:?}", inv.ifname)))?;
-    }
-    // Host side: MTU, into the bridge, up, in one request.
-    let host = link_by_name(&ns.host, &host_name)
-        .await?
-        .ok_or_else(|| Error::Bridge {
+    // Both ends looked up at once, each on its namespace's socket, the
+    // bridge again (its MAC may have followed its new port) and the
+    // container's sysctls set meanwhile.
+    let host_side = async {
+        let (host, br) = tokio::join!(
+            link_by_name(&ns.host, &host_name),
+            link_by_name(&ns.host, &conf.bridge)
+        );
+        let host = host?.ok_or_else(|| Error::Bridge {
             msg: format!("failed to lookup {host_name:?}"),
         })?;
-    let mut set = LinkUnspec::new_with_index(host.header.index)
-        .controller(bridge.header.index)
-        .up();
-    if conf.mtu > 0 {
-        set = set.mtu(conf.mtu);
-    }
-    ns.host
-        .rtnetlink()
-        .link()
-        .set(set.build())
-        .execute()
-        .await
-        .map_err(nl(format!(
-            "connect {host_name:?} to bridge {:?}",
-            conf.bridge
-        )))?;
-    let _ = write_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
-    if conf.hairpin_mode {
-        ns.host
-            .rtnetlink()
-            .link()
-            .set_port(LinkBridgePort::new(host.header.index).hairpin(true).build())
-            .execute()
-            .await
-            .map_err(nl(format!("setup hairpin mode for {host_name:?}")))?;
-    }
-    let cont = link_by_name(&ns.cont, &inv.ifname)
-        .await?
-        .ok_or_else(|| Error::Bridge {
+        let bridge_mac = br?.map_or_else(|| mac_of(&bridge), |b| mac_of(&b));
+        let _ = write_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+        if conf.hairpin_mode {
+            ns.host
+                .rtnetlink()
+                .link()
+                .set_port(LinkBridgePort::new(host.header.index).hairpin(true).build())
+                .execute()
+                .await
+                .map_err(nl(format!("setup hairpin mode for {host_name:?}")))?;
+        }
+        Ok::<_, Error>((host, bridge_mac))
+    };
+    let cont_side = async {
+        // Only a layer-3 attachment gets them, as in the reference.
+        let layer3 = conf.ipam_type().is_some();
+        let (link, sysctls) = tokio::join!(link_by_name(&ns.cont, &inv.ifname), async {
+            if layer3 {
+                container_sysctls(ns, conf, &inv.ifname).await
+            } else {
+                Ok(())
+            }
+        });
+        sysctls?;
+        link?.ok_or_else(|| Error::Bridge {
             msg: format!("failed to lookup {:?}", inv.ifname),
-        })?;
-    Ok(Links { bridge, host, cont })
+        })
+    };
+    let (host, cont) = tokio::join!(host_side, cont_side);
+    let ((host, bridge_mac), cont) = (host?, cont?);
+    Ok(Links {
+        bridge,
+        bridge_mac,
+        host,
+        cont,
+    })
 }
 
 /// The gateway of `c`'s subnet the reference computes (network + 1).
@@ -368,8 +377,9 @@ fn calc_gateways(result: &mut CniResult, conf: &NetConf) -> Vec<Cidr> {
     gws
 }
 
-/// Container-side sysctls, as the reference sets them, in one hop.
-async fn container_sysctls(ns: &Namespaces, conf: &NetConf, ifname: &str, v6: bool) -> Result<()> {
+/// Container-side sysctls of the new interface, as the reference sets them
+/// (DAD, `arp_notify`), in one hop, before it has addresses or is up.
+async fn container_sysctls(ns: &Namespaces, conf: &NetConf, ifname: &str) -> Result<()> {
     let ifname = ifname.to_string();
     let dad = conf.enabledad;
     ns.cont
@@ -382,10 +392,23 @@ async fn container_sysctls(ns: &Namespaces, conf: &NetConf, ifname: &str, v6: bo
                 let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
             }
             let _ = write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-            if v6 {
-                for i in ["lo", ifname.as_str()] {
-                    ensure_sysctl(&format!("net/ipv6/conf/{i}/disable_ipv6"), "0")?;
-                }
+        })
+        .await
+        .map_err(|e| Error::Namespace {
+            op: "set the container's sysctls",
+            source: Box::new(e.into()),
+        })
+}
+
+/// IPv6 enabled on the container's `lo` and interface (where it is off), as
+/// the reference does when an IPv6 address comes, in one hop.
+async fn container_enable_ipv6(ns: &Namespaces, ifname: &str) -> Result<()> {
+    let ifname = ifname.to_string();
+    ns.cont
+        .netns()
+        .run_short(move || {
+            for i in ["lo", ifname.as_str()] {
+                ensure_sysctl(&format!("net/ipv6/conf/{i}/disable_ipv6"), "0")?;
             }
             Ok(())
         })
@@ -406,25 +429,35 @@ async fn configure_iface(
     let rtnl = ns.cont.rtnetlink();
     let (mut v4gw, mut v6gw) = (None, None);
     for ip in &result.ips {
-        rtnl.address()
-            .add(index, ip.address.addr, ip.address.prefix)
-            .execute()
-            .await
-            .map_err(nl(format!("add IP addr {} to {ifname:?}", ip.address)))?;
         match ip.gateway {
             Some(g @ IpAddr::V4(_)) if v4gw.is_none() => v4gw = Some(g),
             Some(g @ IpAddr::V6(_)) if v6gw.is_none() => v6gw = Some(g),
             _ => {}
         }
     }
-    rtnl.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
-        .map_err(nl(format!("set {ifname:?} UP")))?;
+    // The addresses, then the link up: sent together on the one socket,
+    // which the kernel handles in order (no round trip between them).
+    let addrs = futures::future::join_all(result.ips.iter().map(|ip| async move {
+        rtnl.address()
+            .add(index, ip.address.addr, ip.address.prefix)
+            .execute()
+            .await
+            .map_err(nl(format!("add IP addr {} to {ifname:?}", ip.address)))
+    }));
+    let up = async {
+        rtnl.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {ifname:?} UP")))
+    };
+    let (addrs, up) = tokio::join!(addrs, up);
+    addrs.into_iter().collect::<Result<Vec<()>>>()?;
+    up?;
     if v6gw.is_some() {
         settle_addresses(&ns.cont, index, ifname).await?;
     }
+    let mut routes = Vec::with_capacity(result.routes.len());
     for r in &result.routes {
         let gw = r.gw.or(if r.dst.is_ipv4() { v4gw } else { v6gw });
         let mut b = RouteMessageBuilder::<IpAddr>::new()
@@ -440,12 +473,20 @@ async fn configure_iface(
                 msg: format!("invalid gateway {gw}: {e}"),
             })?;
         }
-        rtnl.route()
-            .add(b.build())
-            .execute()
-            .await
-            .map_err(nl(format!("add route '{} via {gw:?} dev {ifname}'", r.dst)))?;
+        let msg = b.build();
+        routes.push(async move {
+            rtnl.route()
+                .add(msg)
+                .execute()
+                .await
+                .map_err(nl(format!("add route '{} via {gw:?} dev {ifname}'", r.dst)))
+        });
     }
+    // Sent together, handled in order.
+    futures::future::join_all(routes)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
     Ok(())
 }
 
@@ -522,20 +563,21 @@ async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
 }
 
 /// The reference's `ensureAddr`: the gateway address on the bridge.
+/// Returns the MAC it pinned the bridge to, if it did.
 async fn ensure_addr(
     host: &Handle,
     br: &LinkMessage,
     name: &str,
     gw: Cidr,
     force: bool,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let index = br.header.index;
     for a in addresses(host, index).await? {
         if a.is_ipv4() != gw.is_ipv4() {
             continue;
         }
         if a == gw {
-            return Ok(());
+            return Ok(None);
         }
         let overlap = a.contains(gw.addr) || gw.contains(a.addr);
         if a.is_ipv4() || overlap {
@@ -585,8 +627,9 @@ async fn ensure_addr(
             .execute()
             .await
             .map_err(nl(format!("set {name:?}'s mac")))?;
+        return Ok(Some(mac_of(br)));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Waits for the host veth to be operationally up, as the reference does
@@ -632,10 +675,26 @@ fn name_of(msg: &LinkMessage) -> String {
 /// ADD. On failure nothing this call made is left: the veth pair, the
 /// IPAM lease, a bridge it created.
 pub(crate) async fn add(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<CniResult> {
-    let ns = open(&inv.netns).await?;
     let mut made = Made::default();
-    // The lease is taken while the links are made.
-    let (links, leased) = tokio::join!(setup_links(&ns, conf, inv, &mut made), ipam.add(inv));
+    // The lease is taken while the links are made. host-local's file work
+    // (in-process) starts at once, while the namespaces are opened too; a
+    // delegated plugin only once `CNI_NETNS` is known to be a namespace.
+    let (opened, leased) = if ipam.is_local() {
+        tokio::join!(open_and_link(inv, conf, &mut made), ipam.add(inv))
+    } else {
+        let ns = open(&inv.netns).await?;
+        let (links, leased) = tokio::join!(setup_links(&ns, conf, inv, &mut made), ipam.add(inv));
+        (Ok((ns, links)), leased)
+    };
+    let (ns, links) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            if leased.is_ok() {
+                let _ = ipam.del(inv).await;
+            }
+            return Err(e);
+        }
+    };
     let failed = match (links, leased) {
         (Ok(links), Ok(lease)) => match finish_add(&ns, conf, inv, links, lease).await {
             Ok(r) => return Ok(r),
@@ -655,6 +714,18 @@ pub(crate) async fn add(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result
     };
     undo(&ns, &made, &inv.ifname).await;
     Err(failed)
+}
+
+/// Opens the namespaces, then makes the links; the outer error is a
+/// namespace that could not be opened (nothing made).
+async fn open_and_link(
+    inv: &Invocation,
+    conf: &NetConf,
+    made: &mut Made,
+) -> Result<(Namespaces, Result<Links>)> {
+    let ns = open(&inv.netns).await?;
+    let links = setup_links(&ns, conf, inv, made).await;
+    Ok((ns, links))
 }
 
 /// Removes what a failed ADD made: the pair (through its container end),
@@ -698,7 +769,7 @@ async fn finish_add(
         interfaces: vec![
             Interface {
                 name: conf.bridge.clone(),
-                mac: mac_of(&links.bridge),
+                mac: links.bridge_mac.clone(),
                 sandbox: String::new(),
             },
             Interface {
@@ -726,25 +797,53 @@ async fn finish_add(
             });
         }
         let gws = calc_gateways(&mut result, conf);
-        let v6 = result.ips.iter().any(|i| !i.address.is_ipv4());
-        container_sysctls(ns, conf, &inv.ifname, v6).await?;
-        configure_iface(ns, &result, index, &inv.ifname).await?;
-        wait_port_up(&ns.host, &host_name).await?;
-        for gw in &gws {
-            ensure_addr(
-                &ns.host,
-                &links.bridge,
-                &conf.bridge,
-                *gw,
-                conf.force_address,
-            )
-            .await?;
+        if result.ips.iter().any(|i| !i.address.is_ipv4()) {
+            container_enable_ipv6(ns, &inv.ifname).await?;
         }
-        if gws.iter().any(|g| g.is_ipv4()) {
-            ensure_sysctl("net/ipv4/ip_forward", "1")?;
-        }
-        if gws.iter().any(|g| !g.is_ipv4()) {
-            ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        // The container's side (addresses, up, routes, then the host port
+        // up) and the bridge's gateway addresses at the same time: each
+        // namespace on its own socket.
+        let cont_part = async {
+            configure_iface(ns, &result, index, &inv.ifname).await?;
+            wait_port_up(&ns.host, &host_name).await
+        };
+        let host_part = async {
+            let mut pinned = None;
+            for gw in &gws {
+                if let Some(mac) = ensure_addr(
+                    &ns.host,
+                    &links.bridge,
+                    &conf.bridge,
+                    *gw,
+                    conf.force_address,
+                )
+                .await?
+                {
+                    pinned = Some(mac);
+                }
+            }
+            if gws.iter().any(|g| g.is_ipv4()) {
+                ensure_sysctl("net/ipv4/ip_forward", "1")?;
+            }
+            if gws.iter().any(|g| !g.is_ipv4()) {
+                ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+            }
+            Ok::<_, Error>(pinned)
+        };
+        // With IPv6 DAD on, the container's addresses settle first (up to
+        // seconds) and only then does the bridge get its gateway (whose own
+        // DAD then starts), as in the reference.
+        let dad = conf.enabledad && result.ips.iter().any(|i| !i.address.is_ipv4());
+        let pinned = if dad {
+            cont_part.await?;
+            host_part.await?
+        } else {
+            let (done, pinned) = tokio::join!(cont_part, host_part);
+            done?;
+            pinned?
+        };
+        if let Some(mac) = pinned {
+            result.interfaces[0].mac = mac;
         }
     } else {
         ns.cont
@@ -755,10 +854,8 @@ async fn finish_add(
             .await
             .map_err(nl(format!("set {:?} up", inv.ifname)))?;
     }
-    // The bridge's MAC may have changed with its first port.
-    if let Some(br) = link_by_name(&ns.host, &conf.bridge).await? {
-        result.interfaces[0].mac = mac_of(&br);
-    }
+    // The bridge's MAC is the one read once the port joined, or the one
+    // `ensure_addr` pinned: no third look.
     result.dns = conf.dns.clone();
     Ok(result)
 }

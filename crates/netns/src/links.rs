@@ -184,9 +184,81 @@ pub struct AddVeth<'a> {
     name: String,
     peer: String,
     peer_netns: Option<Target>,
+    attrs: VethAttrs,
+}
+
+/// Attributes a veth pair gets in its creating request (none by default).
+#[derive(Debug, Default)]
+struct VethAttrs {
+    mtu: Option<u32>,
+    peer_address: Option<Vec<u8>>,
+    controller: Option<u32>,
+    up: bool,
 }
 
 impl AddVeth<'_> {
+    /// Both ends get this MTU when they are made (no second request).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(root: netns::Handle) -> netns::Result<()> {
+    /// root.add_veth("veth0", "veth1").mtu(1400).execute().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.attrs.mtu = Some(mtu);
+        self
+    }
+
+    /// The peer's MAC address, set when it is made (`IFLA_ADDRESS` of the
+    /// peer); the kernel picks a random one otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(root: netns::Handle) -> netns::Result<()> {
+    /// root.add_veth("veth0", "veth1")
+    ///     .peer_address(vec![0x02, 0, 0, 0, 0, 1])
+    ///     .execute()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_address(mut self, mac: Vec<u8>) -> Self {
+        self.attrs.peer_address = Some(mac);
+        self
+    }
+
+    /// This end (not the peer) is made a port of the link with this index
+    /// (a bridge, a bond) in the same request (`IFLA_MASTER`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(root: netns::Handle) -> netns::Result<()> {
+    /// let br = root.link_index("br0").await?;
+    /// root.add_veth("veth0", "veth1").controller(br).execute().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn controller(mut self, index: u32) -> Self {
+        self.attrs.controller = Some(index);
+        self
+    }
+
+    /// This end (not the peer) is brought up in the same request.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(root: netns::Handle) -> netns::Result<()> {
+    /// root.add_veth("veth0", "veth1").up().execute().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn up(mut self) -> Self {
+        self.attrs.up = true;
+        self
+    }
+
     /// Creates the peer directly inside `target` (a name, path, pid, `NetNs`
     /// or handle), like pyroute2's `peer={'ifname': .., 'net_ns_fd': name}`.
     ///
@@ -233,6 +305,7 @@ impl AddVeth<'_> {
             name,
             peer,
             peer_netns,
+            attrs,
         } = self;
         let dest: Option<NetNs> = match peer_netns {
             Some(t) => Some(t.open(handle.run_dir(), OpenMode::OpenOnly).await?),
@@ -242,7 +315,21 @@ impl AddVeth<'_> {
         if let Some(ns) = &dest {
             peer_msg = peer_msg.setns_by_fd(ns.as_fd().as_raw_fd());
         }
-        let msg: LinkMessage = LinkVeth::new(&name, &peer)
+        let mut this = LinkVeth::new(&name, &peer);
+        if let Some(mtu) = attrs.mtu {
+            peer_msg = peer_msg.mtu(mtu);
+            this = this.mtu(mtu);
+        }
+        if let Some(mac) = attrs.peer_address {
+            peer_msg = peer_msg.address(mac);
+        }
+        if let Some(index) = attrs.controller {
+            this = this.controller(index);
+        }
+        if attrs.up {
+            this = this.up();
+        }
+        let msg: LinkMessage = this
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
             .build();
         let res = handle
@@ -297,6 +384,7 @@ impl Handle {
             name: name.into(),
             peer: peer.into(),
             peer_netns: None,
+            attrs: VethAttrs::default(),
         }
     }
 

@@ -84,6 +84,70 @@ async fn veth_peer_created_in_another_namespace(transport) {
     assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
 }
 
+async fn veth_attributes_set_in_the_creating_request(transport) {
+    use futures::TryStreamExt;
+    use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+    async fn get(h: &Handle, name: &str) -> LinkMessage {
+        h.rtnetlink()
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await
+            .unwrap()
+            .unwrap()
+    }
+    fn find<T>(m: &LinkMessage, f: impl Fn(&LinkAttribute) -> Option<T>) -> Option<T> {
+        m.attributes.iter().find_map(f)
+    }
+    let (_a, b, ha, hb) = pair(transport).await;
+    ha.rtnetlink()
+        .link()
+        .add(rtnetlink::LinkBridge::new("br0").build())
+        .execute()
+        .await
+        .unwrap();
+    let br = ha.link_index("br0").await.unwrap();
+    let mac = vec![0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+    ha.add_veth("s0", "s1")
+        .peer_netns(b.name())
+        .mtu(1400)
+        .peer_address(mac.clone())
+        .controller(br)
+        .up()
+        .execute()
+        .await
+        .unwrap();
+    let here = get(&ha, "s0").await;
+    let there = get(&hb, "s1").await;
+    let mtu = |a: &LinkAttribute| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    };
+    assert_eq!(find(&here, mtu), Some(1400));
+    assert_eq!(find(&there, mtu), Some(1400));
+    let master = |a: &LinkAttribute| match a {
+        LinkAttribute::Controller(i) => Some(*i),
+        _ => None,
+    };
+    assert_eq!(find(&here, master), Some(br));
+    assert_eq!(find(&there, master), None);
+    assert!(here.header.flags.contains(LinkFlags::Up));
+    assert!(!there.header.flags.contains(LinkFlags::Up));
+    let address = |a: &LinkAttribute| match a {
+        LinkAttribute::Address(m) => Some(m.clone()),
+        _ => None,
+    };
+    assert_eq!(find(&there, address), Some(mac));
+    // Without the setters: the kernel's defaults, as before.
+    ha.add_veth("d0", "d1").execute().await.unwrap();
+    let d0 = get(&ha, "d0").await;
+    assert_eq!(find(&d0, mtu), Some(1500));
+    assert_eq!(find(&d0, master), None);
+    assert!(!d0.header.flags.contains(LinkFlags::Up));
+}
+
 async fn missing_destination_is_not_found_before_sending(transport) {
     let (_a, _b, ha, _hb) = pair(transport).await;
     ha.add_veth("n0", "n1").execute().await.unwrap();

@@ -520,6 +520,37 @@ impl Executor {
     /// # Ok::<(), nsfs::Error>(())
     /// ```
     pub fn global() -> Result<&'static Executor> {
+        Executor::global_sized(|| {
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+        })
+    }
+
+    /// Creates the process-wide executor (see [`Executor::global`]) with
+    /// room for `threads` closures at once (at least one), unless it exists
+    /// already; returns it either way (then with the size it has).
+    ///
+    /// For a program that knows its need before its first namespace job: a
+    /// short-lived process that runs a closure or two (a CNI plugin) skips
+    /// the `available_parallelism()` lookup `global` makes on first use (it
+    /// reads `/proc/self/cgroup` and cgroup files: about 0.1 ms). Threads
+    /// start on demand either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`Executor::global`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let exec = nsfs::Executor::init_global(1)?;
+    /// assert!(std::ptr::eq(exec, nsfs::Executor::global()?));
+    /// # Ok::<(), nsfs::Error>(())
+    /// ```
+    pub fn init_global(threads: usize) -> Result<&'static Executor> {
+        Executor::global_sized(|| threads)
+    }
+
+    fn global_sized(size: impl FnOnce() -> usize) -> Result<&'static Executor> {
         static GLOBAL: OnceLock<Executor> = OnceLock::new();
         if let Some(exec) = GLOBAL.get() {
             return Ok(exec);
@@ -527,8 +558,7 @@ impl Executor {
         // A failure is not remembered (it may be passing: `EMFILE`), so the
         // next call tries again. Two first callers racing may both make an
         // executor; the loser's, which has no thread yet, is dropped.
-        let size = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-        let exec = Executor::new(size).map_err(|e| Error::Thread { source: e.into() })?;
+        let exec = Executor::new(size()).map_err(|e| Error::Thread { source: e.into() })?;
         Ok(GLOBAL.get_or_init(|| exec))
     }
 

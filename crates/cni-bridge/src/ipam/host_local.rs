@@ -336,6 +336,28 @@ pub(crate) struct Store {
     _lock: Flock<File>,
 }
 
+/// Replaces a small file's content in place: written over from offset 0,
+/// then cut to the new length only if it was longer. Not `O_TRUNC`: on
+/// ext4, truncating a file that holds data to zero frees its block in a
+/// journal transaction (and flushes its delayed allocation on close), which
+/// measured 2-5 ms per ADD on this file alone; an overwrite of the same
+/// length (an address after another of its range) only dirties a page.
+/// Readers hold the store's lock, so none sees the file half written.
+fn overwrite(path: &Path, content: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all_at(content, 0)?;
+    if f.metadata()?.len() > content.len() as u64 {
+        f.set_len(content.len() as u64)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (making it if needed) the network's directory and takes its
     /// lock, waiting for another allocator to be done.
@@ -401,7 +423,7 @@ impl Store {
         }
         drop(f);
         let last = self.path(&format!("{LAST_IP_PREFIX}{set}"));
-        fs::write(&last, ip.to_string()).map_err(|source| Error::Store {
+        overwrite(&last, ip.to_string().as_bytes()).map_err(|source| Error::Store {
             op: "write",
             path: last,
             source,

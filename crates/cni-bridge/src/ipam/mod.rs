@@ -45,6 +45,12 @@ impl Ipam {
         Ok(Ipam::Delegate(kind.to_string()))
     }
 
+    /// Whether host-local is done in this process (its file work is cheap
+    /// to start early and to undo).
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self, Ipam::Local(_))
+    }
+
     /// Allocates (ADD).
     pub(crate) async fn add(&self, inv: &Invocation) -> Result<Option<CniResult>> {
         match self {
