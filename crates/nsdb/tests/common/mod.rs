@@ -102,6 +102,19 @@ pub async fn assert_view_matches_dump(view: &View, ns: &Namespace) {
     }
 }
 
+/// `state` without what the kernel settles on its own after a link is set
+/// up or its peer moves: the operational state (`RUNNING`, `LOWER_UP`,
+/// operstate), which linkwatch updates later (deferred up to a second), so
+/// a dump taken right after a rollback may catch a port with its carrier
+/// still down.
+pub fn without_carrier(mut state: NsState) -> NsState {
+    for l in state.links.values_mut() {
+        l.flags &= !(libc::IFF_RUNNING as u32 | libc::IFF_LOWER_UP as u32);
+        l.oper_state = None;
+    }
+    state
+}
+
 pub fn describe_diff(view: &NsState, fresh: &NsState) -> String {
     let mut out = String::new();
     diff_into(&mut out, "link", &view.links, &fresh.links);
