@@ -251,10 +251,10 @@ pub(crate) async fn read_node(
     }
 
     let mut routes = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let msg = rtnetlink::RouteMessageBuilder::<IpAddr>::new().build();
-        let mut msg = msg;
-        msg.header.address_family = family;
+    // One dump of every family (AF_UNSPEC): IPv4 and IPv6 together.
+    {
+        let mut msg = rtnetlink::RouteMessageBuilder::<IpAddr>::new().build();
+        msg.header.address_family = AddressFamily::Unspec;
         let mut dump = rt.route().get(msg).execute();
         while let Some(r) = dump
             .try_next()
@@ -285,7 +285,10 @@ pub(crate) async fn read_node(
             if table != 254 {
                 continue;
             }
-            let v6 = family == AddressFamily::Inet6;
+            let v6 = r.header.address_family == AddressFamily::Inet6;
+            if !v6 && r.header.address_family != AddressFamily::Inet {
+                continue;
+            }
             let prefix_len = r.header.destination_prefix_length;
             let destination = match dst {
                 Some(addr) => Destination::Prefix(IfAddr { addr, prefix_len }),
