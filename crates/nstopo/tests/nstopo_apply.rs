@@ -113,7 +113,21 @@ async fn apply_from_nothing_then_again_then_destroy() {
     testkit::require_root();
     let (names, mounts_before) = (run_dir_names("tpa-"), mounts("tpa-"));
     let t = topo("tpa");
+    // A dry run plans and touches nothing.
+    let dry = nstopo::apply(&t, Options::default().dry_run(true))
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.requests, 0);
+    assert!(matches!(
+        dry.plan.changes[0],
+        Change::CreateNamespace { .. }
+    ));
+    assert!(run_dir_names("tpa-").is_empty());
+    let json = serde_json::to_value(&dry.plan).unwrap();
+    assert_eq!(json["changes"][0]["change"], "create_namespace");
     let report = nstopo::apply(&t, Options::default()).await.unwrap();
+    assert_eq!(report.plan, dry.plan);
     assert!(report.requests > 0);
     assert_eq!(report.removed, 0);
     assert_declared(&t).await;
