@@ -61,6 +61,8 @@ fn list_names_every_group_of_rows() {
         "nsproc/spawn-fast-2gib-parent",
         "nsproxy/agent-private-dirty",
         "nsdb/commit-vs-rtnetlink",
+        "topo/build",
+        "topo/destroy",
     ] {
         assert!(text.contains(row), "--list lacks {row}:\n{text}");
     }
@@ -118,6 +120,63 @@ fn quick_run_writes_rows_as_json() {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("| nsfs/create-remove |"), "{stdout}");
+}
+
+#[test]
+fn topology_rows_run_at_five_nodes_and_leave_nothing() {
+    require_root();
+    let json = scratch_json("topo");
+    let child = Command::new(BIN)
+        .args([
+            "--quick",
+            "--rows",
+            "topo/",
+            "--samples-scale",
+            "0.34",
+            "--json",
+        ])
+        .arg(&json)
+        .env("NSBENCH_TOPO_NODES", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nsbench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("nsbench output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(&json);
+    let _ = std::fs::remove_file(&json);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "topo/build",
+            "topo/destroy",
+            "topo/live-change",
+            "topo/build-phases"
+        ]
+    );
+    for r in &rows {
+        // Ours is "not yet measured" until the engine lands; the references
+        // are measured either way (the reason gives their medians).
+        match r["status"].as_str() {
+            Some("ok") => assert!(r["ours_us"].as_f64().is_some_and(|v| v > 0.0), "{r}"),
+            Some("not yet measured") => {
+                assert!(
+                    r["error"].as_str().is_some_and(|e| e.contains("median")),
+                    "{r}"
+                )
+            }
+            _ => panic!("{r}"),
+        }
+    }
+    assert_eq!(rows[3]["status"], "ok", "{}", rows[3]);
+    assert!(leftovers(pid).is_empty(), "{:?}", leftovers(pid));
 }
 
 #[test]
