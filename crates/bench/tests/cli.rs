@@ -47,6 +47,23 @@ fn leftovers(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The rows of a run that must have succeeded (its JSON file removed) and
+/// their names.
+fn finished_rows(out: &Output, json: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(json);
+    let _ = std::fs::remove_file(json);
+    let names = rows
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    (rows, names)
+}
+
 #[test]
 fn list_names_every_group_of_rows() {
     let out = run(&["--list"]);
@@ -96,14 +113,7 @@ fn quick_run_writes_rows_as_json() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = rows(&json);
-    let _ = std::fs::remove_file(&json);
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let (rows, names) = finished_rows(&out, &json);
     assert_eq!(names, ["nsfs/create-remove", "nsfs/closure"]);
     for r in &rows {
         assert_eq!(r["status"], "ok", "{r}");
@@ -144,14 +154,7 @@ fn topology_rows_run_at_five_nodes_and_leave_nothing() {
         .expect("run nsbench");
     let pid = child.id();
     let out = child.wait_with_output().expect("nsbench output");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = rows(&json);
-    let _ = std::fs::remove_file(&json);
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let (rows, names) = finished_rows(&out, &json);
     assert_eq!(
         names,
         [
