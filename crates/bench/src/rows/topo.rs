@@ -70,8 +70,17 @@ pub(super) fn rows() -> Vec<RowSpec> {
     ]
 }
 
-/// N: `NSBENCH_TOPO_NODES`, else 1,000 (200 with `--quick`).
+/// N: `NSBENCH_TOPO_NODES`, else 1,000 (200 with `--quick`). Also raises
+/// the process's soft limit of open files to its hard limit: the loop holds
+/// a handle (a namespace fd and a socket) per node, the raw floor a
+/// namespace fd and a socket per node, more than a soft limit of 1,024
+/// allows at N = 1,000.
 fn nodes(cfg: &Config) -> BResult<usize> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
     match std::env::var("NSBENCH_TOPO_NODES") {
         Ok(v) => match v.parse::<usize>() {
             Ok(n) if n >= 5 => Ok(n),
