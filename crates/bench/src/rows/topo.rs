@@ -7,8 +7,10 @@
 //! joins node `i` (`e0`) to node `i+1` (`e1`), link `N+i` joins node `i`
 //! (`e2`) to node `i+2` (`e3`), all modulo N: a ring and a second ring of
 //! stride 2, so every node has four veth ends. Link `L` is the /31
-//! `10.0.0.0 + 2L`, its first end the even address; every end is up; every
-//! node has one route, `172.16.0.0/12` via the far end of its `e0`.
+//! `10.0.0.0 + 2L`, its first end the even address; every end is up, and
+//! every node's `lo` (as nstopo brings it up); every node has one route,
+//! `172.16.0.0/12` via the far end of its `e0`. [`declaration`] gives the
+//! same topology as an nstopo declaration.
 //!
 //! Sizes: N is 1,000 (200 with `--quick`), or `NSBENCH_TOPO_NODES` if set
 //! (at least 5). Every sample starts once the kernel has freed the
@@ -33,13 +35,16 @@ use super::{NotYet, RowSpec};
 use crate::harness::{BResult, Config, Measurement, Stats, Target, err};
 use crate::scratch::{register, unique_name, unregister};
 
+/// The ifindex of `lo` in every namespace.
+const LO_INDEX: u32 = 1;
 /// Prefix length of every link's addresses.
 const LINK_PREFIX: u8 = 31;
 /// Every node's one route: destination and prefix length (via the far end
 /// of its `e0`).
 const ROUTE: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 16, 0, 0), 12);
 /// Why our side is not measured yet.
-const OURS_NOT_YET: &str = "nstopo (apply, destroy) has not landed on this branch yet";
+const OURS_NOT_YET: &str =
+    "nstopo accepts the declaration, but its apply and destroy have not landed on this branch yet";
 
 pub(super) fn rows() -> Vec<RowSpec> {
     vec![
@@ -70,7 +75,8 @@ pub(super) fn rows() -> Vec<RowSpec> {
     ]
 }
 
-/// N: `NSBENCH_TOPO_NODES`, else 1,000 (200 with `--quick`). Also raises
+/// N: `NSBENCH_TOPO_NODES`, else 1,000 (200 with `--quick`), once nstopo
+/// has accepted the declaration of that size. Also raises
 /// the process's soft limit of open files to its hard limit: the loop holds
 /// a handle (a namespace fd and a socket) per node, the raw floor a
 /// namespace fd and a socket per node, more than a soft limit of 1,024
@@ -81,7 +87,7 @@ fn nodes(cfg: &Config) -> BResult<usize> {
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    match std::env::var("NSBENCH_TOPO_NODES") {
+    let n = match std::env::var("NSBENCH_TOPO_NODES") {
         Ok(v) => match v.parse::<usize>() {
             Ok(n) if n >= 5 => Ok(n),
             _ => Err(err(format!(
@@ -89,7 +95,12 @@ fn nodes(cfg: &Config) -> BResult<usize> {
             ))),
         },
         Err(_) => Ok(cfg.size(1000, 200)),
-    }
+    }?;
+    // nstopo must accept, at this size, the declaration ours applies.
+    let names = Topo::new(n);
+    names.forget();
+    declaration(&names)?;
+    Ok(n)
 }
 
 /// One veth pair of the topology.
@@ -118,6 +129,8 @@ pub(crate) struct End {
 /// The topology of the rows (see the module docs), with fresh names.
 #[derive(Debug)]
 pub(crate) struct Topo {
+    /// What every name starts with (the declaration's name).
+    pub(crate) prefix: String,
     pub(crate) names: Vec<String>,
     pub(crate) links: Vec<Link>,
 }
@@ -147,7 +160,11 @@ impl Topo {
                 });
             }
         }
-        Topo { names, links }
+        Topo {
+            prefix,
+            names,
+            links,
+        }
     }
 
     fn n(&self) -> usize {
@@ -203,6 +220,27 @@ impl Topo {
             unregister(name);
         }
     }
+}
+
+/// The topology as an nstopo declaration: what `topo/build` applies.
+fn declaration(topo: &Topo) -> BResult<nstopo::Topology> {
+    let ifaddr = |a: Ipv4Addr, len: u8| {
+        nstopo::IfAddr::new(IpAddr::V4(a), len).ok_or_else(|| err(format!("bad address {a}/{len}")))
+    };
+    let dst = nstopo::Destination::Prefix(ifaddr(ROUTE.0, ROUTE.1)?);
+    let mut b = nstopo::Topology::builder(topo.prefix.as_str());
+    for (i, name) in topo.names.iter().enumerate() {
+        let route = nstopo::Route::to(dst).via(IpAddr::V4(topo.gateway(i)));
+        b = b.node(nstopo::Node::new(name.as_str()).route(route));
+    }
+    for l in &topo.links {
+        let a = nstopo::Endpoint::new(topo.names[l.a].as_str(), l.a_if)
+            .address(ifaddr(l.a_addr, LINK_PREFIX)?);
+        let z = nstopo::Endpoint::new(topo.names[l.b].as_str(), l.b_if)
+            .address(ifaddr(l.b_addr, LINK_PREFIX)?);
+        b = b.link(nstopo::Link::new(a, z));
+    }
+    Ok(b.build()?)
 }
 
 /// Threads of the raw sides: one per CPU.
@@ -277,7 +315,11 @@ enum Op {
 async fn build_with(way: Way, topo: &Topo) -> BResult<Duration> {
     let start = Instant::now();
     match way {
-        Way::Ours => return Err(Box::new(NotYet(OURS_NOT_YET.into()))),
+        Way::Ours => {
+            // Where nstopo's apply of this declaration goes once it lands.
+            let _declared = declaration(topo)?;
+            return Err(Box::new(NotYet(OURS_NOT_YET.into())));
+        }
         Way::IpProcesses => ip::build_by_processes(topo).await?,
         Way::IpBatch => ip::build_by_batches(topo).await?,
         Way::Loop => return loop_build(topo).await,
@@ -291,7 +333,7 @@ async fn build_with(way: Way, topo: &Topo) -> BResult<Duration> {
 /// The hand-written loop: every namespace opened (created) at once, every
 /// veth sent at once from its first node's handle with the peer born in the
 /// second, then on every node at once: the four ifindexes looked up, the
-/// addresses and ups sent together, then the route.
+/// addresses and ups (`lo` too) sent together, then the route.
 async fn loop_build(topo: &Topo) -> BResult<Duration> {
     use futures::future::{try_join, try_join_all};
     let start = Instant::now();
@@ -311,8 +353,9 @@ async fn loop_build(topo: &Topo) -> BResult<Duration> {
         .await?;
         try_join_all(handles.iter().enumerate().map(|(i, h)| async move {
             let ends = topo.ends(i);
-            let index = try_join_all(ends.iter().map(|e| h.link_index(e.name))).await?;
+            let mut index = try_join_all(ends.iter().map(|e| h.link_index(e.name))).await?;
             let rt = h.rtnetlink();
+            index.push(LO_INDEX);
             try_join(
                 try_join_all(ends.iter().zip(&index).map(|(e, &ix)| {
                     rt.address()
@@ -733,13 +776,17 @@ mod tests {
         }
         assert_eq!(addrs.len(), 28);
         let script = ip::node_script(&topo, 3);
-        assert_eq!(script.lines().count(), 9);
+        assert_eq!(script.lines().count(), 10);
         assert!(script.ends_with(&format!(
             "route add 172.16.0.0/12 via {}\n",
             topo.gateway(3)
         )));
         let (create, veths, config) = ip::commands(&topo);
         assert_eq!((create.len(), veths.len(), config.len()), (7, 14, 7));
-        assert!(config.iter().all(|c| c.len() == 9));
+        assert!(config.iter().all(|c| c.len() == 10));
+        // nstopo accepts the same topology as a declaration.
+        let decl = declaration(&topo).unwrap();
+        assert_eq!((decl.nodes.len(), decl.links.len()), (7, 14));
+        assert_eq!(decl.nodes[3].routes.len(), 1);
     }
 }

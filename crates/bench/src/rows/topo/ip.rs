@@ -47,8 +47,8 @@ pub(crate) fn commands(topo: &Topo) -> (Vec<Args>, Vec<Args>, Vec<Vec<Args>>) {
     (create, veths, config)
 }
 
-/// Node `i`'s configuration as `ip -batch` lines: addresses, links up, the
-/// route.
+/// Node `i`'s configuration as `ip -batch` lines: addresses, links up (and
+/// `lo`), the route.
 pub(crate) fn node_script(topo: &Topo, i: usize) -> String {
     let ends = topo.ends(i);
     let mut s = String::new();
@@ -63,6 +63,7 @@ pub(crate) fn node_script(topo: &Topo, i: usize) -> String {
     for e in &ends {
         s.push_str(&format!("link set {} up\n", e.name));
     }
+    s.push_str("link set lo up\n");
     let (dst, len) = super::ROUTE;
     s.push_str(&format!("route add {dst}/{len} via {}\n", topo.gateway(i)));
     s

@@ -253,7 +253,7 @@ pub(crate) struct Phases {
     pub(crate) create: Duration,
     /// Every veth pair created.
     pub(crate) veths: Duration,
-    /// Addresses, links up and routes.
+    /// Addresses, links up (`lo` too) and routes.
     pub(crate) config: Duration,
 }
 
@@ -366,6 +366,7 @@ pub(crate) fn build(topo: &Topo, threads: usize) -> BResult<Phases> {
                         for e in &ends {
                             req.up(seq.fetch_add(1, Ordering::Relaxed), e.index);
                         }
+                        req.up(seq.fetch_add(1, Ordering::Relaxed), super::LO_INDEX);
                         let (dst, len) = super::ROUTE;
                         let next = seq.fetch_add(1, Ordering::Relaxed);
                         req.route(next, dst.octets(), len, topo.gateway(i).octets());
