@@ -133,7 +133,7 @@ fn quick_run_writes_rows_as_json() {
 }
 
 #[test]
-fn topology_rows_run_at_five_nodes_and_leave_nothing() {
+fn topology_rows_measure_five_nodes_and_leave_nothing() {
     require_root();
     let json = scratch_json("topo");
     let child = Command::new(BIN)
@@ -165,20 +165,10 @@ fn topology_rows_run_at_five_nodes_and_leave_nothing() {
         ]
     );
     for r in &rows {
-        // Ours is "not yet measured" until the engine lands; the references
-        // are measured either way (the reason gives their medians).
-        match r["status"].as_str() {
-            Some("ok") => assert!(r["ours_us"].as_f64().is_some_and(|v| v > 0.0), "{r}"),
-            Some("not yet measured") => {
-                assert!(
-                    r["error"].as_str().is_some_and(|e| e.contains("median")),
-                    "{r}"
-                )
-            }
-            _ => panic!("{r}"),
-        }
+        assert_eq!(r["status"], "ok", "{r}");
+        assert!(r["ours_us"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        assert!(r["reference_us"].as_f64().is_some_and(|v| v > 0.0), "{r}");
     }
-    assert_eq!(rows[3]["status"], "ok", "{}", rows[3]);
     assert!(leftovers(pid).is_empty(), "{:?}", leftovers(pid));
 }
 

@@ -31,7 +31,7 @@ use netns::{Handle, OpenMode};
 use rtnetlink::{LinkUnspec, LinkVeth};
 
 use self::freed::Watcher;
-use super::{NotYet, RowSpec};
+use super::RowSpec;
 use crate::harness::{BResult, Config, Measurement, Stats, Target, err};
 use crate::scratch::{register, unique_name, unregister};
 
@@ -42,9 +42,6 @@ const LINK_PREFIX: u8 = 31;
 /// Every node's one route: destination and prefix length (via the far end
 /// of its `e0`).
 const ROUTE: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 16, 0, 0), 12);
-/// Why our side is not measured yet.
-const OURS_NOT_YET: &str =
-    "nstopo accepts the declaration, but its apply and destroy have not landed on this branch yet";
 
 pub(super) fn rows() -> Vec<RowSpec> {
     vec![
@@ -313,12 +310,12 @@ enum Op {
 /// request was acked (or the last `ip` exited). Whatever the way holds open
 /// (handles, sockets) is closed before it returns, untimed.
 async fn build_with(way: Way, topo: &Topo) -> BResult<Duration> {
+    // The declaration is the user's input: made before the clock starts.
+    let declared = declaration(topo)?;
     let start = Instant::now();
     match way {
         Way::Ours => {
-            // Where nstopo's apply of this declaration goes once it lands.
-            let _declared = declaration(topo)?;
-            return Err(Box::new(NotYet(OURS_NOT_YET.into())));
+            nstopo::apply(&declared, nstopo::Options::default()).await?;
         }
         Way::IpProcesses => ip::build_by_processes(topo).await?,
         Way::IpBatch => ip::build_by_batches(topo).await?,
@@ -384,11 +381,13 @@ async fn loop_build(topo: &Topo) -> BResult<Duration> {
     res
 }
 
-/// Removes `topo`'s names the way `way` does; returns when the last name is
-/// gone (the kernel frees the namespaces afterwards).
-async fn destroy_with(way: Way, topo: &Topo) -> BResult<()> {
+/// Removes `topo` (declared as `declared`) the way `way` does; returns when
+/// the last name is gone (the kernel frees the namespaces afterwards).
+async fn destroy_with(way: Way, topo: &Topo, declared: &nstopo::Topology) -> BResult<()> {
     match way {
-        Way::Ours => return Err(Box::new(NotYet(OURS_NOT_YET.into()))),
+        Way::Ours => {
+            nstopo::destroy(declared, nstopo::Options::default()).await?;
+        }
         Way::IpProcesses => ip::destroy_by_processes(&topo.names).await?,
         Way::IpBatch => ip::destroy_by_batches(&topo.names).await?,
         Way::Loop => {
@@ -405,12 +404,19 @@ async fn destroy_with(way: Way, topo: &Topo) -> BResult<()> {
     Ok(())
 }
 
-/// Builds a topology untimed (raw, the fastest way), for the rows that
-/// measure something else.
-async fn prepare(n: usize, watcher: &mut Watcher) -> BResult<Topo> {
+/// Builds a topology untimed, with nstopo (so that it owns it: its marker
+/// and link group), for the rows that measure something else; returns it
+/// with its declaration.
+async fn prepare(n: usize, watcher: &mut Watcher) -> BResult<(Topo, nstopo::Topology)> {
     let topo = Topo::new(n);
-    match tokio::task::block_in_place(|| raw::build(&topo, threads())) {
-        Ok(_) => Ok(topo),
+    let res = async {
+        let declared = declaration(&topo)?;
+        nstopo::apply(&declared, nstopo::Options::default()).await?;
+        Ok::<_, crate::harness::BoxError>(declared)
+    }
+    .await;
+    match res {
+        Ok(declared) => Ok((topo, declared)),
         Err(e) => {
             let _ = topo.teardown(watcher).await;
             Err(e)
@@ -457,8 +463,7 @@ fn median(samples: &Samples, way: Way) -> Option<f64> {
 }
 
 /// The row's result: ours against the loop, the raw floor, and every way's
-/// median and ratio in the notes; without ours, "not yet", with the
-/// references' medians.
+/// median and ratio in the notes.
 fn report(op: Op, n: usize, samples: &Samples, what: &str) -> BResult<Measurement> {
     let secs = |us: f64| format!("{:.2} s", us / 1e6);
     let mut notes = vec![format!("N={n} nodes, {} veth pairs, {what}", 2 * n)];
@@ -472,12 +477,9 @@ fn report(op: Op, n: usize, samples: &Samples, what: &str) -> BResult<Measuremen
             ));
         }
     }
-    let Some(ours) = samples.get(&Way::Ours) else {
-        return Err(Box::new(NotYet(format!(
-            "{OURS_NOT_YET}; references measured: {}",
-            notes.join("; ")
-        ))));
-    };
+    let ours = samples
+        .get(&Way::Ours)
+        .ok_or_else(|| err("ours was not sampled"))?;
     let ours_median = Stats::of(ours)?.median;
     for way in [Way::IpProcesses, Way::IpBatch, Way::Loop, Way::Raw] {
         if let (Some(m), Some(goal)) = (median(samples, way), way.goal()) {
@@ -503,17 +505,14 @@ fn report(op: Op, n: usize, samples: &Samples, what: &str) -> BResult<Measuremen
     Ok(m)
 }
 
-/// Whether nstopo can be measured on this branch (see [`OURS_NOT_YET`]).
-const OURS_READY: bool = false;
-
-/// The ways a row samples: ours only once it exists.
-fn ways() -> Vec<Way> {
-    let mut w = vec![Way::IpProcesses, Way::IpBatch, Way::Loop, Way::Raw];
-    if OURS_READY {
-        w.insert(0, Way::Ours);
-    }
-    w
-}
+/// The ways a row samples.
+const WAYS: [Way; 5] = [
+    Way::Ours,
+    Way::IpProcesses,
+    Way::IpBatch,
+    Way::Loop,
+    Way::Raw,
+];
 
 /// Runs `row` with a watcher namespace, removed afterwards whatever happens.
 async fn watched<F>(row: F) -> BResult<Measurement>
@@ -531,7 +530,7 @@ where
 async fn build(cfg: &Config) -> BResult<Measurement> {
     let n = nodes(cfg)?;
     watched(async |w: &mut Watcher| {
-        let samples = sample(cfg, &ways(), cfg.size(2, 1), async |way| {
+        let samples = sample(cfg, &WAYS, cfg.size(2, 1), async |way| {
             let topo = Topo::new(n);
             let t = build_with(way, &topo).await;
             // The next build starts when the kernel has freed this one.
@@ -558,11 +557,11 @@ async fn destroy(cfg: &Config) -> BResult<Measurement> {
 
 async fn destroy_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult<Measurement> {
     let mut gone: Samples = Samples::new();
-    let samples = sample(cfg, &ways(), cfg.size(2, 1), async |way| {
-        let topo = prepare(n, w).await?;
+    let samples = sample(cfg, &WAYS, cfg.size(2, 1), async |way| {
+        let (topo, declared) = prepare(n, w).await?;
         let count = tokio::task::block_in_place(|| w.track(&topo.names))?;
         let start = Instant::now();
-        let res = destroy_with(way, &topo).await;
+        let res = destroy_with(way, &topo, &declared).await;
         let names_gone = start.elapsed();
         if let Err(e) = res {
             let _ = tokio::task::block_in_place(|| {
@@ -651,20 +650,50 @@ async fn live_change(cfg: &Config) -> BResult<Measurement> {
 }
 
 async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult<Measurement> {
-    let topo = prepare(n, w).await?;
+    let (topo, declared) = prepare(n, w).await?;
     let res = async {
+        // Ours: the declaration with one more link, applied; then the
+        // declaration as it was, applied again.
+        let mut changed = declared.clone();
+        let end = |node: usize, name: &str, addr: Ipv4Addr| {
+            let addr = nstopo::IfAddr::new(IpAddr::V4(addr), LINK_PREFIX)
+                .ok_or_else(|| err(format!("bad address {addr}")))?;
+            Ok::<_, crate::harness::BoxError>(
+                nstopo::Endpoint::new(topo.names[node].as_str(), name).address(addr),
+            )
+        };
+        changed.links.push(nstopo::Link::new(
+            end(0, "x0", LIVE_ADDRS[0])?,
+            end(n / 2, "x1", LIVE_ADDRS[1])?,
+        ));
         let a = Handle::open(topo.names[0].as_str(), OpenMode::OpenOnly).await?;
         let b = Handle::open(topo.names[n / 2].as_str(), OpenMode::OpenOnly).await?;
         let plan = cfg.plan(200, 40);
-        let (mut total, mut adds, mut removes) = (Vec::new(), Vec::new(), Vec::new());
+        // Per side: add+remove, add, remove (us).
+        let mut got: [[Vec<f64>; 3]; 2] = Default::default();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         let started = Instant::now();
         let res = async {
             for i in 0..plan.warmup + plan.samples {
-                let (add, remove) = live_direct(&a, &b).await?;
-                if i >= plan.warmup {
-                    total.push((add + remove).as_secs_f64() * 1e6);
-                    adds.push(add.as_secs_f64() * 1e6);
-                    removes.push(remove.as_secs_f64() * 1e6);
+                for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+                    let (add, remove) = if side == 0 {
+                        let start = Instant::now();
+                        let r = nstopo::apply(&changed, nstopo::Options::default()).await?;
+                        let add = start.elapsed();
+                        if r.created + r.changed == 0 {
+                            return Err(err("nstopo apply of the added link changed nothing"));
+                        }
+                        let start = Instant::now();
+                        nstopo::apply(&declared, nstopo::Options::default()).await?;
+                        (add, start.elapsed())
+                    } else {
+                        live_direct(&a, &b).await?
+                    };
+                    if i >= plan.warmup {
+                        got[side][0].push(us(add + remove));
+                        got[side][1].push(us(add));
+                        got[side][2].push(us(remove));
+                    }
                 }
                 if i >= plan.warmup + 5 && started.elapsed() > plan.budget {
                     break;
@@ -676,12 +705,21 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
         a.close().await;
         b.close().await;
         res?;
-        let (add, remove) = (Stats::of(&adds)?.median, Stats::of(&removes)?.median);
-        Err::<Measurement, _>(Box::new(NotYet(format!(
-            "{OURS_NOT_YET}; reference measured on N={n}: the same requests sent directly, add+remove median {:.0} us (add {add:.0} us, remove {remove:.0} us, {} samples)",
-            Stats::of(&total)?.median,
-            total.len()
-        ))) as crate::harness::BoxError)
+        let med = |v: &[f64]| Stats::of(v).map(|s| s.median);
+        Ok(Measurement::versus(
+            "nstopo apply (+link), apply (-link)",
+            &got[0][0],
+            "same requests sent directly, acked",
+            &got[1][0],
+        )?
+        .note(format!(
+            "N={n} nodes; add: ours {:.0} us, direct {:.0} us; remove: ours {:.0} us, direct {:.0} us",
+            med(&got[0][1])?,
+            med(&got[1][1])?,
+            med(&got[0][2])?,
+            med(&got[1][2])?
+        ))
+        .note("each apply reads the live state of the whole topology, diffs and applies the difference; direct: one veth request with the peer in place, two addresses and two ups at once, then one delete"))
     }
     .await;
     topo.teardown(w).await?;
