@@ -668,7 +668,9 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
         ));
         let a = Handle::open(topo.names[0].as_str(), OpenMode::OpenOnly).await?;
         let b = Handle::open(topo.names[n / 2].as_str(), OpenMode::OpenOnly).await?;
-        let plan = cfg.plan(200, 40);
+        // Few samples: each apply reads the whole topology's state (seconds
+        // at N = 1,000), and the warm-up is a tenth of the samples.
+        let plan = cfg.plan(20, 10);
         // Per side: add+remove, add, remove (us).
         let mut got: [[Vec<f64>; 3]; 2] = Default::default();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
