@@ -322,3 +322,39 @@ async fn an_unowned_namespace_is_never_touched() {
     assert!(run_dir_names("tpo-").contains(&"tpo-a".to_owned()));
     testkit::ip(&["netns", "del", "tpo-a"]);
 }
+
+#[tokio::test]
+async fn a_dropped_apply_is_completed_by_the_next_and_nothing_is_orphaned() {
+    testkit::require_root();
+    let t = topo("tpi");
+    for stop_after in [1usize, 4, 9, 15] {
+        // Drop the apply once `stop_after` changes are done.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let opts = Options::default().progress(move |e| {
+            if let nstopo::Event::Applied { done, .. } = e
+                && *done >= stop_after
+            {
+                let _ = tx.send(());
+            }
+        });
+        tokio::select! {
+            r = nstopo::apply(&t, opts) => { r.unwrap(); }
+            _ = rx.recv() => {}
+        }
+        // Whatever exists is owned: the next apply completes it.
+        nstopo::apply(&t, Options::default()).await.unwrap();
+        assert_declared(&t).await;
+        nstopo::destroy(&t, Options::default()).await.unwrap();
+        assert!(run_dir_names("tpi-").is_empty(), "after {stop_after}");
+    }
+}
+
+#[test]
+fn public_futures_are_send() {
+    let t = topo("tps");
+    testkit::send(&nstopo::apply(&t, Options::default()));
+    testkit::send(&nstopo::destroy(&t, Options::default()));
+    testkit::send(&nstopo::plan(&t, Options::default()));
+    testkit::send(&nstopo::diff(&t, Options::default()));
+    testkit::send(&nstopo::read_state(&t));
+}
