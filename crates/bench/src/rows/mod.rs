@@ -14,6 +14,7 @@ mod rootless;
 mod rtnl;
 mod scale;
 mod spawn;
+mod topo;
 
 /// A future measuring one row.
 pub(crate) type RowFuture<'a> = Pin<Box<dyn Future<Output = BResult<Measurement>> + 'a>>;
@@ -59,6 +60,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(scale::rows());
     rows.extend(cni::rows());
     rows.extend(rootless::rows());
+    rows.extend(topo::rows());
     rows
 }
 
