@@ -5,6 +5,11 @@
 //! milliseconds), the configuration read from stdin, the answer written to
 //! stdout, exit status 0 or 1.
 
+// The layout of `execute`'s future (host and container sides joined, each
+// a chain of netlink requests) nests deeper than rustc's default query
+// depth in release builds.
+#![recursion_limit = "256"]
+
 use std::io::{Read, Write};
 
 fn main() {
