@@ -1,0 +1,33 @@
+//! Declared network topologies of namespaces: nodes (network namespaces)
+//! joined by veth pairs, with addresses, routes, bridges and sysctls, read
+//! from YAML or JSON or built in Rust, checked before anything is touched.
+//!
+//! See `docs/topology.md` for the file format.
+//!
+//! # Examples
+//!
+//! ```
+//! let topo = nstopo::Topology::from_yaml_str(r#"
+//! name: pair
+//! nodes:
+//!   - name: a
+//!     sysctls: { net.ipv4.ip_forward: 1 }
+//!     routes: ["default via 10.0.0.2"]
+//!   - b
+//! links:
+//!   - a: { node: a, name: eth0, addresses: [10.0.0.1/24] }
+//!     b: { node: b, name: eth0, addresses: [10.0.0.2/24, "fd00::2/64"] }
+//! "#)?;
+//! assert_eq!(topo.links[0].to_string(), "a:eth0 <-> b:eth0");
+//! # Ok::<(), nstopo::Error>(())
+//! ```
+
+mod error;
+mod model;
+mod validate;
+
+pub use error::{Error, Result};
+pub use model::{
+    Bridge, Builder, Destination, Endpoint, IfAddr, Link, MacAddr, Node, Route, Topology,
+};
+pub use validate::{Location, Problem, ProblemKind};
