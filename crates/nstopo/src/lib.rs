@@ -22,10 +22,12 @@
 //! # Ok::<(), nstopo::Error>(())
 //! ```
 
+mod draw;
 mod error;
 mod model;
 mod validate;
 
+pub use draw::{DrawFormat, Drawing, GRAPHVIZ_DOT};
 pub use error::{Error, Result};
 pub use model::{
     Bridge, Builder, Destination, Endpoint, IfAddr, Link, MacAddr, Node, Route, Topology,
