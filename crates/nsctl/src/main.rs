@@ -157,6 +157,7 @@ mod direct;
 mod error;
 mod json;
 mod signal;
+mod topo;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
