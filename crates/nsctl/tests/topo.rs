@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const PRELUDE: &str = r#"
@@ -46,27 +47,20 @@ fn sandbox(files: &[(&str, &str)], script: &str) -> (i32, String, String) {
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
+    // Removed however the test ends.
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
-    let out = common::unshare_sh(PRELUDE)
-        .arg(env!("CARGO_BIN_EXE_nsctl"))
-        .arg(&dir)
-        .arg(script)
-        .output()
-        .expect("run unshare");
-    std::fs::remove_dir_all(&dir).unwrap();
-    let code = out.status.code().expect("the sandbox shell exits");
-    assert!(
-        code < 90,
-        "sandbox setup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        code,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let dir = Scratch(dir);
+    for (name, text) in files {
+        std::fs::write(dir.0.join(name), text).unwrap();
+    }
+    let mut cmd = common::unshare_sh(PRELUDE);
+    cmd.arg(env!("CARGO_BIN_EXE_nsctl")).arg(&dir.0).arg(script);
+    common::run_sandbox(cmd)
 }
 
 /// The trio built by hand with `ip`, as the topology declares it.
