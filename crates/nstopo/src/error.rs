@@ -54,6 +54,71 @@ pub enum Error {
         /// Every problem.
         problems: Vec<Problem>,
     },
+    /// A namespace could not be listed, opened, created or removed.
+    #[error("cannot {op} namespace {node}")]
+    Namespace {
+        /// The node (or the run directory, for a listing).
+        node: String,
+        /// What was being done (`open`, `create`, `remove`, `list`).
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: Box<netns::Error>,
+    },
+    /// The kernel refused a request (or the request failed): the object,
+    /// what was asked; [`Error::raw_os_error`] and [`Error::kernel_message`]
+    /// give the errno and the kernel's extended-ack message.
+    #[error("cannot {op}: {object}")]
+    Request {
+        /// The object (the change being made, or the namespace read).
+        object: String,
+        /// What was being done.
+        op: &'static str,
+        /// The request's error.
+        #[source]
+        source: Box<rtnetlink::Error>,
+    },
+    /// A namespace the apply was working in disappeared (removed by
+    /// someone else meanwhile).
+    #[error("namespace {node} disappeared during the apply")]
+    NamespaceGone {
+        /// The node.
+        node: String,
+    },
+    /// A sysctl could not be read or written inside a namespace.
+    #[error("cannot access sysctl {key} in {node}")]
+    Sysctl {
+        /// The node.
+        node: String,
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Declared objects exist but the topology does not own them (no
+    /// marker): nothing was touched.
+    #[error("not owned by the topology (remove them or rename the topology's): {}", objects.join(", "))]
+    NotOwned {
+        /// The objects (`namespace r1`, `link r1:eth0`).
+        objects: Vec<String>,
+    },
+    /// An apply failed part-way: what it had done was rolled back (the
+    /// default; `rollback_errors` lists what could not be undone) or, with
+    /// [`OnError::Stop`](crate::OnError::Stop), left as `applied` says.
+    #[error("apply failed after {} change{}{}", applied.len(), if applied.len() == 1 { "" } else { "s" },
+        if *rolled_back { " (rolled back)" } else { " (left in place)" })]
+    Apply {
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+        /// The changes made before the failure (with `Stop`: what exists).
+        applied: Vec<crate::Change>,
+        /// Whether they were rolled back.
+        rolled_back: bool,
+        /// Failures of the rollback itself.
+        rollback_errors: Vec<Error>,
+    },
     /// A drawing format that is not `dot`, `mermaid` or `svg`.
     #[error("unknown drawing format {format:?} (dot, mermaid or svg)")]
     DrawFormat {
@@ -94,8 +159,30 @@ impl Error {
     /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Read { source, .. } => source.raw_os_error(),
-            Error::RenderSpawn { source, .. } => source.raw_os_error(),
+            Error::Read { source, .. }
+            | Error::Sysctl { source, .. }
+            | Error::RenderSpawn { source, .. } => source.raw_os_error(),
+            Error::Namespace { source, .. } => source.raw_os_error(),
+            Error::Request { source, .. } => netns::error_code(source),
+            Error::Apply { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The kernel's extended-ack message for a refused request, if it gave
+    /// one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = nstopo::Topology::from_yaml_str("name: t\nnodes: [a, a]\n").unwrap_err();
+    /// assert!(err.kernel_message().is_none());
+    /// ```
+    pub fn kernel_message(&self) -> Option<String> {
+        match self {
+            Error::Request { source, .. } => netns::error_message(source),
+            Error::Namespace { source, .. } => source.kernel_message(),
+            Error::Apply { source, .. } => source.kernel_message(),
             _ => None,
         }
     }

@@ -22,14 +22,34 @@
 //! # Ok::<(), nstopo::Error>(())
 //! ```
 
+mod apply;
+mod diff;
 mod draw;
 mod error;
 mod model;
+mod state;
 mod validate;
 
+pub use apply::{Event, OnError, Options, Report, apply, destroy, diff, plan};
+pub use diff::{Change, LinkAttrs, Plan};
 pub use draw::{DrawFormat, Drawing, GRAPHVIZ_DOT};
+pub use state::{LiveLink, LiveNode, LiveState, link_group, marker, read_state};
+
 pub use error::{Error, Result};
 pub use model::{
     Bridge, Builder, Destination, Endpoint, IfAddr, Link, MacAddr, Node, Route, Topology,
 };
 pub use validate::{Location, Problem, ProblemKind};
+
+/// Records a span's outcome (`ok` or `error`, with the error's Display).
+pub(crate) fn trace_outcome<T>(span: &tracing::Span, res: &Result<T>) {
+    match res {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(e) => {
+            span.record("outcome", "error");
+            span.record("error", tracing::field::display(e));
+        }
+    }
+}
