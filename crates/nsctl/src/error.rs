@@ -327,12 +327,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// nsctl's exit code for an nstopo failure: 255 for a bad file or value
-/// (as ip for a bad argument), 1 otherwise.
+/// (as ip for a bad argument), 2 for a request the kernel refused (as ip),
+/// 1 otherwise.
 fn topo_exit_code(e: &nstopo::Error) -> u8 {
     match e {
         nstopo::Error::Parse { .. }
         | nstopo::Error::Invalid { .. }
         | nstopo::Error::DrawFormat { .. } => 255,
+        nstopo::Error::Request { .. } => 2,
+        nstopo::Error::Apply { source, .. } => topo_exit_code(source),
         _ => 1,
     }
 }

@@ -1,5 +1,5 @@
-//! `nsctl topo`: show, draw (and the bad-input paths) against the real
-//! kernel. Each test runs a shell script in its own mount and network
+//! `nsctl topo`: apply, diff (drift found and repaired), destroy, show,
+//! draw, and the bad-input paths, against the real kernel. Each test runs a shell script in its own mount and network
 //! namespace (empty `/run/netns`), with `$N` the nsctl binary and `$D` a
 //! scratch directory holding the test's topology files.
 
@@ -167,4 +167,70 @@ fn draw_shows_the_live_namespaces_in_three_formats() {
     );
     let last = rest.rsplit("graph topology {").next().unwrap();
     assert!(!last.contains("\"ns:tc\""), "{last}");
+}
+
+#[test]
+fn apply_diff_repair_and_destroy() {
+    let (code, out, err) = sandbox(
+        &[("trio.yaml", TRIO)],
+        "echo '== dry'; $N topo apply --dry-run $D/trio.yaml && ip netns list && \
+         echo '== apply'; $N topo apply $D/trio.yaml && \
+         echo '== again'; $N topo apply $D/trio.yaml && \
+         echo '== diff'; $N topo diff $D/trio.yaml && \
+         ip -n tc addr add 10.9.2.77/24 dev eth0 && ip -n ta link del eth1 && \
+         echo '== drift'; $N topo diff $D/trio.yaml && \
+         echo '== json'; $N -j topo diff $D/trio.yaml && \
+         echo '== repair'; $N -j topo apply $D/trio.yaml && \
+         echo '== diff2'; $N topo diff $D/trio.yaml && \
+         echo '== destroy'; $N topo destroy $D/trio.yaml && \
+         echo '== left'; ip netns list",
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let part = |name: &str| {
+        let start = out.find(&format!("== {name}\n")).expect(name) + name.len() + 4;
+        let rest = &out[start..];
+        rest[..rest.find("== ").unwrap_or(rest.len())].to_owned()
+    };
+    // The dry run plans and touches nothing.
+    let dry = part("dry");
+    assert!(dry.contains("created:\n    create namespace ta\n"), "{dry}");
+    assert!(dry.contains("create veth tb:p0 <-> tc:eth0"), "{dry}");
+    // ... and `ip netns list` after it printed nothing.
+    assert!(dry.ends_with(" 0 removed\n"), "{dry}");
+    let applied = part("apply");
+    assert!(applied.contains("applied: "), "{applied}");
+    assert!(!applied.contains("applied: 0 created"), "{applied}");
+    // Progress went to stderr as plain lines (not a terminal).
+    assert!(err.contains("apply: ") && err.contains(" changes"), "{err}");
+    // The second apply has nothing to do and sends nothing.
+    assert_eq!(
+        part("again"),
+        "applied: 0 created, 0 changed, 0 removed (0 requests)\n"
+    );
+    assert_eq!(part("diff"), "no differences\n");
+    let drift = part("drift");
+    for want in [
+        "tc: delete address 10.9.2.77/24 dev eth0",
+        "create veth ta:eth1 <-> tb:eth1",
+        "ta: add address 10.9.0.1/30 dev eth1",
+        "ta: add route 10.9.2.0/24 via 10.9.0.2",
+    ] {
+        assert!(drift.contains(want), "missing {want} in\n{drift}");
+    }
+    let json: serde_json::Value = serde_json::from_str(part("json").trim()).unwrap();
+    assert_eq!(
+        json.as_array().unwrap().len(),
+        drift.lines().count(),
+        "{json}"
+    );
+    let repair: serde_json::Value = serde_json::from_str(part("repair").trim()).unwrap();
+    assert_eq!(repair["removed"], 1, "{repair}");
+    assert!(repair["created"].as_u64().unwrap() >= 3, "{repair}");
+    assert_eq!(part("diff2"), "no differences\n");
+    let destroyed = part("destroy");
+    assert!(
+        destroyed.ends_with("destroyed: 0 created, 0 changed, 3 removed (3 requests)\n"),
+        "{destroyed}"
+    );
+    assert_eq!(part("left"), "");
 }
