@@ -175,9 +175,9 @@ impl Drawing {
     }
 
     /// Draws the namespaces `order` names (those the snapshot covers), in
-    /// that order: Graphviz ranks a line's first end above its second, so
-    /// listing the upper tiers first (spines, then leaves, then hosts) draws
-    /// them on top. A veth whose other end is in a namespace not listed ends
+    /// that order (a namespace listed twice is drawn once): Graphviz ranks
+    /// a line's first end above its second, so listing the upper tiers first
+    /// (spines, then leaves, then hosts) draws them on top. A veth whose other end is in a namespace not listed ends
     /// on a dashed node naming that namespace (or `?` when the snapshot does
     /// not cover it).
     ///
@@ -191,8 +191,10 @@ impl Drawing {
     /// # }
     /// ```
     pub fn of_namespaces(snapshot: &Snapshot, order: &[Namespace]) -> Drawing {
+        let mut listed = BTreeSet::new();
         let states: Vec<(&Namespace, &NsState)> = order
             .iter()
+            .filter(|ns| listed.insert(*ns))
             .filter_map(|ns| Some((ns, snapshot.namespace(ns)?.state())))
             .collect();
         build(&states, |ns, link| {
@@ -550,9 +552,6 @@ fn build(
     let mut bridge_node: HashMap<(&Namespace, u32), usize> = HashMap::new();
     let mut outside_node: BTreeMap<String, usize> = BTreeMap::new();
     for (ns, state) in states {
-        if ns_node.contains_key(ns) {
-            continue;
-        }
         let mut details = Vec::new();
         for link in state.links.values() {
             if is_kind(link, "veth") || is_kind(link, "bridge") {

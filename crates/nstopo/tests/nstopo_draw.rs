@@ -89,6 +89,15 @@ async fn draws_what_the_kernel_has() {
     ] {
         assert!(dot.contains(want), "missing {want} in\n{dot}");
     }
+    // Listed twice, drawn once.
+    let twice = Drawing::of_namespaces(&view.snapshot(), &[a.clone(), b.clone(), a.clone()]);
+    assert_eq!(
+        (twice.namespace_count(), twice.veth_count()),
+        (2, 2),
+        "{}",
+        twice.dot()
+    );
+    assert_eq!(twice.dot().matches("\"br:dr-b:br0\" [label").count(), 1);
     let mermaid = all.mermaid();
     assert!(
         mermaid.contains(r#"n0 ---|"eth1 10.0.0.1/30 ~ eth1 10.0.0.2/30"| n1"#),
