@@ -408,16 +408,17 @@ pub async fn destroy(topo: &Topology, options: Options) -> Result<Report> {
         options.emit(Event::Planned {
             total: report.removed,
         });
-        let results: Vec<Result<()>> = futures::stream::iter(report.plan.changes.iter().map(|c| {
-            let dir = options.run_dir.clone();
-            async move {
+        let futs: Vec<_> = report
+            .plan
+            .changes
+            .iter()
+            .map(|c| {
+                let dir = options.run_dir.clone();
                 let node = c.node().to_owned();
-                remove_ns(&dir, &node).await
-            }
-        }))
-        .buffer_unordered(options.concurrency)
-        .collect()
-        .await;
+                async move { remove_ns(&dir, &node).await }
+            })
+            .collect();
+        let results: Vec<Result<()>> = bounded(futs, options.concurrency).await;
         report.requests = results.len() as u64;
         for (i, r) in results.into_iter().enumerate() {
             r?;
@@ -433,6 +434,16 @@ pub async fn destroy(topo: &Topology, options: Options) -> Result<Report> {
     .await;
     crate::trace_outcome(&span, &res);
     res
+}
+
+/// Runs `futs` with at most `n` in flight. (The futures are made before
+/// the first await: a `map` closure over references kept in the returned
+/// future would make its `Send`-ness unprovable to the compiler.)
+pub(crate) async fn bounded<F: std::future::Future>(futs: Vec<F>, n: usize) -> Vec<F::Output> {
+    futures::stream::iter(futs)
+        .buffer_unordered(n.max(1))
+        .collect()
+        .await
 }
 
 async fn remove_ns(dir: &RunDir, node: &str) -> Result<()> {
@@ -480,15 +491,13 @@ impl Exec<'_> {
             let mut new_handles = Vec::new();
             {
                 let this = &*self;
-                let results: Vec<(usize, Result<Option<Handle>>)> = futures::stream::iter(
-                    batch
-                        .iter()
-                        .enumerate()
-                        .map(|(k, c)| async move { (k, this.one(c).await) }),
-                )
-                .buffer_unordered(self.options.concurrency)
-                .collect()
-                .await;
+                let futs: Vec<_> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| async move { (k, this.one(c).await) })
+                    .collect();
+                let results: Vec<(usize, Result<Option<Handle>>)> =
+                    bounded(futs, self.options.concurrency).await;
                 for (k, r) in results {
                     match r {
                         Ok(h) => {
@@ -571,14 +580,11 @@ impl Exec<'_> {
             }
         }
         let dir = &self.options.run_dir;
-        let results: Vec<(Change, Result<()>)> = futures::stream::iter(
-            removals
-                .into_iter()
-                .map(|c| async move { (c.clone(), remove_ns(dir, c.node()).await) }),
-        )
-        .buffer_unordered(self.options.concurrency)
-        .collect()
-        .await;
+        let futs: Vec<_> = removals
+            .into_iter()
+            .map(|c| async move { (c.clone(), remove_ns(dir, c.node()).await) })
+            .collect();
+        let results: Vec<(Change, Result<()>)> = bounded(futs, self.options.concurrency).await;
         for (c, r) in results {
             match r {
                 Ok(()) => self.options.emit(Event::RolledBack { change: c }),
@@ -819,7 +825,7 @@ impl Exec<'_> {
                     .map_err(rq("delete"))?;
                 Ok(None)
             }
-            Change::AddRoute { node, route, oif } => {
+            Change::AddRoute { node, route, oif } | Change::DeleteRoute { node, route, oif } => {
                 let h = self.handle(node)?;
                 let msg = route_msg(route, *oif).map_err(|reason| Error::Request {
                     object: object(),
@@ -827,28 +833,12 @@ impl Exec<'_> {
                     source: Box::new(rtnetlink::Error::InvalidNla(reason)),
                 })?;
                 self.req();
-                h.rtnetlink()
-                    .route()
-                    .add(msg)
-                    .execute()
-                    .await
-                    .map_err(rq("add"))?;
-                Ok(None)
-            }
-            Change::DeleteRoute { node, route, oif } => {
-                let h = self.handle(node)?;
-                let msg = route_msg(route, *oif).map_err(|reason| Error::Request {
-                    object: object(),
-                    op: "build",
-                    source: Box::new(rtnetlink::Error::InvalidNla(reason)),
-                })?;
-                self.req();
-                h.rtnetlink()
-                    .route()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(rq("delete"))?;
+                let routes = h.rtnetlink().route();
+                if matches!(c, Change::AddRoute { .. }) {
+                    routes.add(msg).execute().await.map_err(rq("add"))?;
+                } else {
+                    routes.del(msg).execute().await.map_err(rq("delete"))?;
+                }
                 Ok(None)
             }
         }

@@ -207,8 +207,10 @@ impl Change {
             Change::DeleteLink { .. } => 2,
             Change::RemoveNamespace { .. } => 3,
             Change::CreateNamespace { .. } => 4,
-            Change::SetSysctl { .. } => 5,
             Change::CreateBridge { .. } => 5,
+            // After the links: a key may name an interface
+            // (net.ipv6.conf.eth1.*) the same apply creates.
+            Change::SetSysctl { .. } => 7,
             Change::CreateVeth { .. } => 6,
             Change::SetLink { .. } => 7,
             Change::AddAddress { .. } => 7,
@@ -255,7 +257,7 @@ impl fmt::Display for Change {
 }
 
 /// The ordered changes an apply makes: deletions first, then namespaces,
-/// sysctls and bridges, veths, link attributes and addresses, routes.
+/// bridges, veths, link attributes, addresses and sysctls, routes.
 ///
 /// # Examples
 ///

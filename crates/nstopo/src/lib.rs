@@ -2,7 +2,23 @@
 //! joined by veth pairs, with addresses, routes, bridges and sysctls, read
 //! from YAML or JSON or built in Rust, checked before anything is touched.
 //!
-//! See `docs/topology.md` for the file format.
+//! - [`apply`] brings the kernel to the declaration from any starting point:
+//!   it reads the live state ([`read_state`]), diffs ([`diff`], typed
+//!   [`Change`]s), plans ([`plan`], printable and serializable) and executes
+//!   phase by phase with every change of a phase in flight at once; each veth
+//!   is created with both ends born in their namespaces. A failure rolls back
+//!   what that apply did (or stops, see [`OnError`]).
+//! - [`destroy`] removes every namespace the topology owns, concurrently.
+//! - Ownership lives in the kernel: the alias `nstopo:NAME` on `lo` of each
+//!   namespace it creates ([`marker`]), the link group [`link_group`] on
+//!   each link, set in the creating request.
+//!
+//! See `docs/topology.md` for the file format and the algorithm.
+//!
+//! # Tracing
+//!
+//! `apply`, `destroy` and `plan` run in DEBUG spans of those names, with the
+//! field `topology`, and `outcome` / `error` when they end.
 //!
 //! # Examples
 //!
@@ -20,6 +36,19 @@
 //! "#)?;
 //! assert_eq!(topo.links[0].to_string(), "a:eth0 <-> b:eth0");
 //! # Ok::<(), nstopo::Error>(())
+//! ```
+//!
+//! Applying it, and tearing it down:
+//!
+//! ```no_run
+//! # async fn demo(topo: nstopo::Topology) -> nstopo::Result<()> {
+//! use nstopo::Options;
+//! print!("{}", nstopo::plan(&topo, Options::default()).await?);
+//! let report = nstopo::apply(&topo, Options::default()).await?;
+//! println!("{} created, {} requests", report.created, report.requests);
+//! assert!(nstopo::diff(&topo, Options::default()).await?.is_empty());
+//! nstopo::destroy(&topo, Options::default()).await?;
+//! # Ok(()) }
 //! ```
 
 mod apply;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo};
@@ -251,10 +251,10 @@ pub(crate) async fn read_node(
     }
 
     let mut routes = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let msg = rtnetlink::RouteMessageBuilder::<IpAddr>::new().build();
-        let mut msg = msg;
-        msg.header.address_family = family;
+    // One dump of every family (AF_UNSPEC): IPv4 and IPv6 together.
+    {
+        let mut msg = rtnetlink::RouteMessageBuilder::<IpAddr>::new().build();
+        msg.header.address_family = AddressFamily::Unspec;
         let mut dump = rt.route().get(msg).execute();
         while let Some(r) = dump
             .try_next()
@@ -285,7 +285,10 @@ pub(crate) async fn read_node(
             if table != 254 {
                 continue;
             }
-            let v6 = family == AddressFamily::Inet6;
+            let v6 = r.header.address_family == AddressFamily::Inet6;
+            if !v6 && r.header.address_family != AddressFamily::Inet {
+                continue;
+            }
             let prefix_len = r.header.destination_prefix_length;
             let destination = match dst {
                 Some(addr) => Destination::Prefix(IfAddr { addr, prefix_len }),
@@ -402,34 +405,37 @@ pub(crate) async fn read(
         }
         existing.insert(name);
     }
-    let results: Vec<Result<Option<(String, LiveNode, Handle)>>> =
-        futures::stream::iter(names.into_iter().map(|(name, sysctls)| {
-            let run_dir = run_dir.clone();
-            let present = existing.contains(&name);
-            async move {
-                if !present {
-                    return Ok(None);
+    let results: Vec<Result<Option<(String, LiveNode, Handle)>>> = crate::apply::bounded(
+        names
+            .into_iter()
+            .map(|(name, sysctls)| {
+                let run_dir = run_dir.clone();
+                let present = existing.contains(&name);
+                async move {
+                    if !present {
+                        return Ok(None);
+                    }
+                    let Ok(ns) = NsName::new(name.clone()) else {
+                        return Ok(None);
+                    };
+                    let h = match Handle::builder(ns)
+                        .run_dir(run_dir)
+                        .mode(OpenMode::OpenOnly)
+                        .open()
+                        .await
+                    {
+                        Ok(h) => h,
+                        // Removed meanwhile, or not a namespace: not ours.
+                        Err(_) => return Ok(None),
+                    };
+                    let node = read_node(&h, &name, &topo.name, sysctls).await?;
+                    Ok(Some((name, node, h)))
                 }
-                let Ok(ns) = NsName::new(name.clone()) else {
-                    return Ok(None);
-                };
-                let h = match Handle::builder(ns)
-                    .run_dir(run_dir)
-                    .mode(OpenMode::OpenOnly)
-                    .open()
-                    .await
-                {
-                    Ok(h) => h,
-                    // Removed meanwhile, or not a namespace: not ours.
-                    Err(_) => return Ok(None),
-                };
-                let node = read_node(&h, &name, &topo.name, sysctls).await?;
-                Ok(Some((name, node, h)))
-            }
-        }))
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+            })
+            .collect(),
+        concurrency,
+    )
+    .await;
     let mut state = LiveState {
         topology: topo.name.clone(),
         nodes: BTreeMap::new(),

@@ -113,7 +113,21 @@ async fn apply_from_nothing_then_again_then_destroy() {
     testkit::require_root();
     let (names, mounts_before) = (run_dir_names("tpa-"), mounts("tpa-"));
     let t = topo("tpa");
+    // A dry run plans and touches nothing.
+    let dry = nstopo::apply(&t, Options::default().dry_run(true))
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.requests, 0);
+    assert!(matches!(
+        dry.plan.changes[0],
+        Change::CreateNamespace { .. }
+    ));
+    assert!(run_dir_names("tpa-").is_empty());
+    let json = serde_json::to_value(&dry.plan).unwrap();
+    assert_eq!(json["changes"][0]["change"], "create_namespace");
     let report = nstopo::apply(&t, Options::default()).await.unwrap();
+    assert_eq!(report.plan, dry.plan);
     assert!(report.requests > 0);
     assert_eq!(report.removed, 0);
     assert_declared(&t).await;
@@ -321,4 +335,40 @@ async fn an_unowned_namespace_is_never_touched() {
     assert_eq!(gone.removed, 0);
     assert!(run_dir_names("tpo-").contains(&"tpo-a".to_owned()));
     testkit::ip(&["netns", "del", "tpo-a"]);
+}
+
+#[tokio::test]
+async fn a_dropped_apply_is_completed_by_the_next_and_nothing_is_orphaned() {
+    testkit::require_root();
+    let t = topo("tpi");
+    for stop_after in [1usize, 4, 9, 15] {
+        // Drop the apply once `stop_after` changes are done.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let opts = Options::default().progress(move |e| {
+            if let nstopo::Event::Applied { done, .. } = e
+                && *done >= stop_after
+            {
+                let _ = tx.send(());
+            }
+        });
+        tokio::select! {
+            r = nstopo::apply(&t, opts) => { r.unwrap(); }
+            _ = rx.recv() => {}
+        }
+        // Whatever exists is owned: the next apply completes it.
+        nstopo::apply(&t, Options::default()).await.unwrap();
+        assert_declared(&t).await;
+        nstopo::destroy(&t, Options::default()).await.unwrap();
+        assert!(run_dir_names("tpi-").is_empty(), "after {stop_after}");
+    }
+}
+
+#[test]
+fn public_futures_are_send() {
+    let t = topo("tps");
+    testkit::send(&nstopo::apply(&t, Options::default()));
+    testkit::send(&nstopo::destroy(&t, Options::default()));
+    testkit::send(&nstopo::plan(&t, Options::default()));
+    testkit::send(&nstopo::diff(&t, Options::default()));
+    testkit::send(&nstopo::read_state(&t));
 }
