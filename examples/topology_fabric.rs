@@ -31,18 +31,7 @@ const FILE: &str = concat!(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let topo = Topology::from_path(FILE)?;
-    println!(
-        "{FILE}: topology {}, {} nodes, {} links",
-        topo.name,
-        topo.nodes.len(),
-        topo.links.len()
-    );
-    let result = run(&topo).await;
-    // Whatever happened, remove what the topology owns.
-    let report = nstopo::destroy(&topo, Options::default()).await?;
-    println!("destroy: removed {} namespaces", report.removed);
-    result
+    common::with_topology(FILE, run).await
 }
 
 /// The hosts and the first address of their `eth0`, in declaration order.

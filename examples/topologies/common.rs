@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use netns::{Handle, NsName, OpenMode};
 use nsdb::{Namespace, View};
-use nstopo::{Drawing, Report, Topology};
+use nstopo::{Drawing, Options, Report, Topology};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -72,6 +72,25 @@ impl Sockets {
             h.close().await;
         }
     }
+}
+
+/// Reads the topology in `file`, runs `f` on it, then destroys whatever
+/// the topology owns, whether `f` succeeded or not.
+pub(crate) async fn with_topology(
+    file: &str,
+    f: impl AsyncFnOnce(&Topology) -> Result<()>,
+) -> Result<()> {
+    let topo = Topology::from_path(file)?;
+    println!(
+        "{file}: topology {}, {} nodes, {} links",
+        topo.name,
+        topo.nodes.len(),
+        topo.links.len()
+    );
+    let result = f(&topo).await;
+    let report = nstopo::destroy(&topo, Options::default()).await?;
+    println!("destroy: removed {} namespaces", report.removed);
+    result
 }
 
 /// What an apply did, in a few lines (each change, when there are few).
