@@ -234,3 +234,25 @@ fn apply_diff_repair_and_destroy() {
     );
     assert_eq!(part("left"), "");
 }
+
+#[test]
+fn a_refused_request_rolls_back_and_exits_2() {
+    // The kernel refuses a veth MTU above 65535 (EINVAL), after the
+    // namespaces were made: the apply undoes them.
+    let bad = "\
+name: badmtu
+nodes: [nx, ny]
+links:
+  - a: { node: nx, name: eth0, mtu: 70000, addresses: [10.8.0.1/30] }
+    b: { node: ny, name: eth0 }
+";
+    let (code, out, err) = sandbox(
+        &[("badmtu.yaml", bad)],
+        "$N topo apply $D/badmtu.yaml; echo \"rc=$?\"; ip netns list",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "rc=2\n", "{err}");
+    assert!(err.contains("(rolled back)"), "{err}");
+    assert!(err.contains("create veth nx:eth0 <-> ny:eth0"), "{err}");
+    assert!(err.contains("rolled back: remove namespace nx"), "{err}");
+}
