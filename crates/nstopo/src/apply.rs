@@ -175,6 +175,10 @@ impl Options {
         self
     }
 
+    pub(crate) fn read_params(&self) -> (RunDir, usize) {
+        (self.run_dir.clone(), self.concurrency)
+    }
+
     fn emit(&self, e: Event) {
         if let Some(p) = &self.progress {
             p(&e);
