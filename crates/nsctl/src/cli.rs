@@ -148,11 +148,18 @@ pub(crate) enum Command {
         #[arg(hide = true, allow_hyphen_values = true, trailing_var_arg = true)]
         extra: Vec<OsString>,
     },
+    /// Declared topologies (YAML or JSON files): apply, diff, destroy, draw,
+    /// show. Not in ip.
+    Topo {
+        /// What to do with the file.
+        #[command(subcommand)]
+        command: crate::topo::TopoCommand,
+    },
 }
 
 /// The subcommand words in the order ip tries them (`do_netns`), so that an
 /// abbreviation means what it means to ip (`s` is `show`, `se` is `set`).
-/// `links` is nsctl's own and comes last.
+/// `links` and `topo` are nsctl's own and come last.
 const ORDER: &[(&str, &str)] = &[
     ("list", "list"),
     ("show", "show"),
@@ -168,6 +175,7 @@ const ORDER: &[(&str, &str)] = &[
     ("monitor", "monitor"),
     ("attach", "attach"),
     ("links", "links"),
+    ("topo", "topo"),
 ];
 
 /// The subcommand `word` abbreviates, by iproute2's `matches`: a non-empty
@@ -282,6 +290,12 @@ pub(crate) fn preprocess(args: Vec<OsString>) -> Pre {
     if fast {
         after = &after[1..];
     }
+    // `topo` has subcommands and options of its own: clap parses them.
+    if canon == Some("topo") {
+        out.push("topo".into());
+        out.extend(after.iter().cloned());
+        return Pre::Args(out);
+    }
     // ip checks the name before it looks at the subcommand.
     if !all && let Some(first) = after.first() {
         let first = first.to_string_lossy();
@@ -353,6 +367,7 @@ mod tests {
         assert_eq!(resolve(""), None);
         assert_eq!(resolve("foo"), None);
         assert_eq!(resolve("lists"), None);
+        assert_eq!(resolve("t"), Some("topo"));
     }
 
     #[test]
@@ -449,6 +464,18 @@ mod tests {
             Pre::Args(a) => assert_eq!(
                 a,
                 args(&["nsctl", "exec", "--fast", "--", "-j", "ls", "-p"])
+            ),
+            other => panic!("{other:?}"),
+        }
+        // `topo` keeps its options for clap, and no name check applies.
+        match preprocess(args(&[
+            "nsctl", "-j", "topo", "draw", "--format", "svg", "a/b.yaml",
+        ])) {
+            Pre::Args(a) => assert_eq!(
+                a,
+                args(&[
+                    "nsctl", "--json", "topo", "draw", "--format", "svg", "a/b.yaml"
+                ])
             ),
             other => panic!("{other:?}"),
         }

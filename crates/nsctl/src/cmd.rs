@@ -110,6 +110,7 @@ pub(crate) async fn run(cli: Cli) -> Result {
         Command::Monitor { .. } => monitor().await,
         Command::Attach { name, pid, .. } => attach(name, pid).await,
         Command::Links { name, .. } => links(style, name).await,
+        Command::Topo { command } => crate::topo::run(style, command).await,
     }
 }
 

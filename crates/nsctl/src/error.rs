@@ -207,6 +207,28 @@ pub(crate) enum Error {
         #[source]
         source: io::Error,
     },
+    /// A `topo` subcommand failed in nstopo: the file could not be read or
+    /// is malformed or invalid (file, line, column, every problem), or the
+    /// kernel refused a request.
+    #[error("nsctl topo {op}")]
+    Topo {
+        op: &'static str,
+        #[source]
+        source: nstopo::Error,
+    },
+    /// The live view of a topology's namespaces could not be built (`topo`).
+    #[error("nsctl topo: cannot view the namespaces")]
+    TopoView {
+        #[source]
+        source: nsdb::Error,
+    },
+    /// Output could not be written (`topo draw -o FILE`).
+    #[error("Cannot write \"{}\"", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -216,6 +238,8 @@ impl Error {
         match self {
             Error::Netlink { source } => netlink_text(source),
             Error::Rtnetlink { source } => format!("{self}: {source}"),
+            Error::Topo { source, .. } => format!("{self}: {}", chain(source)),
+            Error::TopoView { source } => format!("{self}: {}", chain(source)),
             // ip's words: no blank after the colon.
             Error::ReadRunDir { source, .. } => format!("{self}:{}", errno_text(source)),
             _ => match self.io_source() {
@@ -246,7 +270,8 @@ impl Error {
             | Error::Exec { source, .. }
             | Error::Wait { source }
             | Error::Watch { source }
-            | Error::WatchRead { source } => Some(source),
+            | Error::WatchRead { source }
+            | Error::Output { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -266,6 +291,7 @@ impl Error {
             | Error::MakeSlave { .. }
             | Error::MountSys { .. } => 255,
             Error::OpenNamed { code, .. } => *code,
+            Error::Topo { source, .. } => topo_exit_code(source),
             Error::Netlink { .. } | Error::PeerInvalid { .. } => 2,
             _ => 1,
         }
@@ -281,8 +307,36 @@ impl Error {
         match self {
             Error::Netlink { source } | Error::Rtnetlink { source } => source.raw_os_error(),
             Error::PeerInvalid { .. } => Some(libc::EINVAL),
+            Error::Topo { source, .. } => source.raw_os_error(),
+            Error::TopoView { source } => source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+/// An error and its causes, `: `-separated (each cause once).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// nsctl's exit code for an nstopo failure: 255 for a bad file or value
+/// (as ip for a bad argument), 2 for a request the kernel refused (as ip),
+/// 1 otherwise.
+fn topo_exit_code(e: &nstopo::Error) -> u8 {
+    match e {
+        nstopo::Error::Parse { .. }
+        | nstopo::Error::Invalid { .. }
+        | nstopo::Error::DrawFormat { .. } => 255,
+        nstopo::Error::Request { .. } => 2,
+        nstopo::Error::Apply { source, .. } => topo_exit_code(source),
+        _ => 1,
     }
 }
 

@@ -31,6 +31,10 @@
 //!   name of the peer's namespace (found through `IFLA_LINK_NETNSID` and the
 //!   namespace ids of the named namespaces; a peer in nsctl's own, unnamed,
 //!   namespace is marked as such). With `-j`, as JSON.
+//! - `nsctl topo apply|diff|destroy|draw|show FILE` works on a declared
+//!   topology (the `nstopo` crate): converge the kernel to a YAML or JSON
+//!   file, list the drift, remove what it owns, draw it (DOT, Mermaid, SVG),
+//!   print it as read and checked. See `topo.rs`.
 //!
 //! How it works: names, creation, removal, attach, identify and pids come
 //! from `nsfs`; namespace ids and links from the `netns` facade (and its
@@ -162,6 +166,7 @@ mod direct;
 mod error;
 mod json;
 mod signal;
+mod topo;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -17,22 +17,9 @@ eval "$2"
 /// Runs `script` in a sandbox; returns (exit status of the script, stdout, stderr).
 fn sandbox(script: &str) -> (i32, String, String) {
     common::require_root();
-    let out = common::unshare_sh(PRELUDE)
-        .arg(env!("CARGO_BIN_EXE_nsctl"))
-        .arg(script)
-        .output()
-        .expect("run unshare");
-    let code = out.status.code().expect("the sandbox shell exits");
-    assert!(
-        code < 90,
-        "sandbox setup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        code,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = common::unshare_sh(PRELUDE);
+    cmd.arg(env!("CARGO_BIN_EXE_nsctl")).arg(script);
+    common::run_sandbox(cmd)
 }
 
 #[test]

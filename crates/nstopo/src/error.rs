@@ -119,6 +119,32 @@ pub enum Error {
         /// Failures of the rollback itself.
         rollback_errors: Vec<Error>,
     },
+    /// A drawing format that is not `dot`, `mermaid` or `svg`.
+    #[error("unknown drawing format {format:?} (dot, mermaid or svg)")]
+    DrawFormat {
+        /// What was asked for.
+        format: String,
+    },
+    /// Graphviz could not be run (not installed: ENOENT), or its pipes
+    /// failed.
+    #[error("cannot run Graphviz `{program}` (is the graphviz package installed?)")]
+    RenderSpawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Graphviz ran and failed.
+    #[error("Graphviz `{program}` failed ({status}): {stderr}")]
+    Render {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it wrote on standard error.
+        stderr: String,
+    },
 }
 
 impl Error {
@@ -133,7 +159,9 @@ impl Error {
     /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Read { source, .. } | Error::Sysctl { source, .. } => source.raw_os_error(),
+            Error::Read { source, .. }
+            | Error::Sysctl { source, .. }
+            | Error::RenderSpawn { source, .. } => source.raw_os_error(),
             Error::Namespace { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => netns::error_code(source),
             Error::Apply { source, .. } => source.raw_os_error(),

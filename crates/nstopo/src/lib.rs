@@ -53,6 +53,7 @@
 
 mod apply;
 mod diff;
+mod draw;
 mod error;
 mod model;
 mod state;
@@ -60,6 +61,7 @@ mod validate;
 
 pub use apply::{Event, OnError, Options, Report, apply, destroy, diff, plan};
 pub use diff::{Change, LinkAttrs, Plan};
+pub use draw::{DrawFormat, Drawing, GRAPHVIZ_DOT};
 pub use state::{LiveLink, LiveNode, LiveState, link_group, marker, read_state, read_state_with};
 
 pub use error::{Error, Result};

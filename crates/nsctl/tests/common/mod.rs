@@ -28,3 +28,22 @@ pub(crate) fn unshare_sh(script: &str) -> std::process::Command {
         .stdin(std::process::Stdio::null());
     cmd
 }
+
+/// Runs a sandbox shell made by [`unshare_sh`] (whose script exits 90 or
+/// more when its own setup fails); returns (exit status of the script,
+/// stdout, stderr).
+#[allow(dead_code)]
+pub(crate) fn run_sandbox(mut cmd: std::process::Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run unshare");
+    let code = out.status.code().expect("the sandbox shell exits");
+    assert!(
+        code < 90,
+        "sandbox setup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
