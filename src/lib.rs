@@ -29,3 +29,12 @@ mod nsproxy_md {}
 #[cfg(doctest)]
 #[doc = include_str!("../docs/performance.md")]
 mod performance_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cni.md")]
+mod cni_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/rootless.md")]
+mod rootless_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/topology.md")]
+mod topology_md {}
