@@ -256,3 +256,68 @@ links:
     assert!(err.contains("create veth nx:eth0 <-> ny:eth0"), "{err}");
     assert!(err.contains("rolled back: remove namespace nx"), "{err}");
 }
+
+#[test]
+fn an_apply_killed_by_sigint_is_completed_by_the_next_and_destroy_leaves_nothing() {
+    // A ring of 40 nodes, written by the script; the apply is interrupted
+    // with SIGINT (the shell's Ctrl-C) at several points of its work. Every
+    // object it made carries its owner's marker from the request that made
+    // it (a namespace it had no time to mark is empty, and adopted), so the
+    // next apply completes the ring, and destroy removes all of it.
+    let script = r#"
+{
+  echo 'name: sigring'
+  echo 'nodes:'
+  i=0; while [ $i -lt 40 ]; do echo "  - name: sr$i"; i=$((i+1)); done
+  echo 'links:'
+  i=0; while [ $i -lt 40 ]; do
+    j=$(( (i+1) % 40 ))
+    echo "  - a: { node: sr$i, name: right, addresses: [10.77.$i.1/30] }"
+    echo "    b: { node: sr$j, name: left, addresses: [10.77.$i.2/30] }"
+    i=$((i+1))
+  done
+} > $D/ring.yaml
+for delay in 0.02 0.08 0.15 0.25 0.4; do
+  # A background job of a non-interactive shell starts with SIGINT
+  # ignored: env gives the apply the default disposition back.
+  env --default-signal=INT $N topo apply $D/ring.yaml >/dev/null 2>&1 &
+  pid=$!
+  sleep $delay
+  kill -INT $pid 2>/dev/null
+  wait $pid
+  rc=$?
+  echo "interrupted rc=$rc" >&2
+  echo "interrupted rc=$rc"
+  ip netns list | wc -l >&2
+  $N topo apply $D/ring.yaml >/dev/null 2>$D/err || { echo "apply failed"; cat $D/err; }
+  $N topo diff $D/ring.yaml
+  $N topo destroy $D/ring.yaml >/dev/null || echo "destroy failed"
+  echo "left: $(ip netns list | wc -l) namespaces, $(ip -o link | wc -l) links"
+done
+"#;
+    let (code, out, err) = sandbox(&[], script);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut rounds = 0;
+    for line in out.lines() {
+        if let Some(rc) = line.strip_prefix("interrupted rc=") {
+            // Killed by SIGINT (130), or finished before the signal came.
+            assert!(rc == "130" || rc == "0", "{out}");
+            rounds += 1;
+        } else {
+            assert!(
+                line == "no differences" || line == "left: 0 namespaces, 1 links",
+                "unexpected line {line:?} in\n{out}\n{err}"
+            );
+        }
+    }
+    assert_eq!(rounds, 5, "{out}\n{err}");
+    // The first signal comes 20 ms after the start: well before a 40-node
+    // apply can end.
+    assert!(out.contains("interrupted rc=130"), "{out}\n{err}");
+    assert_eq!(out.matches("no differences").count(), 5, "{out}");
+    assert_eq!(
+        out.matches("left: 0 namespaces, 1 links").count(),
+        5,
+        "{out}"
+    );
+}
