@@ -845,6 +845,12 @@ async fn finish_add(
         if let Some(mac) = pinned {
             result.interfaces[0].mac = mac;
         }
+        // Last: nothing after it can fail, so a failed
+        // ADD never leaves rules (`setup_all` removes its own on failure).
+        if conf.ip_masq {
+            let addrs: Vec<Cidr> = result.ips.iter().map(|i| i.address).collect();
+            crate::ipmasq::setup_all(&addrs, &conf.name, &inv.container_id).await?;
+        }
     } else {
         ns.cont
             .rtnetlink()
@@ -861,11 +867,24 @@ async fn finish_add(
 }
 
 /// DEL: the container's interface (its host peer goes with it), then the
-/// lease. A namespace or interface that is gone is not an error.
-pub(crate) async fn del(inv: &Invocation, ipam: &Ipam) -> Result<()> {
+/// lease, then (`ipMasq`) the masquerading of the addresses the interface
+/// had. A namespace or interface that is gone is not an error (and, as in
+/// the reference, leaves no addresses to tear masquerading down for).
+pub(crate) async fn del(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<()> {
+    let mut masq = Vec::new();
     if !inv.netns.is_empty() {
         match open_container(&inv.netns).await {
             Ok(cont) => {
+                if conf.ip_masq
+                    && conf.ipam_type().is_some()
+                    && let Some(link) = link_by_name(&cont, &inv.ifname).await?
+                {
+                    masq = addresses(&cont, link.header.index)
+                        .await?
+                        .into_iter()
+                        .filter(|a| crate::ipmasq::is_global_unicast(a.addr))
+                        .collect();
+                }
                 let res = cont
                     .rtnetlink()
                     .link()
@@ -883,7 +902,8 @@ pub(crate) async fn del(inv: &Invocation, ipam: &Ipam) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    ipam.del(inv).await
+    ipam.del(inv).await?;
+    crate::ipmasq::teardown_all(&masq, &conf.name, &inv.container_id).await
 }
 
 fn check_err(msg: String) -> Error {

@@ -126,6 +126,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An `iptables` / `ip6tables` run (`ipMasq`) failed.
+    #[error("running [{command}]: exit status {}: {msg}", status.map_or_else(|| "signal".to_string(), |s| s.to_string()))]
+    Iptables {
+        /// The command line.
+        command: String,
+        /// Its exit status (`None`: killed by a signal).
+        status: Option<i32>,
+        /// What it printed on stderr.
+        msg: String,
+    },
     /// The host-local lease store could not be read or written.
     #[error("host-local store: {op} {path:?}")]
     Store {

@@ -37,6 +37,7 @@
 mod bridge;
 mod error;
 mod ipam;
+mod ipmasq;
 mod plugin;
 mod types;
 

@@ -234,7 +234,10 @@ pub async fn execute(inv: &Invocation) -> Reply {
         error = tracing::field::Empty,
     );
     let version = stdin_version(inv).unwrap_or_default();
-    let out = tracing::Instrument::instrument(run(inv), span.clone()).await;
+    // Boxed: the call's future is deep (netlink, IPAM, iptables); behind a
+    // box, the layout of `execute`'s own future (and its callers') stays
+    // shallow enough for the compiler's default recursion limit.
+    let out = tracing::Instrument::instrument(Box::pin(run(inv)), span.clone()).await;
     match out {
         Ok(v) => {
             span.record("outcome", "ok");
@@ -331,7 +334,6 @@ async fn run(inv: &Invocation) -> Result<Option<Value>> {
     }
     if cmd == Command::Add {
         for (on, field) in [
-            (conf.ip_masq, "ipMasq=true".to_string()),
             (conf.vlan != 0, format!("vlan={}", conf.vlan)),
             (conf.macspoofchk, "macspoofchk=true".to_string()),
         ] {
@@ -354,7 +356,7 @@ async fn run(inv: &Invocation) -> Result<Option<Value>> {
             let result = crate::bridge::add(inv, &conf, &ipam).await?;
             Ok(Some(result.to_version(&version)))
         }
-        Command::Del => crate::bridge::del(inv, &ipam).await.map(|()| None),
+        Command::Del => crate::bridge::del(inv, &conf, &ipam).await.map(|()| None),
         Command::Check => crate::bridge::check(inv, &conf, &ipam).await.map(|()| None),
         Command::Gc => {
             let valid = raw

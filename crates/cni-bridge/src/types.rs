@@ -240,6 +240,9 @@ fn default_bridge() -> String {
 /// defaults, plus `delegateIPAM` (this plugin's own).
 #[derive(Clone, Debug, Deserialize)]
 pub(crate) struct NetConf {
+    /// The network's name (checked before this is parsed).
+    #[serde(default)]
+    pub(crate) name: String,
     #[serde(default = "default_bridge")]
     pub(crate) bridge: String,
     #[serde(rename = "isGateway", default)]

@@ -126,11 +126,11 @@ fn invalid_configurations() {
     no_name.as_object_mut().unwrap().remove("name");
     assert_error(&call.run(&no_name), 7);
     assert_error(&call.run(&conf(&data, "10.70.3.1/24")), 7);
-    let mut masq = conf(&data, "10.70.3.0/24");
-    masq["ipMasq"] = json!(true);
-    let out = call.run(&masq);
+    let mut vlan = conf(&data, "10.70.3.0/24");
+    vlan["vlan"] = json!(10);
+    let out = call.run(&vlan);
     assert_error(&out, 2);
-    assert!(out.json["msg"].as_str().unwrap().contains("ipMasq"));
+    assert!(out.json["msg"].as_str().unwrap().contains("vlan"));
     let mut both = conf(&data, "10.70.3.0/24");
     both["hairpinMode"] = json!(true);
     both["promiscMode"] = json!(true);
