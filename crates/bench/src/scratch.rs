@@ -127,20 +127,27 @@ pub(crate) async fn ip(args: &[&str]) -> BResult<()> {
 
 /// Runs `ip -n NS -batch -` with `commands` on its stdin.
 pub(crate) async fn ip_batch(ns: &str, commands: &str) -> BResult<()> {
+    ip_with_input(&["-n", ns, "-batch", "-"], commands).await
+}
+
+/// Runs `ip ARGS...` (a `-batch -` form) with `input` on its stdin and
+/// fails with its stderr if it fails.
+pub(crate) async fn ip_with_input(args: &[&str], input: &str) -> BResult<()> {
     let mut child = Command::new("ip")
-        .args(["-n", ns, "-batch", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
     let mut stdin = child.stdin.take().ok_or_else(|| err("ip: no stdin"))?;
-    stdin.write_all(commands.as_bytes()).await?;
+    stdin.write_all(input.as_bytes()).await?;
     drop(stdin);
     let out = child.wait_with_output().await?;
     if !out.status.success() {
         return Err(err(format!(
-            "ip -n {ns} -batch: {}: {}",
+            "ip {}: {}: {}",
+            args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )));

@@ -47,6 +47,23 @@ fn leftovers(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The rows of a run that must have succeeded (its JSON file removed) and
+/// their names.
+fn finished_rows(out: &Output, json: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(json);
+    let _ = std::fs::remove_file(json);
+    let names = rows
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    (rows, names)
+}
+
 #[test]
 fn list_names_every_group_of_rows() {
     let out = run(&["--list"]);
@@ -61,6 +78,8 @@ fn list_names_every_group_of_rows() {
         "nsproc/spawn-fast-2gib-parent",
         "nsproxy/agent-private-dirty",
         "nsdb/commit-vs-rtnetlink",
+        "topo/build",
+        "topo/destroy",
     ] {
         assert!(text.contains(row), "--list lacks {row}:\n{text}");
     }
@@ -94,14 +113,7 @@ fn quick_run_writes_rows_as_json() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = rows(&json);
-    let _ = std::fs::remove_file(&json);
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let (rows, names) = finished_rows(&out, &json);
     assert_eq!(names, ["nsfs/create-remove", "nsfs/closure"]);
     for r in &rows {
         assert_eq!(r["status"], "ok", "{r}");
@@ -118,6 +130,46 @@ fn quick_run_writes_rows_as_json() {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("| nsfs/create-remove |"), "{stdout}");
+}
+
+#[test]
+fn topology_rows_measure_five_nodes_and_leave_nothing() {
+    require_root();
+    let json = scratch_json("topo");
+    let child = Command::new(BIN)
+        .args([
+            "--quick",
+            "--rows",
+            "topo/",
+            "--samples-scale",
+            "0.34",
+            "--json",
+        ])
+        .arg(&json)
+        .env("NSBENCH_TOPO_NODES", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nsbench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("nsbench output");
+    let (rows, names) = finished_rows(&out, &json);
+    assert_eq!(
+        names,
+        [
+            "topo/build",
+            "topo/destroy",
+            "topo/live-change",
+            "topo/build-phases"
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert!(r["ours_us"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        assert!(r["reference_us"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+    }
+    assert!(leftovers(pid).is_empty(), "{:?}", leftovers(pid));
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod lifecycle;
 mod nsdb;
 mod rtnl;
 mod spawn;
+mod topo;
 
 /// A future measuring one row.
 pub(crate) type RowFuture<'a> = Pin<Box<dyn Future<Output = BResult<Measurement>> + 'a>>;
@@ -53,6 +54,7 @@ pub(crate) fn all() -> Vec<RowSpec> {
     rows.extend(spawn::rows());
     rows.extend(agent::rows());
     rows.extend(nsdb::rows());
+    rows.extend(topo::rows());
     rows
 }
 
