@@ -175,6 +175,10 @@ impl Options {
         self
     }
 
+    pub(crate) fn read_params(&self) -> (RunDir, usize) {
+        (self.run_dir.clone(), self.concurrency)
+    }
+
     fn emit(&self, e: Event) {
         if let Some(p) = &self.progress {
             p(&e);
@@ -862,7 +866,7 @@ impl Exec<'_> {
                     .map_err(rq("delete"))?;
                 Ok(None)
             }
-            Change::AddRoute { node, route, oif } => {
+            Change::AddRoute { node, route, oif } | Change::DeleteRoute { node, route, oif } => {
                 let h = self.handle(node)?;
                 let msg = route_msg(route, *oif).map_err(|reason| Error::Request {
                     object: object(),
@@ -870,28 +874,12 @@ impl Exec<'_> {
                     source: Box::new(rtnetlink::Error::InvalidNla(reason)),
                 })?;
                 self.req();
-                h.rtnetlink()
-                    .route()
-                    .add(msg)
-                    .execute()
-                    .await
-                    .map_err(rq("add"))?;
-                Ok(None)
-            }
-            Change::DeleteRoute { node, route, oif } => {
-                let h = self.handle(node)?;
-                let msg = route_msg(route, *oif).map_err(|reason| Error::Request {
-                    object: object(),
-                    op: "build",
-                    source: Box::new(rtnetlink::Error::InvalidNla(reason)),
-                })?;
-                self.req();
-                h.rtnetlink()
-                    .route()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(rq("delete"))?;
+                let routes = h.rtnetlink().route();
+                if matches!(c, Change::AddRoute { .. }) {
+                    routes.add(msg).execute().await.map_err(rq("add"))?;
+                } else {
+                    routes.del(msg).execute().await.map_err(rq("delete"))?;
+                }
                 Ok(None)
             }
         }

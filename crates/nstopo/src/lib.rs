@@ -65,7 +65,7 @@ mod validate;
 pub use apply::{Event, OnError, Options, Report, apply, destroy, diff, plan};
 pub use diff::{Change, LinkAttrs, Plan};
 pub use live::Live;
-pub use state::{LiveLink, LiveNode, LiveState, link_group, marker, read_state};
+pub use state::{LiveLink, LiveNode, LiveState, link_group, marker, read_state, read_state_with};
 
 pub use error::{Error, Result};
 pub use model::{

@@ -478,9 +478,31 @@ pub(crate) async fn read(
 /// # Ok(()) }
 /// ```
 pub async fn read_state(topo: &Topology) -> Result<LiveState> {
-    let (state, handles) = read(topo, &RunDir::default(), 64).await?;
-    for (_, h) in handles {
-        h.close().await;
-    }
+    read_state_with(topo, crate::Options::default()).await
+}
+
+/// [`read_state`] with options: the run directory and the number of
+/// namespaces read at once ([`Options::concurrency`](crate::Options::concurrency)).
+///
+/// # Cancel safety
+///
+/// Cancel safe: it only reads.
+///
+/// # Errors
+///
+/// As [`read_state`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(topo: nstopo::Topology) -> nstopo::Result<()> {
+/// let opts = nstopo::Options::default().run_dir(netns::RunDir::new("/run/netns"));
+/// let state = nstopo::read_state_with(&topo, opts).await?;
+/// # Ok(()) }
+/// ```
+pub async fn read_state_with(topo: &Topology, options: crate::Options) -> Result<LiveState> {
+    let (run_dir, concurrency) = options.read_params();
+    let (state, handles) = read(topo, &run_dir, concurrency).await?;
+    futures::future::join_all(handles.into_values().map(Handle::close)).await;
     Ok(state)
 }

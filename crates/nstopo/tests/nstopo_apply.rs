@@ -112,6 +112,7 @@ async fn assert_declared(t: &Topology) {
 async fn apply_from_nothing_then_again_then_destroy() {
     testkit::require_root();
     let (names, mounts_before) = (run_dir_names("tpa-"), mounts("tpa-"));
+    let links_before = testkit::ip(&["-br", "link", "show"]);
     let t = topo("tpa");
     // A dry run plans and touches nothing.
     let dry = nstopo::apply(&t, Options::default().dry_run(true))
@@ -131,6 +132,10 @@ async fn apply_from_nothing_then_again_then_destroy() {
     assert!(report.requests > 0);
     assert_eq!(report.removed, 0);
     assert_declared(&t).await;
+    let via_opts = nstopo::read_state_with(&t, Options::default().concurrency(2))
+        .await
+        .unwrap();
+    assert_eq!(via_opts, nstopo::read_state(&t).await.unwrap());
 
     // A second apply sends nothing.
     let again = nstopo::apply(&t, Options::default()).await.unwrap();
@@ -147,6 +152,8 @@ async fn apply_from_nothing_then_again_then_destroy() {
     assert_eq!(gone.removed, 3);
     assert_eq!(run_dir_names("tpa-"), names);
     assert_eq!(mounts("tpa-"), mounts_before);
+    // The test's own namespace (standing in for the host) is untouched.
+    assert_eq!(testkit::ip(&["-br", "link", "show"]), links_before);
 }
 
 #[tokio::test]
