@@ -691,7 +691,16 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
                         live.apply(&declared).await?;
                         (add, start.elapsed())
                     } else {
-                        live_direct(&a, &b).await?
+                        let took = live_direct(&a, &b).await?;
+                        // Off the clock: the view sees the direct side's
+                        // veth gone before ours diffs against it.
+                        live.view()
+                            .wait_for("the direct veth gone", Duration::from_secs(10), |s| {
+                                s.namespaces()
+                                    .all(|v| v.link("x0").is_none() && v.link("x1").is_none())
+                            })
+                            .await?;
+                        took
                     };
                     if i >= plan.warmup {
                         got[side][0].push(us(add + remove));
