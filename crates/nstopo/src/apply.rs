@@ -331,35 +331,9 @@ pub async fn apply(topo: &Topology, options: Options) -> Result<Report> {
                 return Err(e);
             }
         };
-        let mut report = Report {
-            plan,
-            dry_run: options.dry_run,
-            ..Report::default()
-        };
-        report.count();
-        if options.dry_run {
-            close_all(handles).await;
-            return Ok(report);
-        }
-        options.emit(Event::Planned {
-            total: report.plan.changes.len(),
-        });
-        let mut exec = Exec {
-            topo: &topo.name,
-            handles,
-            options: &options,
-            requests: AtomicU64::new(0),
-            done: std::sync::atomic::AtomicUsize::new(0),
-            total: report.plan.changes.len(),
-        };
-        let res = exec.run(&report.plan.changes).await;
-        let res = match res {
-            Ok(()) => Ok(()),
-            Err((applied, err)) => Err(exec.fail(applied, err).await),
-        };
-        report.requests = exec.requests.load(Ordering::Relaxed);
-        close_all(exec.handles).await;
-        res.map(|()| report)
+        let (res, handles) = apply_plan(&topo.name, plan, handles, &options).await;
+        close_all(handles).await;
+        res
     }
     .instrument(span.clone())
     .await;
@@ -368,8 +342,9 @@ pub async fn apply(topo: &Topology, options: Options) -> Result<Report> {
 }
 
 /// Executes `plan` (made from a live state the caller holds) with the
-/// given open handles: the watched path ([`crate::Live`]). Returns the
-/// handles, those of new namespaces included.
+/// given open handles: for [`apply`] and the watched path
+/// ([`crate::Live`]). Returns the handles, those of new namespaces
+/// included.
 pub(crate) async fn apply_plan(
     topo: &str,
     plan: Plan,
