@@ -74,6 +74,10 @@ pub struct Link {
     /// The namespace id (`IFLA_LINK_NETNSID`), local to this namespace, of the
     /// namespace `link` lives in. See [`crate::NsView::peer`] to get a name.
     pub link_netnsid: Option<i32>,
+    /// The link group (`IFLA_GROUP`; 0 is the default group).
+    pub group: Option<u32>,
+    /// The alias (`IFLA_IFALIAS`), if set.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -114,6 +118,8 @@ impl Link {
             master: None,
             link: None,
             link_netnsid: None,
+            group: None,
+            alias: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -123,6 +129,8 @@ impl Link {
                 LinkAttribute::Controller(m) => link.master = Some(*m),
                 LinkAttribute::Link(l) => link.link = Some(*l),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
+                LinkAttribute::Group(g) => link.group = Some(*g),
+                LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
                 LinkAttribute::OperState(s) => link.oper_state = Some(s.to_string()),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {

@@ -84,10 +84,10 @@ type Progress = Arc<dyn Fn(&Event) + Send + Sync>;
 #[derive(Clone)]
 #[must_use]
 pub struct Options {
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     on_error: OnError,
-    concurrency: usize,
-    run_dir: RunDir,
+    pub(crate) concurrency: usize,
+    pub(crate) run_dir: RunDir,
     progress: Option<Progress>,
 }
 
@@ -331,40 +331,52 @@ pub async fn apply(topo: &Topology, options: Options) -> Result<Report> {
                 return Err(e);
             }
         };
-        let mut report = Report {
-            plan,
-            dry_run: options.dry_run,
-            ..Report::default()
-        };
-        report.count();
-        if options.dry_run {
-            close_all(handles).await;
-            return Ok(report);
-        }
-        options.emit(Event::Planned {
-            total: report.plan.changes.len(),
-        });
-        let mut exec = Exec {
-            topo: &topo.name,
-            handles,
-            options: &options,
-            requests: AtomicU64::new(0),
-            done: std::sync::atomic::AtomicUsize::new(0),
-            total: report.plan.changes.len(),
-        };
-        let res = exec.run(&report.plan.changes).await;
-        let res = match res {
-            Ok(()) => Ok(()),
-            Err((applied, err)) => Err(exec.fail(applied, err).await),
-        };
-        report.requests = exec.requests.load(Ordering::Relaxed);
-        close_all(exec.handles).await;
-        res.map(|()| report)
+        let (res, handles) = apply_plan(&topo.name, plan, handles, &options).await;
+        close_all(handles).await;
+        res
     }
     .instrument(span.clone())
     .await;
     crate::trace_outcome(&span, &res);
     res
+}
+
+/// Executes `plan` (made from a live state the caller holds) with the
+/// given open handles: for [`apply`] and the watched path
+/// ([`crate::Live`]). Returns the handles, those of new namespaces
+/// included.
+pub(crate) async fn apply_plan(
+    topo: &str,
+    plan: Plan,
+    handles: Handles,
+    options: &Options,
+) -> (Result<Report>, Handles) {
+    let mut report = Report {
+        plan,
+        dry_run: options.dry_run,
+        ..Report::default()
+    };
+    report.count();
+    if options.dry_run {
+        return (Ok(report), handles);
+    }
+    options.emit(Event::Planned {
+        total: report.plan.changes.len(),
+    });
+    let mut exec = Exec {
+        topo,
+        handles,
+        options,
+        requests: AtomicU64::new(0),
+        done: std::sync::atomic::AtomicUsize::new(0),
+        total: report.plan.changes.len(),
+    };
+    let res = match exec.run(&report.plan.changes).await {
+        Ok(()) => Ok(()),
+        Err((applied, err)) => Err(exec.fail(applied, err).await),
+    };
+    report.requests = exec.requests.load(Ordering::Relaxed);
+    (res.map(|()| report), exec.handles)
 }
 
 /// Removes everything the topology owns (its namespaces, with everything

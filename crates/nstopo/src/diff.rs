@@ -328,7 +328,7 @@ fn v6_metric(r: &Route) -> u32 {
     }
 }
 
-fn route_matches(want: &Route, have: &Route) -> bool {
+pub(crate) fn route_matches(want: &Route, have: &Route) -> bool {
     want.prefix() == have.prefix()
         && v6_metric(want) == v6_metric(have)
         && want.gateway == have.gateway

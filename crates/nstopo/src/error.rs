@@ -85,6 +85,25 @@ pub enum Error {
         /// The node.
         node: String,
     },
+    /// The watch of a running topology ([`Live`](crate::Live)) failed: its
+    /// view could not be built or extended, or did not confirm a change.
+    #[error("watched topology: cannot {op}")]
+    Watch {
+        /// What was being done.
+        op: String,
+        /// The view's error.
+        #[source]
+        source: Box<nsdb::Error>,
+    },
+    /// A [`Live`](crate::Live) was given another topology than the one it
+    /// watches (their ownership markers differ).
+    #[error("watching topology {watched}, given {given}")]
+    OtherTopology {
+        /// The watched topology.
+        watched: String,
+        /// The topology given.
+        given: String,
+    },
     /// A sysctl could not be read or written inside a namespace.
     #[error("cannot access sysctl {key} in {node}")]
     Sysctl {
@@ -165,6 +184,7 @@ impl Error {
             Error::Namespace { source, .. } => source.raw_os_error(),
             Error::Request { source, .. } => netns::error_code(source),
             Error::Apply { source, .. } => source.raw_os_error(),
+            Error::Watch { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

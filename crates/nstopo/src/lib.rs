@@ -8,6 +8,9 @@
 //!   phase by phase with every change of a phase in flight at once; each veth
 //!   is created with both ends born in their namespaces. A failure rolls back
 //!   what that apply did (or stops, see [`OnError`]).
+//! - [`Live`] watches a running topology through an nsdb view: its diff
+//!   reads no namespace, its apply sends only what differs and waits for
+//!   the view to show it.
 //! - [`destroy`] removes every namespace the topology owns, concurrently.
 //! - Ownership lives in the kernel: the alias `nstopo:NAME` on `lo` of each
 //!   namespace it creates ([`marker`]), the link group [`link_group`] on
@@ -55,6 +58,7 @@ mod apply;
 mod diff;
 mod draw;
 mod error;
+mod live;
 mod model;
 mod state;
 mod validate;
@@ -62,6 +66,7 @@ mod validate;
 pub use apply::{Event, OnError, Options, Report, apply, destroy, diff, plan};
 pub use diff::{Change, LinkAttrs, Plan};
 pub use draw::{DrawFormat, Drawing, GRAPHVIZ_DOT};
+pub use live::Live;
 pub use state::{LiveLink, LiveNode, LiveState, link_group, marker, read_state, read_state_with};
 
 pub use error::{Error, Result};

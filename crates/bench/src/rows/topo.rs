@@ -59,7 +59,7 @@ pub(super) fn rows() -> Vec<RowSpec> {
         },
         RowSpec {
             name: "topo/live-change",
-            about: "one veth link added to the running N-node topology (addresses, up) and removed again, through nstopo diff + apply, confirmed, vs the same requests sent directly on netns handles (create veth with peer in place, addresses, up; delete), acked",
+            about: "one veth link added to the running N-node topology (addresses, up) and removed again, through a watched nstopo::Live (diff against its nsdb view + apply + the view confirming), vs the same requests sent directly on netns handles (create veth with peer in place, addresses, up; delete), acked",
             target: Target::RatioAtMost(1.5),
             run: |c| Box::pin(live_change(c)),
         },
@@ -668,8 +668,10 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
         ));
         let a = Handle::open(topo.names[0].as_str(), OpenMode::OpenOnly).await?;
         let b = Handle::open(topo.names[n / 2].as_str(), OpenMode::OpenOnly).await?;
-        // Few samples: each apply reads the whole topology's state (seconds
-        // at N = 1,000), and the warm-up is a tenth of the samples.
+        // Ours watches the topology (built before the clock starts): each
+        // apply diffs against the view, sends the difference and waits
+        // for the view to show it.
+        let mut live = nstopo::Live::watch(&declared, nstopo::Options::default()).await?;
         let plan = cfg.plan(20, 10);
         // Per side: add+remove, add, remove (us).
         let mut got: [[Vec<f64>; 3]; 2] = Default::default();
@@ -680,16 +682,25 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
                 for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
                     let (add, remove) = if side == 0 {
                         let start = Instant::now();
-                        let r = nstopo::apply(&changed, nstopo::Options::default()).await?;
+                        let r = live.apply(&changed).await?;
                         let add = start.elapsed();
                         if r.created + r.changed == 0 {
                             return Err(err("nstopo apply of the added link changed nothing"));
                         }
                         let start = Instant::now();
-                        nstopo::apply(&declared, nstopo::Options::default()).await?;
+                        live.apply(&declared).await?;
                         (add, start.elapsed())
                     } else {
-                        live_direct(&a, &b).await?
+                        let took = live_direct(&a, &b).await?;
+                        // Off the clock: the view sees the direct side's
+                        // veth gone before ours diffs against it.
+                        live.view()
+                            .wait_for("the direct veth gone", Duration::from_secs(10), |s| {
+                                s.namespaces()
+                                    .all(|v| v.link("x0").is_none() && v.link("x1").is_none())
+                            })
+                            .await?;
+                        took
                     };
                     if i >= plan.warmup {
                         got[side][0].push(us(add + remove));
@@ -706,10 +717,11 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
         .await;
         a.close().await;
         b.close().await;
+        live.close().await;
         res?;
         let med = |v: &[f64]| Stats::of(v).map(|s| s.median);
         Ok(Measurement::versus(
-            "nstopo apply (+link), apply (-link)",
+            "nstopo Live::apply (+link), Live::apply (-link)",
             &got[0][0],
             "same requests sent directly, acked",
             &got[1][0],
@@ -721,7 +733,7 @@ async fn live_change_watched(cfg: &Config, n: usize, w: &mut Watcher) -> BResult
             med(&got[0][2])?,
             med(&got[1][2])?
         ))
-        .note("each apply reads the live state of the whole topology, diffs and applies the difference; direct: one veth request with the peer in place, two addresses and two ups at once, then one delete"))
+        .note("ours: the topology watched through an nsdb view (built before the clock); each apply diffs against the view, sends the difference and waits until the view shows it; direct: one veth request with the peer in place, two addresses and two ups at once, then one delete"))
     }
     .await;
     topo.teardown(w).await?;

@@ -1,0 +1,256 @@
+//! A watched topology (`nstopo::Live`) against the real kernel: drift made
+//! with `ip` shows in its diff without a read and its apply repairs it; a
+//! one-link change of a 200-node ring sends only that link's requests; the
+//! watch closes without leaving fds or threads.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+
+use nstopo::{Change, Endpoint, IfAddr, Link, Live, Node, Options, Route, Topology};
+
+/// The tests of this file share the run directory and a watch views every
+/// namespace of it once: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn topo(prefix: &str) -> Topology {
+    let yaml = format!(
+        r#"
+name: {prefix}
+nodes:
+  - name: {prefix}-a
+    sysctls: {{ net.ipv4.ip_forward: 1 }}
+    routes:
+      - "10.0.2.0/24 via 10.0.1.2"
+  - name: {prefix}-b
+  - name: {prefix}-c
+    bridges:
+      - {{ name: br0, addresses: [10.0.2.1/24] }}
+    routes:
+      - "default via 10.0.2.254"
+links:
+  - a: {{ node: {prefix}-a, name: eth1, mtu: 9000, addresses: [10.0.1.1/24, "fd00:1::1/64"] }}
+    b: {{ node: {prefix}-b, name: eth1, mtu: 9000, addresses: [10.0.1.2/24] }}
+  - a: {{ node: {prefix}-b, name: eth2, addresses: [10.0.2.254/24] }}
+    b: {{ node: {prefix}-c, name: eth1, master: br0 }}
+"#
+    );
+    Topology::from_yaml_str(&yaml).unwrap()
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Waits until the watched diff satisfies `cond` (the view follows the
+/// kernel's events), and returns it.
+async fn drift(live: &Live, t: &Topology, what: &str, cond: impl Fn(&[Change]) -> bool) {
+    testkit::eventually(what, || cond(&live.diff(t).unwrap())).await;
+}
+
+/// Repairs through the watch, then checks against a fresh read that
+/// nothing is left to do, and that the watch agrees without waiting.
+async fn repair(live: &mut Live, t: &Topology) -> nstopo::Report {
+    let report = live.apply(t).await.unwrap();
+    assert!(report.requests > 0, "{}", report.plan);
+    assert!(live.diff(t).unwrap().is_empty());
+    let fresh = nstopo::diff(t, Options::default()).await.unwrap();
+    assert!(fresh.is_empty(), "{fresh:#?}");
+    assert_eq!(live.state().unwrap(), nstopo::read_state(t).await.unwrap());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_shows_in_the_watched_diff_and_apply_repairs_it() {
+    testkit::require_root();
+    let _serial = SERIAL.lock().await;
+    let t = topo("lvd");
+    nstopo::apply(&t, Options::default()).await.unwrap();
+    // Warm the thread pools, then count.
+    Live::watch(&t, Options::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let (fds, thr) = (testkit::open_fds(), threads());
+
+    let mut live = Live::watch(&t, Options::default()).await.unwrap();
+    assert!(live.diff(&t).unwrap().is_empty());
+    assert_eq!(live.state().unwrap(), nstopo::read_state(&t).await.unwrap());
+    let again = live.apply(&t).await.unwrap();
+    assert_eq!(again.requests, 0, "{}", again.plan);
+
+    // A link deleted with `ip` (both ends of the pair go).
+    ip(&["-n", "lvd-a", "link", "del", "eth1"]);
+    drift(&live, &t, "the deleted veth in the diff", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::CreateVeth { a, .. } if a.name == "eth1"))
+    })
+    .await;
+    repair(&mut live, &t).await;
+
+    // An address added by hand on an owned link.
+    ip(&["-n", "lvd-b", "addr", "add", "10.9.9.9/24", "dev", "eth2"]);
+    drift(&live, &t, "the extra address in the diff", |d| {
+        d.iter().any(|c| {
+            matches!(c, Change::DeleteAddress { address, .. }
+                if address.addr == IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)))
+        })
+    })
+    .await;
+    let r = repair(&mut live, &t).await;
+    assert_eq!(r.requests, 1, "{}", r.plan);
+
+    // A link set down and its MTU changed by hand.
+    ip(&["-n", "lvd-b", "link", "set", "eth1", "down", "mtu", "1400"]);
+    drift(&live, &t, "the link's attributes in the diff", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::SetLink { name, .. } if name == "eth1"))
+    })
+    .await;
+    repair(&mut live, &t).await;
+
+    // A route deleted by hand.
+    ip(&["-n", "lvd-c", "route", "del", "default"]);
+    drift(&live, &t, "the deleted route in the diff", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::AddRoute { node, .. } if node == "lvd-c"))
+    })
+    .await;
+    repair(&mut live, &t).await;
+
+    // A namespace removed: it comes back with its links, and joins the view.
+    ip(&["netns", "del", "lvd-c"]);
+    drift(&live, &t, "the removed namespace in the diff", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::CreateNamespace { node } if node == "lvd-c"))
+    })
+    .await;
+    repair(&mut live, &t).await;
+    ip(&["-n", "lvd-c", "addr", "add", "10.7.7.7/24", "dev", "br0"]);
+    drift(&live, &t, "drift in the namespace that came back", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::DeleteAddress { node, .. } if node == "lvd-c"))
+    })
+    .await;
+    repair(&mut live, &t).await;
+
+    // A node no longer declared is removed, and leaves the view.
+    let mut smaller = t.clone();
+    smaller.nodes.retain(|n| n.name != "lvd-c");
+    smaller.links.retain(|l| l.b.node != "lvd-c");
+    let r = live.apply(&smaller).await.unwrap();
+    assert!(
+        r.plan
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::RemoveNamespace { node } if node == "lvd-c")),
+        "{}",
+        r.plan
+    );
+    assert!(!live.state().unwrap().nodes.contains_key("lvd-c"));
+    assert!(live.diff(&smaller).unwrap().is_empty());
+
+    // Another topology's declaration is refused.
+    let other = topo("lvx");
+    assert!(matches!(
+        live.diff(&other),
+        Err(nstopo::Error::OtherTopology { .. })
+    ));
+
+    live.close().await;
+    testkit::eventually("fds and threads back", || {
+        testkit::open_fds() == fds && threads() == thr
+    })
+    .await;
+    nstopo::destroy(&t, Options::default()).await.unwrap();
+}
+
+fn ring(prefix: &str, n: usize) -> Topology {
+    let addr = |k: usize| IfAddr {
+        addr: IpAddr::V4(Ipv4Addr::from(
+            u32::from(Ipv4Addr::new(10, 64, 0, 0)) + k as u32,
+        )),
+        prefix_len: 31,
+    };
+    let mut b = Topology::builder(prefix);
+    for i in 0..n {
+        b = b.node(
+            Node::new(format!("{prefix}{i}"))
+                .route(Route::default_via(addr(2 * i + 1).addr).device("e1")),
+        );
+        b = b.link(Link::new(
+            Endpoint::new(format!("{prefix}{i}"), "e1").address(addr(2 * i)),
+            Endpoint::new(format!("{prefix}{}", (i + 1) % n), "e0").address(addr(2 * i + 1)),
+        ));
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_link_change_of_a_200_node_ring_sends_only_that_links_requests() {
+    testkit::require_root();
+    let _serial = SERIAL.lock().await;
+    let t = ring("lvr", 200);
+    nstopo::apply(&t, Options::default()).await.unwrap();
+    let mut live = Live::watch(&t, Options::default()).await.unwrap();
+    assert_eq!(live.state().unwrap().nodes.len(), 200);
+
+    let extra: IfAddr = "10.255.0.0/31".parse().unwrap();
+    let mut changed = t.clone();
+    changed.links.push(Link::new(
+        Endpoint::new("lvr0", "x0").address(extra),
+        Endpoint::new("lvr100", "x1").address("10.255.0.1/31".parse().unwrap()),
+    ));
+    let add = live.apply(&changed).await.unwrap();
+    // The veth (one request, both ends born in place), an address on each
+    // end; nothing else.
+    assert!(
+        add.plan.changes.iter().all(|c| match c {
+            Change::CreateVeth { a, b, .. } => a.name == "x0" && b.name == "x1",
+            Change::AddAddress { device, .. } | Change::SetLink { name: device, .. } =>
+                device == "x0" || device == "x1",
+            _ => false,
+        }),
+        "{}",
+        add.plan
+    );
+    assert_eq!(add.requests, add.plan.changes.len() as u64, "{}", add.plan);
+    assert!(add.requests <= 5, "{}", add.plan);
+    // Confirmed: the watch shows it as soon as the apply returns.
+    assert!(live.diff(&changed).unwrap().is_empty());
+    assert!(
+        live.state().unwrap().nodes["lvr100"].links["x1"]
+            .addresses
+            .contains(&"10.255.0.1/31".parse().unwrap())
+    );
+
+    // Removed: a delete of each end (the second finds the pair gone).
+    let remove = live.apply(&t).await.unwrap();
+    assert!(remove.requests <= 2, "{}", remove.plan);
+    assert!(
+        remove
+            .plan
+            .changes
+            .iter()
+            .all(|c| matches!(c, Change::DeleteLink { name, .. } if name == "x0" || name == "x1")),
+        "{}",
+        remove.plan
+    );
+    assert!(live.diff(&t).unwrap().is_empty());
+    let again = live.apply(&t).await.unwrap();
+    assert_eq!(again.requests, 0, "{}", again.plan);
+
+    live.close().await;
+    let fresh = nstopo::diff(&t, Options::default()).await.unwrap();
+    assert!(fresh.is_empty(), "{fresh:#?}");
+    nstopo::destroy(&t, Options::default()).await.unwrap();
+}
