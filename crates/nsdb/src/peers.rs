@@ -351,6 +351,8 @@ mod tests {
             master: None,
             link: None,
             link_netnsid: None,
+            group: None,
+            alias: None,
         }
     }
 

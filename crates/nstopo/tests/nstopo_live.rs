@@ -167,8 +167,10 @@ async fn drift_shows_in_the_watched_diff_and_apply_repairs_it() {
     ));
 
     live.close().await;
+    // No more than before (one fewer is fine: the baseline may hold an fd
+    // of the toolkit's that closes later, such as a cached namespace fd).
     testkit::eventually("fds and threads back", || {
-        testkit::open_fds() == fds && threads() == thr
+        testkit::open_fds() <= fds && threads() <= thr
     })
     .await;
     nstopo::destroy(&t, Options::default()).await.unwrap();
