@@ -1,3 +1,6 @@
+// Doc tests that await `execute` compute the layout of its future, which
+// nests deeper than rustc's default query depth (as in the binary).
+#![doc(test(attr(recursion_limit = "256")))]
 //! A CNI plugin built on the netns toolkit: the reference `bridge`
 //! plugin's behaviour, installed as the binary `netns-bridge`.
 //!
