@@ -151,6 +151,8 @@ fn topology_rows_measure_five_nodes_and_leave_nothing() {
         ])
         .arg(&json)
         .env("NSBENCH_TOPO_NODES", "5")
+        // `topo/` also names the nsdb view row (rows/scale.rs).
+        .env("NSBENCH_VIEW_N", "5")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -162,6 +164,7 @@ fn topology_rows_measure_five_nodes_and_leave_nothing() {
     assert_eq!(
         names,
         [
+            "topo/view",
             "topo/build",
             "topo/destroy",
             "topo/live-change",
