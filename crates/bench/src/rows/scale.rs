@@ -118,6 +118,7 @@ fn raise_fd_limit(need: u64) -> BResult<()> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
+    let hard = lim.rlim_max;
     if lim.rlim_max < need && nix::unistd::geteuid().is_root() {
         let max: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")?
             .trim()
@@ -126,6 +127,19 @@ fn raise_fd_limit(need: u64) -> BResult<()> {
     }
     lim.rlim_cur = lim.rlim_max;
     // SAFETY: setrlimit reads the valid, initialised rlimit it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if lim.rlim_max == hard || e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e.into());
+    }
+    // Root without CAP_SYS_RESOURCE in its bounding set (a container):
+    // the hard limit stays, the soft limit goes up to it, and a run that
+    // needs more fails when it runs out, saying so.
+    lim.rlim_max = hard;
+    lim.rlim_cur = hard;
+    // SAFETY: as above.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
