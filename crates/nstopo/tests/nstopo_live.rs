@@ -3,10 +3,13 @@
 //! one-link change of a 200-node ring sends only that link's requests; the
 //! watch closes without leaving fds or threads.
 
+mod common;
+
+use common::{ring, threads};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-use nstopo::{Change, Endpoint, IfAddr, Link, Live, Node, Options, Route, Topology};
+use nstopo::{Change, Endpoint, IfAddr, Link, Live, Options, Topology};
 
 /// The tests of this file share the run directory and a watch views every
 /// namespace of it once: one at a time.
@@ -44,10 +47,6 @@ fn ip(args: &[&str]) {
         "ip {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
 /// Waits until the watched diff satisfies `cond` (the view follows the
@@ -174,27 +173,6 @@ async fn drift_shows_in_the_watched_diff_and_apply_repairs_it() {
     })
     .await;
     nstopo::destroy(&t, Options::default()).await.unwrap();
-}
-
-fn ring(prefix: &str, n: usize) -> Topology {
-    let addr = |k: usize| IfAddr {
-        addr: IpAddr::V4(Ipv4Addr::from(
-            u32::from(Ipv4Addr::new(10, 64, 0, 0)) + k as u32,
-        )),
-        prefix_len: 31,
-    };
-    let mut b = Topology::builder(prefix);
-    for i in 0..n {
-        b = b.node(
-            Node::new(format!("{prefix}{i}"))
-                .route(Route::default_via(addr(2 * i + 1).addr).device("e1")),
-        );
-        b = b.link(Link::new(
-            Endpoint::new(format!("{prefix}{i}"), "e1").address(addr(2 * i)),
-            Endpoint::new(format!("{prefix}{}", (i + 1) % n), "e0").address(addr(2 * i + 1)),
-        ));
-    }
-    b.build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,36 +2,12 @@
 //! all up, a default route per node) applies, re-applies with no request,
 //! and destroys without leaking fds, threads or processes.
 
-use std::net::{IpAddr, Ipv4Addr};
+mod common;
+
+use common::{ring, threads};
 use std::time::Instant;
 
-use nstopo::{Endpoint, IfAddr, Link, Node, Options, Route, Topology};
-
-fn ring(prefix: &str, n: usize) -> Topology {
-    let addr = |k: usize| IfAddr {
-        addr: IpAddr::V4(Ipv4Addr::from(
-            u32::from(Ipv4Addr::new(10, 64, 0, 0)) + k as u32,
-        )),
-        prefix_len: 31,
-    };
-    let mut b = Topology::builder(prefix);
-    for i in 0..n {
-        // Link i joins node i (end a, the even address) and node i+1.
-        b = b.node(
-            Node::new(format!("{prefix}{i}"))
-                .route(Route::default_via(addr(2 * i + 1).addr).device("e1")),
-        );
-        b = b.link(Link::new(
-            Endpoint::new(format!("{prefix}{i}"), "e1").address(addr(2 * i)),
-            Endpoint::new(format!("{prefix}{}", (i + 1) % n), "e0").address(addr(2 * i + 1)),
-        ));
-    }
-    b.build().unwrap()
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
+use nstopo::Options;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_of_1000_nodes_applies_and_destroys_without_leaks() {
