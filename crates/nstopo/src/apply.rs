@@ -404,14 +404,14 @@ pub(crate) async fn apply_plan(
 pub async fn destroy(topo: &Topology, options: Options) -> Result<Report> {
     let span = tracing::debug_span!("destroy", topology = %topo.name, outcome = tracing::field::Empty, error = tracing::field::Empty);
     let res = async {
-        let (live, handles) = state::read(topo, &options.run_dir, options.concurrency).await?;
-        close_all(handles).await;
-        let changes: Vec<Change> = live
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.owned)
-            .map(|(name, _)| Change::RemoveNamespace { node: name.clone() })
-            .collect();
+        // Ownership alone decides what goes: one request per namespace,
+        // not the whole state an apply reads.
+        let changes: Vec<Change> =
+            crate::owner::owned(&topo.name, &options.run_dir, options.concurrency)
+                .await?
+                .into_iter()
+                .map(|node| Change::RemoveNamespace { node })
+                .collect();
         let mut report = Report {
             plan: Plan { changes },
             dry_run: options.dry_run,

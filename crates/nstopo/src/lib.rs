@@ -60,6 +60,7 @@ mod draw;
 mod error;
 mod live;
 mod model;
+mod owner;
 mod state;
 mod validate;
 

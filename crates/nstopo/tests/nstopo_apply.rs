@@ -345,6 +345,49 @@ async fn an_unowned_namespace_is_never_touched() {
 }
 
 #[tokio::test]
+async fn destroy_removes_what_the_marker_says_and_nothing_else() {
+    testkit::require_root();
+    // Owned but no longer declared (tpk-old), another topology's
+    // (tpq-a, marked for tpq), and one nobody owns (tpk-plain).
+    let all = Topology::from_yaml_str("name: tpk\nnodes: [tpk-a, tpk-old]\n").unwrap();
+    nstopo::apply(&all, Options::default()).await.unwrap();
+    let other = Topology::from_yaml_str("name: tpq\nnodes: [tpq-a]\n").unwrap();
+    nstopo::apply(&other, Options::default()).await.unwrap();
+    testkit::ip(&["netns", "add", "tpk-plain"]);
+    testkit::ip(&[
+        "-n",
+        "tpk-plain",
+        "link",
+        "set",
+        "lo",
+        "alias",
+        "nstopo:tpkx",
+    ]);
+    let now = Topology::from_yaml_str("name: tpk\nnodes: [tpk-a]\n").unwrap();
+
+    let dry = nstopo::destroy(&now, Options::default().dry_run(true))
+        .await
+        .unwrap();
+    assert_eq!(dry.removed, 2);
+    assert_eq!(run_dir_names("tpk-"), ["tpk-a", "tpk-old", "tpk-plain"]);
+
+    let gone = nstopo::destroy(&now, Options::default()).await.unwrap();
+    assert_eq!(gone.removed, 2);
+    let removed: Vec<String> = gone
+        .plan
+        .changes
+        .iter()
+        .map(|c| c.node().to_owned())
+        .collect();
+    assert_eq!(removed, ["tpk-a", "tpk-old"]);
+    assert_eq!(run_dir_names("tpk-"), ["tpk-plain"]);
+    assert_eq!(run_dir_names("tpq-"), ["tpq-a"]);
+    testkit::ip(&["netns", "del", "tpk-plain"]);
+    nstopo::destroy(&other, Options::default()).await.unwrap();
+    assert!(run_dir_names("tpq-").is_empty());
+}
+
+#[tokio::test]
 async fn a_dropped_apply_is_completed_by_the_next_and_nothing_is_orphaned() {
     testkit::require_root();
     let t = topo("tpi");
