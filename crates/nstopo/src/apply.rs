@@ -406,12 +406,11 @@ pub async fn destroy(topo: &Topology, options: Options) -> Result<Report> {
     let res = async {
         // Ownership alone decides what goes: one request per namespace,
         // not the whole state an apply reads.
-        let changes: Vec<Change> =
-            crate::owner::owned(&topo.name, &options.run_dir, options.concurrency)
-                .await?
-                .into_iter()
-                .map(|node| Change::RemoveNamespace { node })
-                .collect();
+        let changes: Vec<Change> = crate::owner::owned(topo, &options.run_dir, options.concurrency)
+            .await?
+            .into_iter()
+            .map(|node| Change::RemoveNamespace { node })
+            .collect();
         let mut report = Report {
             plan: Plan { changes },
             dry_run: options.dry_run,
@@ -644,16 +643,28 @@ impl Exec<'_> {
                     source: Box::new(netns::Error::Namespace(e)),
                 })?;
                 self.req();
-                let h = Handle::builder(name)
-                    .run_dir(self.options.run_dir.clone())
-                    .mode(OpenMode::CreateOrOpen)
-                    .open()
-                    .await
-                    .map_err(|source| Error::Namespace {
-                        node: node.clone(),
-                        op: "create",
-                        source: Box::new(source),
-                    })?;
+                let create = || {
+                    Handle::builder(name.clone())
+                        .run_dir(self.options.run_dir.clone())
+                        .mode(OpenMode::CreateOrOpen)
+                        .open()
+                };
+                let h = match create().await {
+                    // An entry with nothing mounted on it (after the settle
+                    // time nsfs gives another creator) is what a process
+                    // killed inside `ip netns add` or a create of ours
+                    // leaves: it holds no namespace, so it is replaced.
+                    Err(netns::Error::Namespace(netns::nsfs::Error::Stale { .. })) => {
+                        remove_ns(&self.options.run_dir, node).await?;
+                        create().await
+                    }
+                    r => r,
+                }
+                .map_err(|source| Error::Namespace {
+                    node: node.clone(),
+                    op: "create",
+                    source: Box::new(source),
+                })?;
                 self.req();
                 let msg = LinkUnspec::new_with_index(1)
                     .alias(marker(self.topo))

@@ -15,11 +15,12 @@ use std::path::PathBuf;
 use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netns::nsfs::{Executor, NsName, RunDir};
+use netns::nsfs::{EntryState, Executor, NsName, RunDir};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{Socket, SocketAddr};
 
 use crate::apply::bounded;
+use crate::model::Topology;
 use crate::state::marker;
 use crate::{Error, Result};
 
@@ -40,10 +41,14 @@ fn io_err(node: &str, op: &'static str, path: PathBuf) -> impl FnOnce(io::Error)
 }
 
 /// The names of the run directory's namespaces whose `lo` carries the
-/// topology's marker, sorted. Entries that vanish or are not namespaces
-/// while they are looked at are not owned.
+/// topology's marker, and of its stale entries (nothing mounted) that
+/// the topology declares, sorted. A stale entry holds no namespace: it is
+/// what a process killed inside a create leaves (an interrupted apply, or
+/// `ip netns add`), and removing it changes nothing in the kernel. Entries
+/// that vanish or are not namespaces while they are looked at are not
+/// owned.
 pub(crate) async fn owned(
-    topology: &str,
+    topo: &Topology,
     run_dir: &RunDir,
     concurrency: usize,
 ) -> Result<Vec<String>> {
@@ -57,9 +62,17 @@ pub(crate) async fn owned(
         op: "start the executor",
         source: Box::new(netns::Error::Namespace(source)),
     })?;
-    let mark = marker(topology);
+    let mark = marker(&topo.name);
+    let mut names = Vec::new();
     let futs: Vec<_> = entries
         .into_iter()
+        .filter(|e| {
+            let stale = e.state == EntryState::Stale;
+            if stale && topo.node(e.name.as_str()).is_some() {
+                names.push(e.name.to_string());
+            }
+            !stale
+        })
         .map(|e| {
             let exec = exec.clone();
             let mark = mark.clone();
@@ -67,7 +80,6 @@ pub(crate) async fn owned(
             async move { owns(&exec, &run_dir, &e.name, &mark).await }
         })
         .collect();
-    let mut names = Vec::new();
     for r in bounded(futs, concurrency).await {
         if let Some(name) = r? {
             names.push(name);

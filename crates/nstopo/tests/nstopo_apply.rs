@@ -388,6 +388,43 @@ async fn destroy_removes_what_the_marker_says_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_stale_entry_left_by_a_killed_create_is_replaced_and_destroyed() {
+    testkit::require_root();
+    // What a process killed between the placeholder and the mount of
+    // `ip netns add` (or of an apply) leaves: an empty file, nothing
+    // mounted.
+    let dir = netns::RunDir::default();
+    let stale = |name: &str| {
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::File::create(dir.path().join(name)).unwrap();
+    };
+    let t = Topology::from_yaml_str("name: tpl\nnodes: [tpl-a, tpl-b]\n").unwrap();
+    stale("tpl-a");
+    nstopo::apply(&t, Options::default()).await.unwrap();
+    assert_declared(&t).await;
+    assert!(
+        nstopo::diff(&t, Options::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // destroy removes a declared node's stale entry too.
+    assert!(run_dir_names("tpl-").contains(&"tpl-b".to_owned()));
+    testkit::ip(&["netns", "del", "tpl-b"]);
+    stale("tpl-b");
+    let gone = nstopo::destroy(&t, Options::default()).await.unwrap();
+    assert_eq!(gone.removed, 2);
+    assert!(run_dir_names("tpl-").is_empty());
+    // An undeclared stale entry is not the topology's.
+    stale("tpl-z");
+    let gone = nstopo::destroy(&t, Options::default()).await.unwrap();
+    assert_eq!(gone.removed, 0);
+    assert_eq!(run_dir_names("tpl-"), ["tpl-z"]);
+    std::fs::remove_file(dir.path().join("tpl-z")).unwrap();
+}
+
+#[tokio::test]
 async fn a_dropped_apply_is_completed_by_the_next_and_nothing_is_orphaned() {
     testkit::require_root();
     let t = topo("tpi");
