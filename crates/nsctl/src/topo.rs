@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! nsctl [-j [-p]] topo apply [--dry-run] [--no-rollback] FILE
-//! nsctl [-j [-p]] topo diff FILE
+//! nsctl [-j [-p]] topo diff [--exit-code] FILE
 //! nsctl [-j [-p]] topo destroy [--dry-run] FILE
 //! nsctl [-j [-p]] topo show FILE
 //! nsctl topo draw [--format dot|mermaid|svg] [-o OUT] FILE
@@ -46,6 +46,10 @@ pub(crate) enum TopoCommand {
     /// List every difference between the file and the kernel (what apply
     /// would do).
     Diff {
+        /// Exit 3 if there are differences (0 if none), as `git diff
+        /// --exit-code`: for scripts and CI checks of drift.
+        #[arg(long)]
+        exit_code: bool,
         /// The topology file.
         file: PathBuf,
     },
@@ -98,7 +102,7 @@ pub(crate) async fn run(style: Style, command: TopoCommand) -> Result {
             )
             .await
         }
-        TopoCommand::Diff { file } => diff(style, &file).await,
+        TopoCommand::Diff { exit_code, file } => diff(style, &file, exit_code).await,
         TopoCommand::Destroy { dry_run, file } => destroy(style, &file, dry_run).await,
         TopoCommand::Show { file } => show(style, &file),
         TopoCommand::Draw {
@@ -222,7 +226,11 @@ async fn apply(style: Style, file: &Path, options: Options) -> Result {
     Ok(0)
 }
 
-async fn diff(style: Style, file: &Path) -> Result {
+/// The exit code of `topo diff --exit-code` when there are differences
+/// (1, 2 and 255 are errors).
+const DIFFERENCES: u8 = 3;
+
+async fn diff(style: Style, file: &Path, exit_code: bool) -> Result {
     let topo = read("diff", file)?;
     let changes = nstopo::diff(&topo, Options::default())
         .await
@@ -236,7 +244,11 @@ async fn diff(style: Style, file: &Path) -> Result {
             println!("{c}");
         }
     }
-    Ok(0)
+    Ok(if exit_code && !changes.is_empty() {
+        DIFFERENCES
+    } else {
+        0
+    })
 }
 
 async fn destroy(style: Style, file: &Path, dry_run: bool) -> Result {

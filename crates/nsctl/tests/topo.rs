@@ -180,8 +180,9 @@ fn apply_diff_repair_and_destroy() {
          ip -n tc addr add 10.9.2.77/24 dev eth0 && ip -n ta link del eth1 && \
          echo '== drift'; $N topo diff $D/trio.yaml && \
          echo '== json'; $N -j topo diff $D/trio.yaml && \
+         { $N topo diff --exit-code $D/trio.yaml >/dev/null; echo \"== drift-code $?\"; } && \
          echo '== repair'; $N -j topo apply $D/trio.yaml && \
-         echo '== diff2'; $N topo diff $D/trio.yaml && \
+         echo '== diff2'; $N topo diff --exit-code $D/trio.yaml && \
          echo '== destroy'; $N topo destroy $D/trio.yaml && \
          echo '== left'; ip netns list",
     );
@@ -223,6 +224,8 @@ fn apply_diff_repair_and_destroy() {
         drift.lines().count(),
         "{json}"
     );
+    // --exit-code: 3 with differences, 0 without (diff2 ran with it).
+    assert!(out.contains("== drift-code 3\n"), "{out}");
     let repair: serde_json::Value = serde_json::from_str(part("repair").trim()).unwrap();
     assert_eq!(repair["removed"], 1, "{repair}");
     assert!(repair["created"].as_u64().unwrap() >= 3, "{repair}");
