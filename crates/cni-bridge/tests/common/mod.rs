@@ -189,10 +189,37 @@ fn norm_name(n: &str) -> String {
     }
 }
 
+/// Whether every link that is up has the operational state its carrier
+/// gives (`LOWER_UP` is the carrier; the state follows by the link watch).
+fn links_settled(links: &Value) -> bool {
+    links.as_array().into_iter().flatten().all(|l| {
+        let flags: Vec<&str> = l["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !flags.contains(&"UP") {
+            return true;
+        }
+        let carrier = flags.contains(&"LOWER_UP");
+        let oper_up = !matches!(l["operstate"].as_str(), Some("DOWN" | "LOWERLAYERDOWN"));
+        carrier == oper_up
+    })
+}
+
 /// Links, addresses (no link-local ones: they follow MACs), routes and
 /// the sysctls the bridge plugin touches, names of host veths (random)
 /// normalized, MACs kept only if `keep_mac` names the link.
 pub fn snapshot(ns: &Ns, keep_mac: Option<&str>) -> Value {
+    // The kernel's link watch derives a link's operational state (and
+    // IFF_RUNNING, and what addrconf does on a carrier change, such as an
+    // IPv6 address going back to tentative) from its carrier a moment
+    // after the fact: a fast plugin's state is read before it settled, a
+    // slow one's after. Both are compared once settled.
+    eventually("the link watch to settle", || {
+        links_settled(&ns.ip_json(&["link", "show"]))
+    });
     let links = ns.ip_json(&["-d", "link", "show"]);
     let mut out_links = Vec::new();
     for l in links.as_array().cloned().unwrap_or_default() {
