@@ -10,7 +10,8 @@ use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage, State,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use netns::{Handle, NetNs, OpenMode, Target};
@@ -113,6 +114,30 @@ fn mac_of(msg: &LinkMessage) -> String {
     .unwrap_or_default()
 }
 
+/// The link's IPv6 `accept_ra`, from the devconf its link message
+/// carries (none where the link has no IPv6 state).
+fn ipv6_accept_ra(msg: &LinkMessage) -> Option<i32> {
+    attr(msg, |a| match a {
+        LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|s| match s {
+            AfSpecUnspec::Inet6(v) => v.iter().find_map(|i| match i {
+                AfSpecInet6::DevConf(c) => Some(c.accept_ra),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Sets the link's `accept_ra` to 0 (we own its routes), unless its link
+/// message shows it is already: a bridge that earlier calls set up needs
+/// no `/proc/sys` write on every ADD.
+fn disable_accept_ra(link: &LinkMessage, name: &str) {
+    if ipv6_accept_ra(link) != Some(0) {
+        let _ = write_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    }
+}
+
 fn kind_of(msg: &LinkMessage) -> Option<InfoKind> {
     attr(msg, |a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
@@ -148,17 +173,15 @@ fn parse_mac(mac: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// A link by name, or `None` if there is none.
+/// A link by name, or `None` if there is none. Without its counters
+/// (`RTEXT_FILTER_SKIP_STATS`): nothing here reads them, and they are a
+/// sixth of the reply the kernel fills and this process parses.
 async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
-    match h
-        .rtnetlink()
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await
-    {
+    let mut req = h.rtnetlink().link().get().match_name(name.to_string());
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    match req.execute().try_next().await {
         Ok(m) => Ok(m),
         Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(nl(format!("look up {name:?}"))(e)),
@@ -223,7 +246,7 @@ async fn ensure_bridge(host: &Handle, conf: &NetConf) -> Result<(LinkMessage, bo
     let up = br.header.flags.contains(LinkFlags::Up);
     let promisc = br.header.flags.contains(LinkFlags::Promisc);
     // We own the bridge's routes.
-    let _ = write_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    disable_accept_ra(&br, name);
     if !up || (conf.promisc_mode && !promisc) {
         let mut set = LinkUnspec::new_with_index(br.header.index).up();
         if conf.promisc_mode {
@@ -358,7 +381,7 @@ async fn setup_links(
             msg: format!("failed to lookup {host_name:?}"),
         })?;
         let bridge_mac = br?.map_or_else(|| mac_of(&bridge), |b| mac_of(&b));
-        let _ = write_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+        disable_accept_ra(&host_link, &host_name);
         if conf.hairpin_mode {
             host.rtnetlink()
                 .link()
@@ -920,43 +943,55 @@ async fn finish_add(
     Ok(result)
 }
 
-/// DEL: the container's interface (its host peer goes with it), then the
-/// lease, then (`ipMasq`) the masquerading of the addresses the interface
-/// had. A namespace or interface that is gone is not an error (and, as in
-/// the reference, leaves no addresses to tear masquerading down for).
+/// DEL: the container's interface (its host peer goes with it) and the
+/// lease, at the same time, then (`ipMasq`) the masquerading of the
+/// addresses the interface had. A namespace or interface that is gone is
+/// not an error (and, as in the reference, leaves no addresses to tear
+/// masquerading down for).
+///
+/// The kernel's deletion of the pair takes most of a DEL (its waits for
+/// RCU, see docs/cni.md); the lease files are released meanwhile, on the
+/// namespace thread. The reference releases the lease first and deletes
+/// the link only if that worked; here a failed release still deletes the
+/// link, and either failure fails the call (a DEL is retried until it
+/// succeeds, and both steps are idempotent).
 pub(crate) async fn del(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<()> {
-    let mut masq = Vec::new();
-    if !inv.netns.is_empty() {
-        match open_container(&inv.netns).await {
-            Ok(cont) => {
-                if conf.ip_masq
-                    && conf.ipam_type().is_some()
-                    && let Some(link) = link_by_name(&cont, &inv.ifname).await?
-                {
-                    masq = addresses(&cont, link.header.index)
-                        .await?
-                        .into_iter()
-                        .filter(|a| crate::ipmasq::is_global_unicast(a.addr))
-                        .collect();
-                }
-                let res = cont
-                    .rtnetlink()
-                    .link()
-                    .del_with_message(LinkUnspec::new_with_name(&inv.ifname).build())
-                    .execute()
-                    .await;
-                match res {
-                    Ok(()) => {}
-                    Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => {}
-                    Err(e) => return Err(nl(format!("delete {:?}", inv.ifname))(e)),
-                }
-            }
-            // The namespace is gone: only the lease is left to release.
-            Err(Error::OpenNetns { .. }) => {}
-            Err(e) => return Err(e),
+    let link = async {
+        let mut masq = Vec::new();
+        if inv.netns.is_empty() {
+            return Ok(masq);
         }
-    }
-    ipam.del(inv).await?;
+        let cont = match open_container(&inv.netns).await {
+            Ok(cont) => cont,
+            // The namespace is gone: only the lease is left to release.
+            Err(Error::OpenNetns { .. }) => return Ok(masq),
+            Err(e) => return Err(e),
+        };
+        if conf.ip_masq
+            && conf.ipam_type().is_some()
+            && let Some(link) = link_by_name(&cont, &inv.ifname).await?
+        {
+            masq = addresses(&cont, link.header.index)
+                .await?
+                .into_iter()
+                .filter(|a| crate::ipmasq::is_global_unicast(a.addr))
+                .collect();
+        }
+        let res = cont
+            .rtnetlink()
+            .link()
+            .del_with_message(LinkUnspec::new_with_name(&inv.ifname).build())
+            .execute()
+            .await;
+        match res {
+            Ok(()) => Ok(masq),
+            Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => Ok(masq),
+            Err(e) => Err(nl(format!("delete {:?}", inv.ifname))(e)),
+        }
+    };
+    let (masq, released) = tokio::join!(link, ipam.del(inv));
+    let masq = masq?;
+    released?;
     crate::ipmasq::teardown_all(&masq, &conf.name, &inv.container_id).await
 }
 
