@@ -10,10 +10,11 @@ use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage, State,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
-use netns::{Handle, OpenMode, Target};
+use netns::{Handle, NetNs, OpenMode, Target};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::{Error, Result, nl};
@@ -29,38 +30,71 @@ pub(crate) struct Namespaces {
 
 /// Opens the host namespace (where this process runs) and `CNI_NETNS`.
 pub(crate) async fn open(netns: &str) -> Result<Namespaces> {
-    let cont = open_container(netns).await?;
-    let here = netns::NetNs::current_thread().map_err(|e| Error::Namespace {
-        op: "open the host namespace",
-        source: Box::new(e.into()),
-    })?;
-    let host = Handle::open(Target::NetNs(here), OpenMode::OpenOnly)
-        .await
-        .map_err(|source| Error::Namespace {
-            op: "open the host namespace",
-            source: Box::new(source),
-        })?;
+    let (path, cont) = container_netns(netns)?;
+    let host = open_host().await?;
+    let cont = container_handle(path, cont).await?;
     Ok(Namespaces { host, cont })
 }
 
-/// Opens `CNI_NETNS` (a path; a relative one is taken from `/`).
-pub(crate) async fn open_container(netns: &str) -> Result<Handle> {
-    // One namespace thread is all a plugin call needs (the container's
-    // socket, one sysctl hop): sized here, the executor skips the
-    // `available_parallelism()` lookup (cgroup files) it would make.
-    let _ = netns::Executor::init_global(1);
+/// A handle on the host namespace: the executor's home, the namespace of
+/// this thread, already open (no second look at `/proc/thread-self/ns/net`);
+/// its socket is made here, with no hop.
+async fn open_host() -> Result<Handle> {
+    let fail = |source| Error::Namespace {
+        op: "open the host namespace",
+        source: Box::new(source),
+    };
+    let here = executor().map_err(fail)?.home().clone();
+    Handle::open(Target::NetNs(here), OpenMode::OpenOnly)
+        .await
+        .map_err(fail)
+}
+
+/// The toolkit's process-wide executor, made on first use with room for
+/// one closure: one namespace thread is all a plugin call needs (the
+/// container's socket, one sysctl hop, the lease files). Sized here, it
+/// skips the `available_parallelism()` lookup (cgroup files)
+/// `Executor::global` would make. Its home is the namespace of the thread
+/// that first calls this: the host's.
+pub(crate) fn executor() -> std::result::Result<&'static netns::Executor, netns::Error> {
+    netns::Executor::init_global(1).map_err(netns::Error::from)
+}
+
+/// Opens `CNI_NETNS` (a path; a relative one is taken from `/`), checking
+/// it is a network namespace: a few syscalls on this thread, no socket yet.
+fn container_netns(netns: &str) -> Result<(PathBuf, NetNs)> {
     let path = PathBuf::from(netns);
     let path = if path.is_absolute() {
         path
     } else {
         PathBuf::from("/").join(path)
     };
-    Handle::open(Target::Path(path.clone()), OpenMode::OpenOnly)
+    match NetNs::open(&path) {
+        Ok(ns) => Ok((path, ns)),
+        Err(e) => Err(Error::OpenNetns {
+            path,
+            source: Box::new(e.into()),
+        }),
+    }
+}
+
+/// A handle on the container's namespace, opened by [`container_netns`]:
+/// its socket is made on the namespace thread.
+async fn container_handle(path: PathBuf, ns: NetNs) -> Result<Handle> {
+    // Made first: the executor's home is the host's namespace.
+    let _ = executor();
+    Handle::open(Target::NetNs(ns), OpenMode::OpenOnly)
         .await
         .map_err(|source| Error::OpenNetns {
             path,
             source: Box::new(source),
         })
+}
+
+/// Opens `CNI_NETNS` (a path; a relative one is taken from `/`).
+pub(crate) async fn open_container(netns: &str) -> Result<Handle> {
+    let (path, ns) = container_netns(netns)?;
+    container_handle(path, ns).await
 }
 
 fn attr<T>(msg: &LinkMessage, f: impl Fn(&LinkAttribute) -> Option<T>) -> Option<T> {
@@ -78,6 +112,30 @@ fn mac_of(msg: &LinkMessage) -> String {
         _ => None,
     })
     .unwrap_or_default()
+}
+
+/// The link's IPv6 `accept_ra`, from the devconf its link message
+/// carries (none where the link has no IPv6 state).
+fn ipv6_accept_ra(msg: &LinkMessage) -> Option<i32> {
+    attr(msg, |a| match a {
+        LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|s| match s {
+            AfSpecUnspec::Inet6(v) => v.iter().find_map(|i| match i {
+                AfSpecInet6::DevConf(c) => Some(c.accept_ra),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Sets the link's `accept_ra` to 0 (we own its routes), unless its link
+/// message shows it is already: a bridge that earlier calls set up needs
+/// no `/proc/sys` write on every ADD.
+fn disable_accept_ra(link: &LinkMessage, name: &str) {
+    if ipv6_accept_ra(link) != Some(0) {
+        let _ = write_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    }
 }
 
 fn kind_of(msg: &LinkMessage) -> Option<InfoKind> {
@@ -115,17 +173,15 @@ fn parse_mac(mac: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// A link by name, or `None` if there is none.
+/// A link by name, or `None` if there is none. Without its counters
+/// (`RTEXT_FILTER_SKIP_STATS`): nothing here reads them, and they are a
+/// sixth of the reply the kernel fills and this process parses.
 async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
-    match h
-        .rtnetlink()
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await
-    {
+    let mut req = h.rtnetlink().link().get().match_name(name.to_string());
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    match req.execute().try_next().await {
         Ok(m) => Ok(m),
         Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(nl(format!("look up {name:?}"))(e)),
@@ -190,7 +246,7 @@ async fn ensure_bridge(host: &Handle, conf: &NetConf) -> Result<(LinkMessage, bo
     let up = br.header.flags.contains(LinkFlags::Up);
     let promisc = br.header.flags.contains(LinkFlags::Promisc);
     // We own the bridge's routes.
-    let _ = write_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    disable_accept_ra(&br, name);
     if !up || (conf.promisc_mode && !promisc) {
         let mut set = LinkUnspec::new_with_index(br.header.index).up();
         if conf.promisc_mode {
@@ -210,7 +266,8 @@ async fn ensure_bridge(host: &Handle, conf: &NetConf) -> Result<(LinkMessage, bo
 #[derive(Default)]
 struct Made {
     bridge: Option<u32>,
-    veth: bool,
+    /// The host end's name, once the pair exists.
+    veth: Option<String>,
 }
 
 /// The links of an ADD: bridge, host veth, container veth.
@@ -223,13 +280,16 @@ struct Links {
     cont: LinkMessage,
 }
 
-async fn setup_links(
-    ns: &Namespaces,
+/// Makes the bridge (if missing) and the pair, from the host. Returns the
+/// bridge and the host end's name.
+async fn make_pair(
+    host: &Handle,
+    cont: &NetNs,
     conf: &NetConf,
     inv: &Invocation,
     made: &mut Made,
-) -> Result<Links> {
-    let (bridge, created) = ensure_bridge(&ns.host, conf).await?;
+) -> Result<(LinkMessage, String)> {
+    let (bridge, created) = ensure_bridge(host, conf).await?;
     if created {
         made.bridge = Some(bridge.header.index);
     }
@@ -246,10 +306,9 @@ async fn setup_links(
     let mut host_name = random_veth_name();
     let mut tries = 0;
     loop {
-        let mut req = ns
-            .host
+        let mut req = host
             .add_veth(&host_name, &inv.ifname)
-            .peer_netns(&ns.cont)
+            .peer_netns(cont.clone())
             .controller(bridge.header.index)
             .up();
         if conf.mtu > 0 {
@@ -261,7 +320,14 @@ async fn setup_links(
         match req.execute().await {
             Ok(()) => break,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                if link_by_name(&ns.cont, &inv.ifname).await?.is_some() {
+                // Rare: a handle of its own on the container to look.
+                let taken = Handle::open(Target::NetNs(cont.clone()), OpenMode::OpenOnly)
+                    .await
+                    .map_err(|source| Error::Namespace {
+                        op: "open the container's namespace",
+                        source: Box::new(source),
+                    })?;
+                if link_by_name(&taken, &inv.ifname).await?.is_some() {
                     return Err(Error::IfnameTaken {
                         ifname: inv.ifname.clone(),
                     });
@@ -282,37 +348,60 @@ async fn setup_links(
             }
         }
     }
-    made.veth = true;
+    made.veth = Some(host_name.clone());
+    Ok((bridge, host_name))
+}
+
+/// Makes the bridge and the pair from the host while the container's
+/// handle (its socket made on the namespace thread) is opened, then looks
+/// both ends up. Returns the container's handle and the links.
+async fn setup_links(
+    host: &Handle,
+    cont_ns: &NetNs,
+    path: PathBuf,
+    conf: &NetConf,
+    inv: &Invocation,
+    made: &mut Made,
+) -> Result<(Handle, Links)> {
+    let (cont, pair) = tokio::join!(
+        container_handle(path, cont_ns.clone()),
+        make_pair(host, cont_ns, conf, inv, made)
+    );
+    let (bridge, host_name) = pair?;
+    let cont = cont?;
     // Both ends looked up at once, each on its namespace's socket, the
     // bridge again (its MAC may have followed its new port) and the
     // container's sysctls set meanwhile.
     let host_side = async {
-        let (host, br) = tokio::join!(
-            link_by_name(&ns.host, &host_name),
-            link_by_name(&ns.host, &conf.bridge)
+        let (host_link, br) = tokio::join!(
+            link_by_name(host, &host_name),
+            link_by_name(host, &conf.bridge)
         );
-        let host = host?.ok_or_else(|| Error::Bridge {
+        let host_link = host_link?.ok_or_else(|| Error::Bridge {
             msg: format!("failed to lookup {host_name:?}"),
         })?;
         let bridge_mac = br?.map_or_else(|| mac_of(&bridge), |b| mac_of(&b));
-        let _ = write_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+        disable_accept_ra(&host_link, &host_name);
         if conf.hairpin_mode {
-            ns.host
-                .rtnetlink()
+            host.rtnetlink()
                 .link()
-                .set_port(LinkBridgePort::new(host.header.index).hairpin(true).build())
+                .set_port(
+                    LinkBridgePort::new(host_link.header.index)
+                        .hairpin(true)
+                        .build(),
+                )
                 .execute()
                 .await
                 .map_err(nl(format!("setup hairpin mode for {host_name:?}")))?;
         }
-        Ok::<_, Error>((host, bridge_mac))
+        Ok::<_, Error>((host_link, bridge_mac))
     };
     let cont_side = async {
         // Only a layer-3 attachment gets them, as in the reference.
         let layer3 = conf.ipam_type().is_some();
-        let (link, sysctls) = tokio::join!(link_by_name(&ns.cont, &inv.ifname), async {
+        let (link, sysctls) = tokio::join!(link_by_name(&cont, &inv.ifname), async {
             if layer3 {
-                container_sysctls(ns, conf, &inv.ifname).await
+                container_sysctls(&cont, conf, &inv.ifname).await
             } else {
                 Ok(())
             }
@@ -322,14 +411,17 @@ async fn setup_links(
             msg: format!("failed to lookup {:?}", inv.ifname),
         })
     };
-    let (host, cont) = tokio::join!(host_side, cont_side);
-    let ((host, bridge_mac), cont) = (host?, cont?);
-    Ok(Links {
-        bridge,
-        bridge_mac,
-        host,
+    let (host_side, cont_side) = tokio::join!(host_side, cont_side);
+    let ((host_link, bridge_mac), cont_link) = (host_side?, cont_side?);
+    Ok((
         cont,
-    })
+        Links {
+            bridge,
+            bridge_mac,
+            host: host_link,
+            cont: cont_link,
+        },
+    ))
 }
 
 /// The gateway of `c`'s subnet the reference computes (network + 1).
@@ -379,11 +471,10 @@ fn calc_gateways(result: &mut CniResult, conf: &NetConf) -> Vec<Cidr> {
 
 /// Container-side sysctls of the new interface, as the reference sets them
 /// (DAD, `arp_notify`), in one hop, before it has addresses or is up.
-async fn container_sysctls(ns: &Namespaces, conf: &NetConf, ifname: &str) -> Result<()> {
+async fn container_sysctls(cont: &Handle, conf: &NetConf, ifname: &str) -> Result<()> {
     let ifname = ifname.to_string();
     let dad = conf.enabledad;
-    ns.cont
-        .netns()
+    cont.netns()
         .run_short(move || {
             if dad {
                 let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
@@ -539,15 +630,17 @@ fn addr_of(msg: &AddressMessage) -> Option<IpAddr> {
 }
 
 async fn address_messages(h: &Handle, index: u32) -> Result<Vec<AddressMessage>> {
-    let msgs: Vec<AddressMessage> = h
-        .rtnetlink()
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("list addresses"))?;
+    // The index in the request's header: the toolkit's sockets ask for
+    // strict checking, under which the kernel dumps that link's addresses
+    // only (not every port's link-local address on a busy bridge host).
+    let mut req = h.rtnetlink().address().get().set_link_index_filter(index);
+    req.message_mut().header.index = index;
+    let msgs: Vec<AddressMessage> = match req.execute().try_collect().await {
+        Ok(msgs) => msgs,
+        // The link went away meanwhile: it has no addresses.
+        Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => Vec::new(),
+        Err(e) => return Err(nl("list addresses")(e)),
+    };
     Ok(msgs
         .into_iter()
         .filter(|m| m.header.index == index)
@@ -675,74 +768,58 @@ fn name_of(msg: &LinkMessage) -> String {
 /// ADD. On failure nothing this call made is left: the veth pair, the
 /// IPAM lease, a bridge it created.
 pub(crate) async fn add(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<CniResult> {
+    // `CNI_NETNS` is checked first, on this thread: a path that is not a
+    // namespace fails before any lease is taken or link made (the
+    // reference, too, opens it before it runs IPAM).
+    let (path, cont_ns) = container_netns(&inv.netns)?;
+    let host = open_host().await?;
     let mut made = Made::default();
-    // The lease is taken while the links are made. host-local's file work
-    // (in-process) starts at once, while the namespaces are opened too; a
-    // delegated plugin only once `CNI_NETNS` is known to be a namespace.
-    let (opened, leased) = if ipam.is_local() {
-        tokio::join!(open_and_link(inv, conf, &mut made), ipam.add(inv))
-    } else {
-        let ns = open(&inv.netns).await?;
-        let (links, leased) = tokio::join!(setup_links(&ns, conf, inv, &mut made), ipam.add(inv));
-        (Ok((ns, links)), leased)
-    };
-    let (ns, links) = match opened {
-        Ok(v) => v,
-        Err(e) => {
-            if leased.is_ok() {
-                let _ = ipam.del(inv).await;
+    // The lease is taken while the links are made: host-local's file work
+    // runs on the namespace thread (after the container's socket), a
+    // delegated plugin as its own process.
+    let (linked, leased) = tokio::join!(
+        setup_links(&host, &cont_ns, path, conf, inv, &mut made),
+        ipam.add(inv)
+    );
+    let failed = match (linked, leased) {
+        (Ok((cont, links)), Ok(lease)) => {
+            let ns = Namespaces { host, cont };
+            match finish_add(&ns, conf, inv, links, lease).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let _ = ipam.del(inv).await;
+                    undo(&ns.host, &made).await;
+                    return Err(e);
+                }
             }
-            return Err(e);
         }
-    };
-    let failed = match (links, leased) {
-        (Ok(links), Ok(lease)) => match finish_add(&ns, conf, inv, links, lease).await {
-            Ok(r) => return Ok(r),
-            Err(e) => {
-                let _ = ipam.del(inv).await;
-                e
-            }
-        },
         (Err(e), Ok(_)) => {
             let _ = ipam.del(inv).await;
             e
         }
         // Nothing was leased.
-        (Ok(_), Err(e)) | (Err(_), Err(e)) if !made.veth => e,
+        (Ok(_), Err(e)) | (Err(_), Err(e)) if made.veth.is_none() => e,
         (Ok(_), Err(e)) => e,
         (Err(e), Err(_)) => e,
     };
-    undo(&ns, &made, &inv.ifname).await;
+    undo(&host, &made).await;
     Err(failed)
 }
 
-/// Opens the namespaces, then makes the links; the outer error is a
-/// namespace that could not be opened (nothing made).
-async fn open_and_link(
-    inv: &Invocation,
-    conf: &NetConf,
-    made: &mut Made,
-) -> Result<(Namespaces, Result<Links>)> {
-    let ns = open(&inv.netns).await?;
-    let links = setup_links(&ns, conf, inv, made).await;
-    Ok((ns, links))
-}
-
-/// Removes what a failed ADD made: the pair (through its container end),
-/// and a bridge this call created if no port joined it meanwhile.
-async fn undo(ns: &Namespaces, made: &Made, ifname: &str) {
-    if made.veth {
-        let _ = ns
-            .cont
+/// Removes what a failed ADD made: the pair (through its host end, which
+/// takes the container's with it), and a bridge this call created if no
+/// port joined it meanwhile.
+async fn undo(host: &Handle, made: &Made) {
+    if let Some(name) = &made.veth {
+        let _ = host
             .rtnetlink()
             .link()
-            .del_with_message(LinkUnspec::new_with_name(ifname).build())
+            .del_with_message(LinkUnspec::new_with_name(name).build())
             .execute()
             .await;
     }
     if let Some(br) = made.bridge {
-        let links: Vec<LinkMessage> = ns
-            .host
+        let links: Vec<LinkMessage> = host
             .rtnetlink()
             .link()
             .get()
@@ -751,7 +828,7 @@ async fn undo(ns: &Namespaces, made: &Made, ifname: &str) {
             .await
             .unwrap_or_default();
         if !links.is_empty() && !links.iter().any(|l| controller(l) == Some(br)) {
-            let _ = ns.host.rtnetlink().link().del(br).execute().await;
+            let _ = host.rtnetlink().link().del(br).execute().await;
         }
     }
 }
@@ -866,43 +943,55 @@ async fn finish_add(
     Ok(result)
 }
 
-/// DEL: the container's interface (its host peer goes with it), then the
-/// lease, then (`ipMasq`) the masquerading of the addresses the interface
-/// had. A namespace or interface that is gone is not an error (and, as in
-/// the reference, leaves no addresses to tear masquerading down for).
+/// DEL: the container's interface (its host peer goes with it) and the
+/// lease, at the same time, then (`ipMasq`) the masquerading of the
+/// addresses the interface had. A namespace or interface that is gone is
+/// not an error (and, as in the reference, leaves no addresses to tear
+/// masquerading down for).
+///
+/// The kernel's deletion of the pair takes most of a DEL (its waits for
+/// RCU, see docs/cni.md); the lease files are released meanwhile, on the
+/// namespace thread. The reference releases the lease first and deletes
+/// the link only if that worked; here a failed release still deletes the
+/// link, and either failure fails the call (a DEL is retried until it
+/// succeeds, and both steps are idempotent).
 pub(crate) async fn del(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result<()> {
-    let mut masq = Vec::new();
-    if !inv.netns.is_empty() {
-        match open_container(&inv.netns).await {
-            Ok(cont) => {
-                if conf.ip_masq
-                    && conf.ipam_type().is_some()
-                    && let Some(link) = link_by_name(&cont, &inv.ifname).await?
-                {
-                    masq = addresses(&cont, link.header.index)
-                        .await?
-                        .into_iter()
-                        .filter(|a| crate::ipmasq::is_global_unicast(a.addr))
-                        .collect();
-                }
-                let res = cont
-                    .rtnetlink()
-                    .link()
-                    .del_with_message(LinkUnspec::new_with_name(&inv.ifname).build())
-                    .execute()
-                    .await;
-                match res {
-                    Ok(()) => {}
-                    Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => {}
-                    Err(e) => return Err(nl(format!("delete {:?}", inv.ifname))(e)),
-                }
-            }
-            // The namespace is gone: only the lease is left to release.
-            Err(Error::OpenNetns { .. }) => {}
-            Err(e) => return Err(e),
+    let link = async {
+        let mut masq = Vec::new();
+        if inv.netns.is_empty() {
+            return Ok(masq);
         }
-    }
-    ipam.del(inv).await?;
+        let cont = match open_container(&inv.netns).await {
+            Ok(cont) => cont,
+            // The namespace is gone: only the lease is left to release.
+            Err(Error::OpenNetns { .. }) => return Ok(masq),
+            Err(e) => return Err(e),
+        };
+        if conf.ip_masq
+            && conf.ipam_type().is_some()
+            && let Some(link) = link_by_name(&cont, &inv.ifname).await?
+        {
+            masq = addresses(&cont, link.header.index)
+                .await?
+                .into_iter()
+                .filter(|a| crate::ipmasq::is_global_unicast(a.addr))
+                .collect();
+        }
+        let res = cont
+            .rtnetlink()
+            .link()
+            .del_with_message(LinkUnspec::new_with_name(&inv.ifname).build())
+            .execute()
+            .await;
+        match res {
+            Ok(()) => Ok(masq),
+            Err(e) if netns::error_code(&e) == Some(libc::ENODEV) => Ok(masq),
+            Err(e) => Err(nl(format!("delete {:?}", inv.ifname))(e)),
+        }
+    };
+    let (masq, released) = tokio::join!(link, ipam.del(inv));
+    let masq = masq?;
+    released?;
     crate::ipmasq::teardown_all(&masq, &conf.name, &inv.container_id).await
 }
 

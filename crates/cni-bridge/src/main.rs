@@ -54,7 +54,15 @@ fn run() -> libc::c_int {
                 rt.enable_all();
             }
             match rt.build() {
-                Ok(rt) => rt.block_on(cni_bridge::execute(&inv)),
+                Ok(rt) => {
+                    let reply = rt.block_on(cni_bridge::execute(&inv));
+                    // Not dropped: the process exits right after the reply,
+                    // and the exit closes what the runtime holds; its
+                    // shutdown would first wake and wait for every thread
+                    // of its blocking pool (a delegated plugin's pipes).
+                    std::mem::forget(rt);
+                    reply
+                }
                 Err(source) => error_reply(cni_bridge::Error::Runtime { source }),
             }
         }

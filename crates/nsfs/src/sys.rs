@@ -145,3 +145,40 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret as i32) })
 }
+
+/// `_LINUX_CAPABILITY_VERSION_3` from `<linux/capability.h>`.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `capget(2)` of the calling thread: its effective capability set, as
+/// one 64-bit mask (bit N is capability N), in one syscall.
+pub(crate) fn effective_caps() -> io::Result<u64> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // Version 3 fills two of these: capabilities 0-31, then 32-63.
+    let mut data = [CapData::default(); 2];
+    // SAFETY: the header and the two data structs are the layout the kernel
+    // reads and writes for version 3, and live for the whole call.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
+}

@@ -25,8 +25,10 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// a user namespace it made, through a user-namespace agent (see
 /// `docs/rootless.md`).
 ///
-/// Read once per process from `CapEff` in `/proc/self/status`; if that
-/// cannot be read, the answer is "privileged" when the effective uid is 0.
+/// Read once per process with one `capget(2)` (the effective set that
+/// `CapEff` in `/proc/self/status` shows, without the eight reads that
+/// file took); if that fails, the answer is "privileged" when the effective
+/// uid is 0.
 ///
 /// # Examples
 ///
@@ -73,15 +75,10 @@ pub fn force_rootless() -> bool {
 }
 
 fn read_privileged() -> bool {
-    let euid_root = nix::unistd::geteuid().is_root();
-    let Ok(status) = fs::read_to_string("/proc/self/status") else {
-        return euid_root;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .map_or(euid_root, |caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+    crate::sys::effective_caps().map_or_else(
+        |_| nix::unistd::geteuid().is_root(),
+        |caps| caps & (1 << CAP_SYS_ADMIN) != 0,
+    )
 }
 
 /// Checks that this system lets this caller make a user namespace, before
@@ -260,5 +257,20 @@ impl NetNs {
             path: self.describe(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The one `capget` gives the set `/proc/self/status` shows as `CapEff`.
+    #[test]
+    fn capget_matches_cap_eff() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(crate::sys::effective_caps().unwrap(), cap_eff);
     }
 }

@@ -45,12 +45,6 @@ impl Ipam {
         Ok(Ipam::Delegate(kind.to_string()))
     }
 
-    /// Whether host-local is done in this process (its file work is cheap
-    /// to start early and to undo).
-    pub(crate) fn is_local(&self) -> bool {
-        matches!(self, Ipam::Local(_))
-    }
-
     /// Allocates (ADD).
     pub(crate) async fn add(&self, inv: &Invocation) -> Result<Option<CniResult>> {
         match self {
@@ -145,11 +139,21 @@ fn clone_config(c: &host_local::Config) -> host_local::Config {
 }
 
 /// Runs the lease store's file work (it may wait on another process's
-/// `flock`) on a blocking thread, off the runtime's thread.
+/// `flock`) off the runtime's thread: on the toolkit's namespace thread,
+/// as a closure in the host namespace, after the container's socket (a
+/// toolkit job, taken first). No thread of its own: tokio's blocking pool
+/// would start one more thread, and the runtime's shutdown would wait for
+/// it to exit.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    let fail = |e: netns::Error| Error::Namespace {
+        op: "run the lease store's file work",
+        source: Box::new(e),
+    };
+    crate::bridge::executor()
+        .map_err(fail)?
+        .run_home(f)
         .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|e| fail(e.into()))?
 }
 
 /// Finds a plugin in `CNI_PATH`.
