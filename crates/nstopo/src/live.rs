@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use netns::{Handle, NsName, OpenMode};
-use nsdb::{Namespace, NsStatus, NsView, View};
+use nsdb::{Namespace, NsStatus, NsView, Snapshot, View};
 use tracing::Instrument;
 
 use crate::apply::{Options, Report, apply_plan, bounded, plan_for};
-use crate::diff::{Change, Plan, route_matches};
+use crate::diff::{Change, Plan, Scope, compute_in, route_matches};
 use crate::model::{Destination, IfAddr, MacAddr, Route, Topology};
 use crate::state::{Handles, LiveLink, LiveNode, LiveState, link_group, marker, sysctl_path};
 use crate::{Error, Result};
@@ -53,6 +53,15 @@ fn ns_of(node: &str) -> Result<Namespace> {
 /// then waits until the view shows them, so the next diff starts from the
 /// truth. Namespaces an apply creates join the view; removed ones leave it.
 ///
+/// After the first apply, a diff compares only what may differ: the nodes
+/// whose declaration changed (a link's change counts for both its ends),
+/// whose view changed in what nstopo reads, or that the last apply's plan
+/// named, with the neighbours their links need. Every other node
+/// contributed nothing to the last plan and has not changed since, so it
+/// contributes nothing now: the diff is the whole diff, and a change of one
+/// link of a running 1,000-node topology costs the work of that link, not
+/// of the thousand nodes.
+///
 /// Ownership is read from the kernel as [`apply`](crate::apply) reads it:
 /// the [`marker`] on `lo`, the [`link_group`] of each link.
 ///
@@ -81,6 +90,108 @@ pub struct Live {
     options: Options,
     handles: Handles,
     sysctls: HashMap<String, BTreeMap<String, String>>,
+    /// What the last apply's plan was made from: the next diff compares
+    /// only what changed since.
+    base: Option<Base>,
+}
+
+/// What a plan was made from: the declaration, the view of each namespace
+/// it read, and the nodes its changes named.
+///
+/// A node that the plan did not name contributed nothing to it; if its
+/// declaration (its own, and the links that end in it) and its view are
+/// still the same, it contributes nothing to a diff now either, and the
+/// diff leaves it out (see [`Scope`]): a change of one link of a running
+/// 1,000-node topology reads and compares the nodes of that link and their
+/// neighbours, not the thousand.
+struct Base {
+    /// The declaration compared.
+    topo: Topology,
+    /// The view of each namespace read, by name. An [`NsView`] never
+    /// changes (it is the namespace at one moment) and this one keeps its
+    /// state alive: a view whose state is at the same address is the same
+    /// state.
+    views: HashMap<String, NsView>,
+    /// The nodes the plan's changes named (both ends of a veth).
+    named: HashSet<String>,
+}
+
+/// Whether two views of a namespace show the same state (false may be
+/// spurious: a state copied without a change).
+fn same_view(old: &NsView, new: &NsView) -> bool {
+    std::ptr::eq(old.state(), new.state()) && old.status() == new.status()
+}
+
+/// Whether two views of a namespace are the same [`LiveNode`]: equal in
+/// everything [`live_node`] reads (status, links, the routes it may keep,
+/// and the index, address and prefix of each address it keeps), without
+/// deriving it.
+fn same_for_nstopo(old: &NsView, new: &NsView) -> bool {
+    let kept = |v: &NsView| {
+        v.addresses()
+            .filter(|a| !link_local(a.local))
+            .map(|a| (a.index, a.local, a.prefix_len))
+            .collect::<Vec<_>>()
+    };
+    let routes = |v: &NsView| {
+        v.routes()
+            .filter(|r| kept_route(r))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    old.status() == new.status()
+        && old.state().links == new.state().links
+        && kept(old) == kept(new)
+        && routes(old) == routes(new)
+}
+
+/// Whether [`live_node`] may keep a route: one in the main table, unicast,
+/// not made by the kernel for an address.
+fn kept_route(r: &nsdb::Route) -> bool {
+    r.protocol != RTPROT_KERNEL && r.kind == RTN_UNICAST && r.table == RT_TABLE_MAIN
+}
+
+/// An IPv6 link-local address (left out of [`LiveLink::addresses`]).
+fn link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+/// The nodes a plan's changes name.
+fn named(plan: &Plan) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for c in &plan.changes {
+        if let Change::CreateVeth { b, .. } = c {
+            out.insert(b.node.clone());
+        }
+        out.insert(c.node().to_owned());
+    }
+    out
+}
+
+/// How two lists differ: the length of their common prefix and of their
+/// common suffix (not overlapping the prefix). What lies between, in
+/// either list, changed (or moved).
+fn delta<T: PartialEq>(old: &[T], new: &[T]) -> (usize, usize) {
+    let p = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let s = old[p..]
+        .iter()
+        .rev()
+        .zip(new[p..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    (p, s)
+}
+
+/// What changed since a [`Base`]: the dirty nodes, and where the node and
+/// link lists differ ([`delta`]).
+struct Dirty {
+    nodes: HashSet<String>,
+    node_delta: (usize, usize),
+    link_delta: (usize, usize),
+    /// Nodes whose view changed in nothing nstopo reads (an IPv6
+    /// link-local address finishing duplicate address detection): not
+    /// dirty; their new view becomes the base's.
+    refreshed: Vec<String>,
 }
 
 impl std::fmt::Debug for Live {
@@ -153,6 +264,7 @@ impl Live {
             options,
             handles: Handles::new(),
             sysctls: HashMap::new(),
+            base: None,
         };
         // Declared sysctls, read once (netlink does not announce them).
         let viewed: HashSet<String> = live
@@ -275,7 +387,89 @@ impl Live {
     /// ```
     pub fn plan(&self, topo: &Topology) -> Result<Plan> {
         self.check(topo)?;
-        plan_for(topo, &self.state()?)
+        Ok(self.plan_in(topo, &self.view.snapshot())?.0)
+    }
+
+    /// The plan from `snap`: compared in full the first time, then only
+    /// where the declaration or the view changed since the last apply's
+    /// plan ([`Base`]), or that plan named.
+    fn plan_in(&self, topo: &Topology, snap: &Snapshot) -> Result<(Plan, Option<Dirty>)> {
+        let Some(base) = &self.base else {
+            let mut state = LiveState {
+                topology: self.topology.clone(),
+                nodes: BTreeMap::new(),
+            };
+            for nv in snap.namespaces() {
+                if let Some((name, node)) = self.node(nv)? {
+                    state.nodes.insert(name, node);
+                }
+            }
+            return Ok((plan_for(topo, &state)?, None));
+        };
+        let dirty = dirty(base, topo, snap);
+        let scope = Scope::new(topo, dirty.nodes.iter().map(String::as_str).collect());
+        let mut state = LiveState {
+            topology: self.topology.clone(),
+            nodes: BTreeMap::new(),
+        };
+        for name in &scope.near {
+            let Ok(ns) = Namespace::named(name) else {
+                continue;
+            };
+            if let Some(nv) = snap.namespace(&ns)
+                && let Some((name, node)) = self.node(nv)?
+            {
+                state.nodes.insert(name, node);
+            }
+        }
+        let plan = compute_in(topo, &state, Some(&scope))
+            .map_err(|objects| Error::NotOwned { objects })?;
+        Ok((plan, Some(dirty)))
+    }
+
+    /// Makes `plan`, made from `topo` and `snap`, the base of the next
+    /// diff.
+    fn rebase(&mut self, topo: &Topology, snap: &Snapshot, plan: &Plan, dirty: Option<Dirty>) {
+        let named = named(plan);
+        let (Some(base), Some(dirty)) = (&mut self.base, dirty) else {
+            let views = snap
+                .namespaces()
+                .filter_map(|nv| match nv.namespace() {
+                    Namespace::Named(n) => Some((n.as_str().to_owned(), nv.clone())),
+                    Namespace::Host => None,
+                })
+                .collect();
+            self.base = Some(Base {
+                topo: topo.clone(),
+                views,
+                named,
+            });
+            return;
+        };
+        let (p, s) = dirty.node_delta;
+        let end = base.topo.nodes.len() - s;
+        base.topo
+            .nodes
+            .splice(p..end, topo.nodes[p..topo.nodes.len() - s].iter().cloned());
+        let (p, s) = dirty.link_delta;
+        let end = base.topo.links.len() - s;
+        base.topo
+            .links
+            .splice(p..end, topo.links[p..topo.links.len() - s].iter().cloned());
+        for name in dirty.nodes.into_iter().chain(dirty.refreshed) {
+            match Namespace::named(&name)
+                .ok()
+                .and_then(|ns| snap.namespace(&ns))
+            {
+                Some(nv) => {
+                    base.views.insert(name, nv.clone());
+                }
+                None => {
+                    base.views.remove(&name);
+                }
+            }
+        }
+        base.named = named;
     }
 
     /// Every difference between `topo` and the watched kernel state, as
@@ -335,7 +529,11 @@ impl Live {
     }
 
     async fn apply_inner(&mut self, topo: &Topology) -> Result<Report> {
-        let plan = self.plan(topo)?;
+        self.check(topo)?;
+        let snap = self.view.snapshot();
+        let (plan, dirty) = self.plan_in(topo, &snap)?;
+        self.rebase(topo, &snap, &plan, dirty);
+        drop(snap);
         if plan.is_empty() || self.options.dry_run {
             let (res, _) = apply_plan(&topo.name, plan, Handles::new(), &self.options).await;
             return res;
@@ -551,6 +749,66 @@ fn shown(c: &Change, live: &HashMap<String, LiveNode>) -> bool {
     }
 }
 
+/// The nodes that may differ from `base`: those it named, those whose
+/// declaration changed (a node, or either end of a link, added, removed
+/// or changed; a node or link that moved counts as changed), and those
+/// whose view changed (or joined or left the view).
+fn dirty(base: &Base, topo: &Topology, snap: &Snapshot) -> Dirty {
+    let mut nodes = base.named.clone();
+    let node_delta = delta(&base.topo.nodes, &topo.nodes);
+    let (p, s) = node_delta;
+    for list in [&base.topo.nodes, &topo.nodes] {
+        for n in &list[p..list.len() - s] {
+            nodes.insert(n.name.clone());
+        }
+    }
+    let link_delta = delta(&base.topo.links, &topo.links);
+    let (p, s) = link_delta;
+    for list in [&base.topo.links, &topo.links] {
+        for l in &list[p..list.len() - s] {
+            nodes.insert(l.a.node.clone());
+            nodes.insert(l.b.node.clone());
+        }
+    }
+    let mut kept = 0;
+    let mut refreshed = Vec::new();
+    for nv in snap.namespaces() {
+        let Namespace::Named(name) = nv.namespace() else {
+            continue;
+        };
+        match base.views.get(name.as_str()) {
+            Some(old) => {
+                kept += 1;
+                if same_view(old, nv) {
+                    continue;
+                }
+                if same_for_nstopo(old, nv) {
+                    refreshed.push(name.as_str().to_owned());
+                } else {
+                    nodes.insert(name.as_str().to_owned());
+                }
+            }
+            None => {
+                nodes.insert(name.as_str().to_owned());
+            }
+        }
+    }
+    if kept < base.views.len() {
+        for (name, old) in &base.views {
+            if snap.namespace(old.namespace()).is_none() {
+                nodes.insert(name.clone());
+            }
+        }
+    }
+    refreshed.retain(|n| !nodes.contains(n));
+    Dirty {
+        nodes,
+        node_delta,
+        link_delta,
+        refreshed,
+    }
+}
+
 /// A namespace of the view as nstopo's [`LiveNode`] (what
 /// `state::read_node` reads from the kernel, built from the snapshot).
 fn live_node(nv: &NsView, topology: &str, sysctls: BTreeMap<String, String>) -> LiveNode {
@@ -574,7 +832,7 @@ fn live_node(nv: &NsView, topology: &str, sysctls: BTreeMap<String, String>) -> 
         };
         let mut addresses: Vec<IfAddr> = nv
             .addresses_of(l.index)
-            .filter(|a| !matches!(a.local, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+            .filter(|a| !link_local(a.local))
             .map(|a| IfAddr {
                 addr: a.local,
                 prefix_len: a.prefix_len,
@@ -601,7 +859,7 @@ fn live_node(nv: &NsView, topology: &str, sysctls: BTreeMap<String, String>) -> 
     }
     let mut routes = Vec::new();
     for r in nv.routes() {
-        if r.protocol == RTPROT_KERNEL || r.kind != RTN_UNICAST || r.table != RT_TABLE_MAIN {
+        if !kept_route(r) {
             continue;
         }
         let v6 = r.family == AF_INET6;
