@@ -107,11 +107,10 @@ pub struct Live {
 struct Base {
     /// The declaration compared.
     topo: Topology,
-    /// The view of each namespace read, by name. An [`NsView`] never
-    /// changes (it is the namespace at one moment) and this one keeps its
-    /// state alive: a view whose state is at the same address is the same
-    /// state.
-    views: HashMap<String, NsView>,
+    /// The view of each namespace read. An [`NsView`] never changes (it
+    /// is the namespace at one moment) and this one keeps its state alive:
+    /// a view whose state is at the same address is the same state.
+    views: BTreeMap<Namespace, NsView>,
     /// The nodes the plan's changes named (both ends of a veth).
     named: HashSet<String>,
 }
@@ -188,10 +187,19 @@ struct Dirty {
     nodes: HashSet<String>,
     node_delta: (usize, usize),
     link_delta: (usize, usize),
-    /// Nodes whose view changed in nothing nstopo reads (an IPv6
-    /// link-local address finishing duplicate address detection): not
-    /// dirty; their new view becomes the base's.
-    refreshed: Vec<String>,
+    /// The views that changed (or joined) since the base: those of dirty
+    /// nodes, and those that changed in nothing nstopo reads (an IPv6
+    /// link-local address finishing duplicate address detection).
+    changed: Snapshot,
+    /// The namespaces that left the view since the base.
+    gone: Vec<Namespace>,
+}
+
+/// What a plan read of the view: all of it (the first plan), or what
+/// changed since the base.
+enum Read {
+    Whole(Snapshot),
+    Since(Dirty),
 }
 
 impl std::fmt::Debug for Live {
@@ -387,14 +395,15 @@ impl Live {
     /// ```
     pub fn plan(&self, topo: &Topology) -> Result<Plan> {
         self.check(topo)?;
-        Ok(self.plan_in(topo, &self.view.snapshot())?.0)
+        Ok(self.plan_now(topo)?.0)
     }
 
-    /// The plan from `snap`: compared in full the first time, then only
-    /// where the declaration or the view changed since the last apply's
-    /// plan ([`Base`]), or that plan named.
-    fn plan_in(&self, topo: &Topology, snap: &Snapshot) -> Result<(Plan, Option<Dirty>)> {
+    /// The plan now: compared in full the first time, then only where the
+    /// declaration or the view changed since the last apply's plan
+    /// ([`Base`]), or that plan named. Returns what it read of the view.
+    fn plan_now(&self, topo: &Topology) -> Result<(Plan, Read)> {
         let Some(base) = &self.base else {
+            let snap = self.view.snapshot();
             let mut state = LiveState {
                 topology: self.topology.clone(),
                 nodes: BTreeMap::new(),
@@ -404,9 +413,31 @@ impl Live {
                     state.nodes.insert(name, node);
                 }
             }
-            return Ok((plan_for(topo, &state)?, None));
+            return Ok((plan_for(topo, &state)?, Read::Whole(snap)));
         };
-        let dirty = dirty(base, topo, snap);
+        // One pass over the view, copying only the namespaces that changed
+        // (or joined); those that left are listed.
+        let mut old = base.views.iter().peekable();
+        let mut gone = Vec::new();
+        let changed = self.view.snapshot_where(|nv| {
+            let ns = nv.namespace();
+            while let Some((k, _)) = old.peek()
+                && *k < ns
+            {
+                gone.push((*k).clone());
+                old.next();
+            }
+            match old.peek() {
+                Some((k, v)) if *k == ns => {
+                    let same = same_view(v, nv);
+                    old.next();
+                    !same
+                }
+                _ => true,
+            }
+        });
+        gone.extend(old.map(|(k, _)| k.clone()));
+        let dirty = dirty(base, topo, changed, gone);
         let scope = Scope::new(topo, dirty.nodes.iter().map(String::as_str).collect());
         let mut state = LiveState {
             topology: self.topology.clone(),
@@ -416,7 +447,13 @@ impl Live {
             let Ok(ns) = Namespace::named(name) else {
                 continue;
             };
-            if let Some(nv) = snap.namespace(&ns)
+            // Changed, gone, or as in the base.
+            let nv = match dirty.changed.namespace(&ns) {
+                Some(nv) => Some(nv),
+                None if dirty.gone.contains(&ns) => None,
+                None => base.views.get(&ns),
+            };
+            if let Some(nv) = nv
                 && let Some((name, node)) = self.node(nv)?
             {
                 state.nodes.insert(name, node);
@@ -424,26 +461,29 @@ impl Live {
         }
         let plan = compute_in(topo, &state, Some(&scope))
             .map_err(|objects| Error::NotOwned { objects })?;
-        Ok((plan, Some(dirty)))
+        Ok((plan, Read::Since(dirty)))
     }
 
-    /// Makes `plan`, made from `topo` and `snap`, the base of the next
+    /// Makes `plan`, made from `topo` and `read`, the base of the next
     /// diff.
-    fn rebase(&mut self, topo: &Topology, snap: &Snapshot, plan: &Plan, dirty: Option<Dirty>) {
+    fn rebase(&mut self, topo: &Topology, plan: &Plan, read: Read) {
         let named = named(plan);
-        let (Some(base), Some(dirty)) = (&mut self.base, dirty) else {
-            let views = snap
-                .namespaces()
-                .filter_map(|nv| match nv.namespace() {
-                    Namespace::Named(n) => Some((n.as_str().to_owned(), nv.clone())),
-                    Namespace::Host => None,
-                })
-                .collect();
-            self.base = Some(Base {
-                topo: topo.clone(),
-                views,
-                named,
-            });
+        let dirty = match read {
+            Read::Whole(snap) => {
+                let views = snap
+                    .namespaces()
+                    .map(|nv| (nv.namespace().clone(), nv.clone()))
+                    .collect();
+                self.base = Some(Base {
+                    topo: topo.clone(),
+                    views,
+                    named,
+                });
+                return;
+            }
+            Read::Since(dirty) => dirty,
+        };
+        let Some(base) = &mut self.base else {
             return;
         };
         let (p, s) = dirty.node_delta;
@@ -456,18 +496,13 @@ impl Live {
         base.topo
             .links
             .splice(p..end, topo.links[p..topo.links.len() - s].iter().cloned());
-        for name in dirty.nodes.into_iter().chain(dirty.refreshed) {
-            match Namespace::named(&name)
-                .ok()
-                .and_then(|ns| snap.namespace(&ns))
-            {
-                Some(nv) => {
-                    base.views.insert(name, nv.clone());
-                }
-                None => {
-                    base.views.remove(&name);
-                }
-            }
+        // A changed view whose node is not dirty changed in nothing nstopo
+        // reads: it may stand for the old one too.
+        for nv in dirty.changed.namespaces() {
+            base.views.insert(nv.namespace().clone(), nv.clone());
+        }
+        for ns in &dirty.gone {
+            base.views.remove(ns);
         }
         base.named = named;
     }
@@ -530,10 +565,8 @@ impl Live {
 
     async fn apply_inner(&mut self, topo: &Topology) -> Result<Report> {
         self.check(topo)?;
-        let snap = self.view.snapshot();
-        let (plan, dirty) = self.plan_in(topo, &snap)?;
-        self.rebase(topo, &snap, &plan, dirty);
-        drop(snap);
+        let (plan, read) = self.plan_now(topo)?;
+        self.rebase(topo, &plan, read);
         if plan.is_empty() || self.options.dry_run {
             let (res, _) = apply_plan(&topo.name, plan, Handles::new(), &self.options).await;
             return res;
@@ -627,6 +660,16 @@ impl Live {
             }
             live
         };
+        // Most often the view shows it already (the kernel announces a
+        // change before it acknowledges it): look at the touched
+        // namespaces only, then wait on whole snapshots if need be.
+        let now = self
+            .view
+            .snapshot_where(|nv| nodes.binary_search(nv.namespace()).is_ok());
+        let live = touched(&now);
+        if plan.changes.iter().all(|c| shown(c, &live)) {
+            return Ok(());
+        }
         let what = format!("the view to show the apply of {}", self.topology);
         let res = self
             .view
@@ -753,7 +796,7 @@ fn shown(c: &Change, live: &HashMap<String, LiveNode>) -> bool {
 /// declaration changed (a node, or either end of a link, added, removed
 /// or changed; a node or link that moved counts as changed), and those
 /// whose view changed (or joined or left the view).
-fn dirty(base: &Base, topo: &Topology, snap: &Snapshot) -> Dirty {
+fn dirty(base: &Base, topo: &Topology, changed: Snapshot, gone: Vec<Namespace>) -> Dirty {
     let mut nodes = base.named.clone();
     let node_delta = delta(&base.topo.nodes, &topo.nodes);
     let (p, s) = node_delta;
@@ -770,42 +813,29 @@ fn dirty(base: &Base, topo: &Topology, snap: &Snapshot) -> Dirty {
             nodes.insert(l.b.node.clone());
         }
     }
-    let mut kept = 0;
-    let mut refreshed = Vec::new();
-    for nv in snap.namespaces() {
+    for nv in changed.namespaces() {
         let Namespace::Named(name) = nv.namespace() else {
             continue;
         };
-        match base.views.get(name.as_str()) {
-            Some(old) => {
-                kept += 1;
-                if same_view(old, nv) {
-                    continue;
-                }
-                if same_for_nstopo(old, nv) {
-                    refreshed.push(name.as_str().to_owned());
-                } else {
-                    nodes.insert(name.as_str().to_owned());
-                }
-            }
-            None => {
-                nodes.insert(name.as_str().to_owned());
-            }
+        let same = base
+            .views
+            .get(nv.namespace())
+            .is_some_and(|old| same_for_nstopo(old, nv));
+        if !same {
+            nodes.insert(name.as_str().to_owned());
         }
     }
-    if kept < base.views.len() {
-        for (name, old) in &base.views {
-            if snap.namespace(old.namespace()).is_none() {
-                nodes.insert(name.clone());
-            }
+    for ns in &gone {
+        if let Namespace::Named(name) = ns {
+            nodes.insert(name.as_str().to_owned());
         }
     }
-    refreshed.retain(|n| !nodes.contains(n));
     Dirty {
         nodes,
         node_delta,
         link_delta,
-        refreshed,
+        changed,
+        gone,
     }
 }
 
