@@ -359,9 +359,22 @@ impl<'a> Scope<'a> {
     pub(crate) fn new(topo: &'a Topology, dirty: HashSet<&'a str>) -> Scope<'a> {
         let mut near = dirty.clone();
         let mut links = Vec::new();
+        // A few names are quicker to compare than to hash.
+        let few: Vec<&str> = if dirty.len() <= 8 {
+            dirty.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        let is_dirty = |n: &str| {
+            if few.is_empty() {
+                dirty.contains(n)
+            } else {
+                few.contains(&n)
+            }
+        };
         if !dirty.is_empty() {
             for (i, link) in topo.links.iter().enumerate() {
-                if dirty.contains(link.a.node.as_str()) || dirty.contains(link.b.node.as_str()) {
+                if is_dirty(&link.a.node) || is_dirty(&link.b.node) {
                     near.insert(&link.a.node);
                     near.insert(&link.b.node);
                     links.push(i);

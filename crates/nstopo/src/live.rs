@@ -126,22 +126,18 @@ fn same_view(old: &NsView, new: &NsView) -> bool {
 /// and the index, address and prefix of each address it keeps), without
 /// deriving it.
 fn same_for_nstopo(old: &NsView, new: &NsView) -> bool {
-    let kept = |v: &NsView| {
+    fn addresses(v: &NsView) -> impl Iterator<Item = (u32, IpAddr, u8)> + '_ {
         v.addresses()
             .filter(|a| !link_local(a.local))
             .map(|a| (a.index, a.local, a.prefix_len))
-            .collect::<Vec<_>>()
-    };
-    let routes = |v: &NsView| {
-        v.routes()
-            .filter(|r| kept_route(r))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
+    }
+    fn routes(v: &NsView) -> impl Iterator<Item = &nsdb::Route> {
+        v.routes().filter(|r| kept_route(r))
+    }
     old.status() == new.status()
         && old.state().links == new.state().links
-        && kept(old) == kept(new)
-        && routes(old) == routes(new)
+        && addresses(old).eq(addresses(new))
+        && routes(old).eq(routes(new))
 }
 
 /// Whether [`live_node`] may keep a route: one in the main table, unicast,
@@ -660,23 +656,18 @@ impl Live {
             }
             live
         };
-        // Most often the view shows it already (the kernel announces a
-        // change before it acknowledges it): look at the touched
-        // namespaces only, then wait on whole snapshots if need be.
-        let now = self
-            .view
-            .snapshot_where(|nv| nodes.binary_search(nv.namespace()).is_ok());
-        let live = touched(&now);
-        if plan.changes.iter().all(|c| shown(c, &live)) {
-            return Ok(());
-        }
         let what = format!("the view to show the apply of {}", self.topology);
         let res = self
             .view
-            .wait_for(&what, CONFIRM, |snap| {
-                let live = touched(snap);
-                plan.changes.iter().all(|c| shown(c, &live))
-            })
+            .wait_for_where(
+                &what,
+                CONFIRM,
+                |nv| nodes.binary_search(nv.namespace()).is_ok(),
+                |snap| {
+                    let live = touched(snap);
+                    plan.changes.iter().all(|c| shown(c, &live))
+                },
+            )
             .await;
         if let Err(e) = res {
             // Name what the view does not show.
