@@ -328,7 +328,11 @@ impl Live {
     /// # Ok(()) }
     /// ```
     pub fn state(&self) -> Result<LiveState> {
-        let snap = self.view.snapshot();
+        self.state_of(&self.view.snapshot())
+    }
+
+    /// The live state of the namespaces of `snap`.
+    fn state_of(&self, snap: &Snapshot) -> Result<LiveState> {
         let mut state = LiveState {
             topology: self.topology.clone(),
             nodes: BTreeMap::new(),
@@ -400,15 +404,7 @@ impl Live {
     fn plan_now(&self, topo: &Topology) -> Result<(Plan, Read)> {
         let Some(base) = &self.base else {
             let snap = self.view.snapshot();
-            let mut state = LiveState {
-                topology: self.topology.clone(),
-                nodes: BTreeMap::new(),
-            };
-            for nv in snap.namespaces() {
-                if let Some((name, node)) = self.node(nv)? {
-                    state.nodes.insert(name, node);
-                }
-            }
+            let state = self.state_of(&snap)?;
             return Ok((plan_for(topo, &state)?, Read::Whole(snap)));
         };
         // One pass over the view, copying only the namespaces that changed
