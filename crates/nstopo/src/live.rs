@@ -740,9 +740,15 @@ fn shown(c: &Change, live: &HashMap<String, LiveNode>) -> bool {
     match c {
         Change::CreateNamespace { node } => live.contains_key(node),
         Change::CreateBridge { node, bridge, .. } => link(node, &bridge.name).is_some(),
-        Change::CreateVeth { a, b, .. } => {
-            link(&a.node, &a.name).is_some() && link(&b.node, &b.name).is_some()
-        }
+        // Both ends, tied to each other: the view may show an end before
+        // it knows its peer (nsdb reads such a link again), and the next
+        // diff would take the pair for broken.
+        Change::CreateVeth { a, b, .. } => match (link(&a.node, &a.name), link(&b.node, &b.name)) {
+            (Some(la), Some(lb)) => {
+                la.peer_index == Some(lb.index) && lb.peer_index == Some(la.index)
+            }
+            _ => false,
+        },
         Change::DeleteLink { node, name, index } => {
             link(node, name).is_none_or(|l| l.index != *index)
         }

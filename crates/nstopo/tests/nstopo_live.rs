@@ -60,7 +60,8 @@ async fn drift(live: &Live, t: &Topology, what: &str, cond: impl Fn(&[Change]) -
 async fn repair(live: &mut Live, t: &Topology) -> nstopo::Report {
     let report = live.apply(t).await.unwrap();
     assert!(report.requests > 0, "{}", report.plan);
-    assert!(live.diff(t).unwrap().is_empty());
+    let left = live.diff(t).unwrap();
+    assert!(left.is_empty(), "plan:\n{}left: {left:#?}", report.plan);
     let fresh = nstopo::diff(t, Options::default()).await.unwrap();
     assert!(fresh.is_empty(), "{fresh:#?}");
     assert_eq!(live.state().unwrap(), nstopo::read_state(t).await.unwrap());
