@@ -692,6 +692,35 @@ impl View {
         }
     }
 
+    /// A consistent snapshot of the namespaces that `keep` accepts: the
+    /// others are not copied. `keep` sees every namespace once, in the
+    /// order of [`Snapshot::namespaces`], under the view's lock: it must
+    /// be quick and must not call the view. For a view of many namespaces
+    /// of which a few matter (those that changed since an older snapshot,
+    /// those an edit touched), this costs a pass over the namespaces and
+    /// a copy of the few.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(view: nsdb::View) {
+    /// let blue = nsdb::Namespace::named("blue").unwrap();
+    /// let snap = view.snapshot_where(|v| v.namespace() == &blue);
+    /// assert!(snap.namespaces().count() <= 1);
+    /// # }
+    /// ```
+    pub fn snapshot_where(&self, mut keep: impl FnMut(&NsView) -> bool) -> Snapshot {
+        let shared = lock(&self.inner.shared);
+        Snapshot {
+            namespaces: shared
+                .namespaces
+                .iter()
+                .filter(|(_, e)| keep(&e.view))
+                .map(|(k, e)| (k.clone(), e.view.clone()))
+                .collect(),
+        }
+    }
+
     /// The changes from now on, as a `Stream`.
     ///
     /// # Examples
@@ -741,20 +770,57 @@ impl View {
     /// .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn wait_for<F>(
+    pub async fn wait_for<F>(&self, what: &str, timeout: Duration, condition: F) -> Result<Snapshot>
+    where
+        F: FnMut(&Snapshot) -> bool,
+    {
+        self.wait_for_where(what, timeout, |_| true, condition)
+            .await
+    }
+
+    /// [`wait_for`](View::wait_for) on snapshots of the namespaces `keep`
+    /// accepts ([`snapshot_where`](View::snapshot_where)): for a condition
+    /// on a few namespaces of many, without copying the others at every
+    /// change.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if the condition did not hold in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(view: nsdb::View) -> nsdb::Result<()> {
+    /// let test = nsdb::Namespace::named("test").unwrap();
+    /// view.wait_for_where(
+    ///     "v0p1 up",
+    ///     std::time::Duration::from_secs(5),
+    ///     |v| v.namespace() == &test,
+    ///     |s| s.link(&test, "v0p1").is_some_and(|l| l.is_up()),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_where<K, F>(
         &self,
         what: &str,
         timeout: Duration,
+        mut keep: K,
         mut condition: F,
     ) -> Result<Snapshot>
     where
+        K: FnMut(&NsView) -> bool,
         F: FnMut(&Snapshot) -> bool,
     {
         let mut rx = self.inner.generation.subscribe();
         let wait = async {
             loop {
                 rx.borrow_and_update();
-                let snap = self.snapshot();
+                let snap = self.snapshot_where(&mut keep);
                 if condition(&snap) {
                     return snap;
                 }

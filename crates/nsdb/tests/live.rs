@@ -314,3 +314,40 @@ async fn a_slow_change_stream_is_told_it_lagged() {
         "{first:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_snapshot_or_wait_holds_only_the_namespaces_kept_and_sees_every_one_in_order() {
+    common::require_root();
+    let nss = Namespaces::create(&["sw-a", "sw-b", "sw-c"]).await;
+    let (a, b, c) = (nss.ns(0), nss.ns(1), nss.ns(2));
+    let view = view_of(&[&a, &b, &c]).await;
+    let mut seen = Vec::new();
+    let snap = view.snapshot_where(|v| {
+        seen.push(v.namespace().clone());
+        v.namespace() == &b
+    });
+    assert_eq!(seen, vec![a.clone(), b.clone(), c.clone()]);
+    let kept: Vec<_> = snap.namespaces().map(|v| v.namespace().clone()).collect();
+    assert_eq!(kept, vec![b.clone()]);
+    // The same state as a whole snapshot shows.
+    let whole = view.snapshot();
+    assert_eq!(
+        snap.namespace(&b).unwrap().state(),
+        whole.namespace(&b).unwrap().state()
+    );
+    assert!(view.snapshot_where(|_| false).namespaces().next().is_none());
+
+    // Waiting on the kept namespaces only.
+    add_veth("sw-b", "swv0", "swv1");
+    let held = view
+        .wait_for_where(
+            "swv0 in sw-b",
+            Duration::from_secs(5),
+            |v| v.namespace() == &b,
+            |s| s.link(&b, "swv0").is_some(),
+        )
+        .await
+        .unwrap();
+    let kept: Vec<_> = held.namespaces().map(|v| v.namespace().clone()).collect();
+    assert_eq!(kept, vec![b.clone()]);
+}

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::{Bridge, Endpoint, IfAddr, MacAddr, Route, Topology};
+use crate::model::{Bridge, Endpoint, IfAddr, Link, MacAddr, Node, Route, Topology};
 use crate::state::{LiveLink, LiveNode, LiveState, adoptable};
 
 /// Attributes of a link to set (`None`: leave as is).
@@ -335,23 +335,112 @@ pub(crate) fn route_matches(want: &Route, have: &Route) -> bool {
         && (want.device.is_none() || want.device == have.device)
 }
 
+/// The part of a declaration a diff covers when not all of it may differ:
+/// the `dirty` nodes (whose declaration or live state changed, or that the
+/// last plan named), and `near`, the dirty nodes with the other end of
+/// every link of theirs (read for those links: indices, bridges).
+///
+/// A diff in a scope equals the whole diff when every node outside `dirty`
+/// contributes nothing to the whole diff: then the changes it leaves out
+/// are none. [`crate::Live`] keeps that true (see `Live::scope`).
+#[derive(Debug, Default)]
+pub(crate) struct Scope<'a> {
+    pub(crate) dirty: HashSet<&'a str>,
+    pub(crate) near: HashSet<&'a str>,
+    /// The positions of the `near` nodes in the declaration, in order.
+    nodes: Vec<usize>,
+    /// The positions of the links that end in a dirty node, in order.
+    links: Vec<usize>,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of the `dirty` nodes of `topo`: `near` adds the other end
+    /// of each of their links.
+    pub(crate) fn new(topo: &'a Topology, dirty: HashSet<&'a str>) -> Scope<'a> {
+        let mut near = dirty.clone();
+        let mut links = Vec::new();
+        // A few names are quicker to compare than to hash.
+        let few: Vec<&str> = if dirty.len() <= 8 {
+            dirty.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        let is_dirty = |n: &str| {
+            if few.is_empty() {
+                dirty.contains(n)
+            } else {
+                few.contains(&n)
+            }
+        };
+        if !dirty.is_empty() {
+            for (i, link) in topo.links.iter().enumerate() {
+                if is_dirty(&link.a.node) || is_dirty(&link.b.node) {
+                    near.insert(&link.a.node);
+                    near.insert(&link.b.node);
+                    links.push(i);
+                }
+            }
+        }
+        let nodes = if near.is_empty() {
+            Vec::new()
+        } else {
+            (0..topo.nodes.len())
+                .filter(|&i| near.contains(topo.nodes[i].name.as_str()))
+                .collect()
+        };
+        Scope {
+            dirty,
+            near,
+            nodes,
+            links,
+        }
+    }
+}
+
 /// Compares; `Err` lists the conflicts (declared objects the topology does
 /// not own).
 pub(crate) fn compute(topo: &Topology, live: &LiveState) -> std::result::Result<Plan, Conflicts> {
+    compute_in(topo, live, None)
+}
+
+/// [`compute`], in a scope (`None`: everything). `live` must hold every
+/// node of the scope's `near` that exists; others are not read.
+pub(crate) fn compute_in(
+    topo: &Topology,
+    live: &LiveState,
+    scope: Option<&Scope<'_>>,
+) -> std::result::Result<Plan, Conflicts> {
+    let dirty = |n: &str| scope.is_none_or(|s| s.dirty.contains(n));
     let mut changes = Vec::new();
     let mut conflicts = Vec::new();
+    // Nodes in conflict: their links are not compared.
+    let mut conflicted: HashSet<&str> = HashSet::new();
     let empty = LiveNode::default();
     let mut idx: BTreeMap<&str, Indices> = BTreeMap::new();
     // Bridge indices per node (live or new), for masters.
     let mut bridge_idx: BTreeMap<(&str, &str), u32> = BTreeMap::new();
 
+    // The nodes and links compared, in declaration order.
+    let nodes: Vec<&Node> = match scope {
+        Some(s) => s.nodes.iter().map(|&i| &topo.nodes[i]).collect(),
+        None => topo.nodes.iter().collect(),
+    };
+    let links: Vec<&Link> = match scope {
+        Some(s) => s.links.iter().map(|&i| &topo.links[i]).collect(),
+        None => topo.links.iter().collect(),
+    };
+    let declared: HashSet<&str> = nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| dirty(n))
+        .collect();
     for (name, n) in &live.nodes {
-        if n.owned && topo.node(name).is_none() {
+        if dirty(name) && n.owned && !declared.contains(name.as_str()) {
             changes.push(Change::RemoveNamespace { node: name.clone() });
         }
     }
 
-    for node in &topo.nodes {
+    for &node in &nodes {
         let live_node = live.nodes.get(&node.name);
         let new_ns = live_node.is_none();
         if let Some(l) = live_node
@@ -359,6 +448,7 @@ pub(crate) fn compute(topo: &Topology, live: &LiveState) -> std::result::Result<
             && !adoptable(l)
         {
             conflicts.push(format!("namespace {}", node.name));
+            conflicted.insert(&node.name);
             continue;
         }
         let ln = live_node.unwrap_or(&empty);
@@ -458,25 +548,27 @@ pub(crate) fn compute(topo: &Topology, live: &LiveState) -> std::result::Result<
     }
 
     // Links: declared ends by node, to find stray owned links.
+    // (Only the dirty nodes' are looked for.)
     let mut declared_ifs: HashSet<(&str, &str)> = HashSet::new();
-    for node in &topo.nodes {
+    for node in &nodes {
+        if !dirty(&node.name) {
+            continue;
+        }
         declared_ifs.insert((&node.name, "lo"));
         for b in &node.bridges {
             declared_ifs.insert((&node.name, &b.name));
         }
     }
-    for link in &topo.links {
+    for link in &links {
         for e in link.ends() {
-            declared_ifs.insert((&e.node, &e.name));
+            if dirty(&e.node) {
+                declared_ifs.insert((&e.node, &e.name));
+            }
         }
     }
-    let conflicted: HashSet<String> = conflicts.iter().cloned().collect();
-    for link in &topo.links {
-        if link
-            .ends()
-            .iter()
-            .any(|e| conflicted.contains(&format!("namespace {}", e.node)))
-        {
+    for &link in &links {
+        let ends = link.ends();
+        if ends.iter().any(|e| conflicted.contains(e.node.as_str())) {
             continue;
         }
         let have = |e: &Endpoint| -> Option<&LiveLink> {
@@ -577,11 +669,14 @@ pub(crate) fn compute(topo: &Topology, live: &LiveState) -> std::result::Result<
     // Stray owned links in declared namespaces (a veth removed from the
     // declaration); its peer goes with it.
     let mut gone: HashSet<(String, u32)> = HashSet::new();
-    for node in &topo.nodes {
+    for node in &nodes {
+        if !dirty(&node.name) {
+            continue;
+        }
         let Some(ln) = live.nodes.get(&node.name) else {
             continue;
         };
-        if conflicted.contains(&format!("namespace {}", node.name)) {
+        if conflicted.contains(node.name.as_str()) {
             continue;
         }
         for (name, l) in &ln.links {
@@ -599,8 +694,8 @@ pub(crate) fn compute(topo: &Topology, live: &LiveState) -> std::result::Result<
         }
     }
     // Routes, for every declared node (new ones have none).
-    for node in &topo.nodes {
-        if conflicted.contains(&format!("namespace {}", node.name)) {
+    for node in &nodes {
+        if !dirty(&node.name) || conflicted.contains(node.name.as_str()) {
             continue;
         }
         let ln = live.nodes.get(&node.name).unwrap_or(&empty);

@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use netns::{Handle, NsName, OpenMode};
-use nsdb::{Namespace, NsStatus, NsView, View};
+use nsdb::{Namespace, NsStatus, NsView, Snapshot, View};
 use tracing::Instrument;
 
 use crate::apply::{Options, Report, apply_plan, bounded, plan_for};
-use crate::diff::{Change, Plan, route_matches};
+use crate::diff::{Change, Plan, Scope, compute_in, route_matches};
 use crate::model::{Destination, IfAddr, MacAddr, Route, Topology};
 use crate::state::{Handles, LiveLink, LiveNode, LiveState, link_group, marker, sysctl_path};
 use crate::{Error, Result};
@@ -53,6 +53,15 @@ fn ns_of(node: &str) -> Result<Namespace> {
 /// then waits until the view shows them, so the next diff starts from the
 /// truth. Namespaces an apply creates join the view; removed ones leave it.
 ///
+/// After the first apply, a diff compares only what may differ: the nodes
+/// whose declaration changed (a link's change counts for both its ends),
+/// whose view changed in what nstopo reads, or that the last apply's plan
+/// named, with the neighbours their links need. Every other node
+/// contributed nothing to the last plan and has not changed since, so it
+/// contributes nothing now: the diff is the whole diff, and a change of one
+/// link of a running 1,000-node topology costs the work of that link, not
+/// of the thousand nodes.
+///
 /// Ownership is read from the kernel as [`apply`](crate::apply) reads it:
 /// the [`marker`] on `lo`, the [`link_group`] of each link.
 ///
@@ -81,6 +90,112 @@ pub struct Live {
     options: Options,
     handles: Handles,
     sysctls: HashMap<String, BTreeMap<String, String>>,
+    /// What the last apply's plan was made from: the next diff compares
+    /// only what changed since.
+    base: Option<Base>,
+}
+
+/// What a plan was made from: the declaration, the view of each namespace
+/// it read, and the nodes its changes named.
+///
+/// A node that the plan did not name contributed nothing to it; if its
+/// declaration (its own, and the links that end in it) and its view are
+/// still the same, it contributes nothing to a diff now either, and the
+/// diff leaves it out (see [`Scope`]): a change of one link of a running
+/// 1,000-node topology reads and compares the nodes of that link and their
+/// neighbours, not the thousand.
+struct Base {
+    /// The declaration compared.
+    topo: Topology,
+    /// The view of each namespace read. An [`NsView`] never changes (it
+    /// is the namespace at one moment) and this one keeps its state alive:
+    /// a view whose state is at the same address is the same state.
+    views: BTreeMap<Namespace, NsView>,
+    /// The nodes the plan's changes named (both ends of a veth).
+    named: HashSet<String>,
+}
+
+/// Whether two views of a namespace show the same state (false may be
+/// spurious: a state copied without a change).
+fn same_view(old: &NsView, new: &NsView) -> bool {
+    std::ptr::eq(old.state(), new.state()) && old.status() == new.status()
+}
+
+/// Whether two views of a namespace are the same [`LiveNode`]: equal in
+/// everything [`live_node`] reads (status, links, the routes it may keep,
+/// and the index, address and prefix of each address it keeps), without
+/// deriving it.
+fn same_for_nstopo(old: &NsView, new: &NsView) -> bool {
+    fn addresses(v: &NsView) -> impl Iterator<Item = (u32, IpAddr, u8)> + '_ {
+        v.addresses()
+            .filter(|a| !link_local(a.local))
+            .map(|a| (a.index, a.local, a.prefix_len))
+    }
+    fn routes(v: &NsView) -> impl Iterator<Item = &nsdb::Route> {
+        v.routes().filter(|r| kept_route(r))
+    }
+    old.status() == new.status()
+        && old.state().links == new.state().links
+        && addresses(old).eq(addresses(new))
+        && routes(old).eq(routes(new))
+}
+
+/// Whether [`live_node`] may keep a route: one in the main table, unicast,
+/// not made by the kernel for an address.
+fn kept_route(r: &nsdb::Route) -> bool {
+    r.protocol != RTPROT_KERNEL && r.kind == RTN_UNICAST && r.table == RT_TABLE_MAIN
+}
+
+/// An IPv6 link-local address (left out of [`LiveLink::addresses`]).
+fn link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+/// The nodes a plan's changes name.
+fn named(plan: &Plan) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for c in &plan.changes {
+        if let Change::CreateVeth { b, .. } = c {
+            out.insert(b.node.clone());
+        }
+        out.insert(c.node().to_owned());
+    }
+    out
+}
+
+/// How two lists differ: the length of their common prefix and of their
+/// common suffix (not overlapping the prefix). What lies between, in
+/// either list, changed (or moved).
+fn delta<T: PartialEq>(old: &[T], new: &[T]) -> (usize, usize) {
+    let p = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let s = old[p..]
+        .iter()
+        .rev()
+        .zip(new[p..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    (p, s)
+}
+
+/// What changed since a [`Base`]: the dirty nodes, and where the node and
+/// link lists differ ([`delta`]).
+struct Dirty {
+    nodes: HashSet<String>,
+    node_delta: (usize, usize),
+    link_delta: (usize, usize),
+    /// The views that changed (or joined) since the base: those of dirty
+    /// nodes, and those that changed in nothing nstopo reads (an IPv6
+    /// link-local address finishing duplicate address detection).
+    changed: Snapshot,
+    /// The namespaces that left the view since the base.
+    gone: Vec<Namespace>,
+}
+
+/// What a plan read of the view: all of it (the first plan), or what
+/// changed since the base.
+enum Read {
+    Whole(Snapshot),
+    Since(Dirty),
 }
 
 impl std::fmt::Debug for Live {
@@ -153,6 +268,7 @@ impl Live {
             options,
             handles: Handles::new(),
             sysctls: HashMap::new(),
+            base: None,
         };
         // Declared sysctls, read once (netlink does not announce them).
         let viewed: HashSet<String> = live
@@ -212,7 +328,11 @@ impl Live {
     /// # Ok(()) }
     /// ```
     pub fn state(&self) -> Result<LiveState> {
-        let snap = self.view.snapshot();
+        self.state_of(&self.view.snapshot())
+    }
+
+    /// The live state of the namespaces of `snap`.
+    fn state_of(&self, snap: &Snapshot) -> Result<LiveState> {
         let mut state = LiveState {
             topology: self.topology.clone(),
             nodes: BTreeMap::new(),
@@ -275,7 +395,108 @@ impl Live {
     /// ```
     pub fn plan(&self, topo: &Topology) -> Result<Plan> {
         self.check(topo)?;
-        plan_for(topo, &self.state()?)
+        Ok(self.plan_now(topo)?.0)
+    }
+
+    /// The plan now: compared in full the first time, then only where the
+    /// declaration or the view changed since the last apply's plan
+    /// ([`Base`]), or that plan named. Returns what it read of the view.
+    fn plan_now(&self, topo: &Topology) -> Result<(Plan, Read)> {
+        let Some(base) = &self.base else {
+            let snap = self.view.snapshot();
+            let state = self.state_of(&snap)?;
+            return Ok((plan_for(topo, &state)?, Read::Whole(snap)));
+        };
+        // One pass over the view, copying only the namespaces that changed
+        // (or joined); those that left are listed.
+        let mut old = base.views.iter().peekable();
+        let mut gone = Vec::new();
+        let changed = self.view.snapshot_where(|nv| {
+            let ns = nv.namespace();
+            while let Some((k, _)) = old.peek()
+                && *k < ns
+            {
+                gone.push((*k).clone());
+                old.next();
+            }
+            match old.peek() {
+                Some((k, v)) if *k == ns => {
+                    let same = same_view(v, nv);
+                    old.next();
+                    !same
+                }
+                _ => true,
+            }
+        });
+        gone.extend(old.map(|(k, _)| k.clone()));
+        let dirty = dirty(base, topo, changed, gone);
+        let scope = Scope::new(topo, dirty.nodes.iter().map(String::as_str).collect());
+        let mut state = LiveState {
+            topology: self.topology.clone(),
+            nodes: BTreeMap::new(),
+        };
+        for name in &scope.near {
+            let Ok(ns) = Namespace::named(name) else {
+                continue;
+            };
+            // Changed, gone, or as in the base.
+            let nv = match dirty.changed.namespace(&ns) {
+                Some(nv) => Some(nv),
+                None if dirty.gone.contains(&ns) => None,
+                None => base.views.get(&ns),
+            };
+            if let Some(nv) = nv
+                && let Some((name, node)) = self.node(nv)?
+            {
+                state.nodes.insert(name, node);
+            }
+        }
+        let plan = compute_in(topo, &state, Some(&scope))
+            .map_err(|objects| Error::NotOwned { objects })?;
+        Ok((plan, Read::Since(dirty)))
+    }
+
+    /// Makes `plan`, made from `topo` and `read`, the base of the next
+    /// diff.
+    fn rebase(&mut self, topo: &Topology, plan: &Plan, read: Read) {
+        let named = named(plan);
+        let dirty = match read {
+            Read::Whole(snap) => {
+                let views = snap
+                    .namespaces()
+                    .map(|nv| (nv.namespace().clone(), nv.clone()))
+                    .collect();
+                self.base = Some(Base {
+                    topo: topo.clone(),
+                    views,
+                    named,
+                });
+                return;
+            }
+            Read::Since(dirty) => dirty,
+        };
+        let Some(base) = &mut self.base else {
+            return;
+        };
+        let (p, s) = dirty.node_delta;
+        let end = base.topo.nodes.len() - s;
+        base.topo
+            .nodes
+            .splice(p..end, topo.nodes[p..topo.nodes.len() - s].iter().cloned());
+        let (p, s) = dirty.link_delta;
+        let end = base.topo.links.len() - s;
+        base.topo
+            .links
+            .splice(p..end, topo.links[p..topo.links.len() - s].iter().cloned());
+        // A changed view whose node is not dirty changed in nothing nstopo
+        // reads: it may stand for the old one too.
+        for nv in dirty.changed.namespaces() {
+            base.views.insert(nv.namespace().clone(), nv.clone());
+        }
+        for ns in &dirty.gone {
+            base.views.remove(ns);
+        }
+        base.named = named;
     }
 
     /// Every difference between `topo` and the watched kernel state, as
@@ -335,7 +556,9 @@ impl Live {
     }
 
     async fn apply_inner(&mut self, topo: &Topology) -> Result<Report> {
-        let plan = self.plan(topo)?;
+        self.check(topo)?;
+        let (plan, read) = self.plan_now(topo)?;
+        self.rebase(topo, &plan, read);
         if plan.is_empty() || self.options.dry_run {
             let (res, _) = apply_plan(&topo.name, plan, Handles::new(), &self.options).await;
             return res;
@@ -432,10 +655,15 @@ impl Live {
         let what = format!("the view to show the apply of {}", self.topology);
         let res = self
             .view
-            .wait_for(&what, CONFIRM, |snap| {
-                let live = touched(snap);
-                plan.changes.iter().all(|c| shown(c, &live))
-            })
+            .wait_for_where(
+                &what,
+                CONFIRM,
+                |nv| nodes.binary_search(nv.namespace()).is_ok(),
+                |snap| {
+                    let live = touched(snap);
+                    plan.changes.iter().all(|c| shown(c, &live))
+                },
+            )
             .await;
         if let Err(e) = res {
             // Name what the view does not show.
@@ -512,9 +740,15 @@ fn shown(c: &Change, live: &HashMap<String, LiveNode>) -> bool {
     match c {
         Change::CreateNamespace { node } => live.contains_key(node),
         Change::CreateBridge { node, bridge, .. } => link(node, &bridge.name).is_some(),
-        Change::CreateVeth { a, b, .. } => {
-            link(&a.node, &a.name).is_some() && link(&b.node, &b.name).is_some()
-        }
+        // Both ends, tied to each other: the view may show an end before
+        // it knows its peer (nsdb reads such a link again), and the next
+        // diff would take the pair for broken.
+        Change::CreateVeth { a, b, .. } => match (link(&a.node, &a.name), link(&b.node, &b.name)) {
+            (Some(la), Some(lb)) => {
+                la.peer_index == Some(lb.index) && lb.peer_index == Some(la.index)
+            }
+            _ => false,
+        },
         Change::DeleteLink { node, name, index } => {
             link(node, name).is_none_or(|l| l.index != *index)
         }
@@ -551,6 +785,53 @@ fn shown(c: &Change, live: &HashMap<String, LiveNode>) -> bool {
     }
 }
 
+/// The nodes that may differ from `base`: those it named, those whose
+/// declaration changed (a node, or either end of a link, added, removed
+/// or changed; a node or link that moved counts as changed), and those
+/// whose view changed (or joined or left the view).
+fn dirty(base: &Base, topo: &Topology, changed: Snapshot, gone: Vec<Namespace>) -> Dirty {
+    let mut nodes = base.named.clone();
+    let node_delta = delta(&base.topo.nodes, &topo.nodes);
+    let (p, s) = node_delta;
+    for list in [&base.topo.nodes, &topo.nodes] {
+        for n in &list[p..list.len() - s] {
+            nodes.insert(n.name.clone());
+        }
+    }
+    let link_delta = delta(&base.topo.links, &topo.links);
+    let (p, s) = link_delta;
+    for list in [&base.topo.links, &topo.links] {
+        for l in &list[p..list.len() - s] {
+            nodes.insert(l.a.node.clone());
+            nodes.insert(l.b.node.clone());
+        }
+    }
+    for nv in changed.namespaces() {
+        let Namespace::Named(name) = nv.namespace() else {
+            continue;
+        };
+        let same = base
+            .views
+            .get(nv.namespace())
+            .is_some_and(|old| same_for_nstopo(old, nv));
+        if !same {
+            nodes.insert(name.as_str().to_owned());
+        }
+    }
+    for ns in &gone {
+        if let Namespace::Named(name) = ns {
+            nodes.insert(name.as_str().to_owned());
+        }
+    }
+    Dirty {
+        nodes,
+        node_delta,
+        link_delta,
+        changed,
+        gone,
+    }
+}
+
 /// A namespace of the view as nstopo's [`LiveNode`] (what
 /// `state::read_node` reads from the kernel, built from the snapshot).
 fn live_node(nv: &NsView, topology: &str, sysctls: BTreeMap<String, String>) -> LiveNode {
@@ -574,7 +855,7 @@ fn live_node(nv: &NsView, topology: &str, sysctls: BTreeMap<String, String>) -> 
         };
         let mut addresses: Vec<IfAddr> = nv
             .addresses_of(l.index)
-            .filter(|a| !matches!(a.local, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+            .filter(|a| !link_local(a.local))
             .map(|a| IfAddr {
                 addr: a.local,
                 prefix_len: a.prefix_len,
@@ -601,7 +882,7 @@ fn live_node(nv: &NsView, topology: &str, sysctls: BTreeMap<String, String>) -> 
     }
     let mut routes = Vec::new();
     for r in nv.routes() {
-        if r.protocol == RTPROT_KERNEL || r.kind != RTN_UNICAST || r.table != RT_TABLE_MAIN {
+        if !kept_route(r) {
             continue;
         }
         let v6 = r.family == AF_INET6;

@@ -60,7 +60,8 @@ async fn drift(live: &Live, t: &Topology, what: &str, cond: impl Fn(&[Change]) -
 async fn repair(live: &mut Live, t: &Topology) -> nstopo::Report {
     let report = live.apply(t).await.unwrap();
     assert!(report.requests > 0, "{}", report.plan);
-    assert!(live.diff(t).unwrap().is_empty());
+    let left = live.diff(t).unwrap();
+    assert!(left.is_empty(), "plan:\n{}left: {left:#?}", report.plan);
     let fresh = nstopo::diff(t, Options::default()).await.unwrap();
     assert!(fresh.is_empty(), "{fresh:#?}");
     assert_eq!(live.state().unwrap(), nstopo::read_state(t).await.unwrap());
@@ -232,5 +233,119 @@ async fn a_one_link_change_of_a_200_node_ring_sends_only_that_links_requests() {
     live.close().await;
     let fresh = nstopo::diff(&t, Options::default()).await.unwrap();
     assert!(fresh.is_empty(), "{fresh:#?}");
+    nstopo::destroy(&t, Options::default()).await.unwrap();
+}
+
+fn addr(s: &str) -> IfAddr {
+    s.parse().unwrap()
+}
+
+/// After a first apply, an apply compares only the nodes whose declaration
+/// or view changed since: drift made by hand in nodes no apply touches is
+/// still found and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_repairs_drift_in_nodes_the_change_does_not_touch() {
+    testkit::require_root();
+    let _serial = SERIAL.lock().await;
+    let t = ring("lvi", 12);
+    nstopo::apply(&t, Options::default()).await.unwrap();
+    let mut live = Live::watch(&t, Options::default()).await.unwrap();
+
+    // A first change: one link between lvi0 and lvi6.
+    let mut changed = t.clone();
+    changed.links.push(Link::new(
+        Endpoint::new("lvi0", "x0").address(addr("10.255.1.0/31")),
+        Endpoint::new("lvi6", "x1").address(addr("10.255.1.1/31")),
+    ));
+    live.apply(&changed).await.unwrap();
+
+    // Drift by hand in nodes the change does not touch; the declaration
+    // stays the same.
+    ip(&["-n", "lvi3", "addr", "add", "10.9.9.9/24", "dev", "e1"]);
+    ip(&["-n", "lvi9", "link", "set", "e0", "down"]);
+    drift(&live, &changed, "both drifts in the diff", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::DeleteAddress { node, .. } if node == "lvi3"))
+            && d.iter().any(
+                |c| matches!(c, Change::SetLink { node, name, .. } if node == "lvi9" && name == "e0"),
+            )
+    })
+    .await;
+    let r = repair(&mut live, &changed).await;
+    assert_eq!(r.plan.changes.len(), 2, "{}", r.plan);
+
+    // Drift again, and the link removed in the same apply.
+    ip(&["-n", "lvi4", "route", "del", "default"]);
+    drift(&live, &t, "the deleted route in the diff", |d| {
+        d.iter()
+            .any(|c| matches!(c, Change::AddRoute { node, .. } if node == "lvi4"))
+    })
+    .await;
+    let r = repair(&mut live, &t).await;
+    assert!(
+        r.plan.changes.iter().all(|c| match c {
+            Change::AddRoute { node, .. } => node == "lvi4",
+            Change::DeleteLink { name, .. } => name == "x0" || name == "x1",
+            _ => false,
+        }),
+        "{}",
+        r.plan
+    );
+
+    live.close().await;
+    nstopo::destroy(&t, Options::default()).await.unwrap();
+}
+
+/// Through a series of live applies (a link added, attributes and
+/// addresses changed, a node added and removed, a link removed), the
+/// watched diff of the next declaration always equals a diff made from a
+/// fresh read of the kernel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watched_diff_equals_a_fresh_diff_through_a_series_of_applies() {
+    testkit::require_root();
+    let _serial = SERIAL.lock().await;
+    let t = ring("lvs", 10);
+    nstopo::apply(&t, Options::default()).await.unwrap();
+    let mut live = Live::watch(&t, Options::default()).await.unwrap();
+
+    let mut series = Vec::new();
+    let mut next = t.clone();
+    next.links.push(Link::new(
+        Endpoint::new("lvs0", "x0").address(addr("10.255.2.0/31")),
+        Endpoint::new("lvs5", "x1").address(addr("10.255.2.1/31")),
+    ));
+    series.push(next.clone());
+    next.links[2].a.addresses.push(addr("10.99.0.1/24"));
+    next.links[7].b = next.links[7].b.clone().mtu(1400);
+    next.nodes[3]
+        .routes
+        .push(nstopo::Route::to(nstopo::Destination::Prefix(addr("10.200.0.0/16"))).device("e1"));
+    series.push(next.clone());
+    next.nodes.push(nstopo::Node::new("lvs-new"));
+    next.links.insert(
+        4,
+        Link::new(
+            Endpoint::new("lvs-new", "n0").address(addr("10.255.3.0/31")),
+            Endpoint::new("lvs8", "n1").address(addr("10.255.3.1/31")),
+        ),
+    );
+    series.push(next.clone());
+    next.nodes.retain(|n| n.name != "lvs-new");
+    next.links.retain(|l| l.a.node != "lvs-new");
+    series.push(next.clone());
+    series.push(t.clone());
+
+    for (i, want) in series.iter().enumerate() {
+        let watched = live.diff(want).unwrap();
+        let fresh = nstopo::diff(want, Options::default()).await.unwrap();
+        assert!(!fresh.is_empty(), "step {i}");
+        assert_eq!(watched, fresh, "step {i}");
+        live.apply(want).await.unwrap();
+        assert!(live.diff(want).unwrap().is_empty(), "step {i}");
+        let fresh = nstopo::diff(want, Options::default()).await.unwrap();
+        assert!(fresh.is_empty(), "step {i}: {fresh:#?}");
+    }
+
+    live.close().await;
     nstopo::destroy(&t, Options::default()).await.unwrap();
 }
