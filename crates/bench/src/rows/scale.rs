@@ -409,8 +409,32 @@ async fn topo_view(cfg: &Config) -> BResult<Measurement> {
     res
 }
 
+/// Fds a worker keeps besides two per namespace (its runtime, executor,
+/// pipes, libraries).
+const FD_RESERVE: u64 = 1024;
+
+/// The number of namespaces of `wanted` that this machine's fd limit lets
+/// one process hold with two fds each: the limit is raised first as far as
+/// it goes (a worker raises its own the same way). Root without
+/// `CAP_SYS_RESOURCE` (a container) cannot pass the hard limit.
+#[allow(unsafe_code)]
+fn fit_fd_limit(wanted: usize) -> BResult<usize> {
+    raise_fd_limit(2 * wanted as u64 + FD_RESERVE)?;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the valid rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let fit = lim.rlim_cur.saturating_sub(FD_RESERVE) / 2;
+    Ok(wanted.min(usize::try_from(fit).unwrap_or(usize::MAX)))
+}
+
 async fn handles(cfg: &Config) -> BResult<Measurement> {
-    let n = size(cfg, "NSBENCH_HANDLES_N", 10_000, 500);
+    let wanted = size(cfg, "NSBENCH_HANDLES_N", 10_000, 500);
+    let n = fit_fd_limit(wanted)?;
     let many = Many::create("sh", n, false).await?;
     let res = async {
         let [o, r] = rounds(
@@ -429,6 +453,13 @@ async fn handles(cfg: &Config) -> BResult<Measurement> {
             &times(&r),
         )?
         .note(format!("{n} namespaces, each handle opened by name"))
+        .note(if n < wanted {
+            format!(
+                "N={n}, not {wanted}: this machine's open-file limit (two fds per handle) cannot be raised further (no CAP_SYS_RESOURCE)"
+            )
+        } else {
+            format!("N={n}")
+        })
         .note(costs("handles", &o, n))
         .note(costs("floor", &r, n))
         .note(format!(
