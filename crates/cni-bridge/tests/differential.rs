@@ -31,6 +31,25 @@ fn run(plugin: &str, tag: &str, conf: &Value, keep_mac: bool) -> Run {
     let keep = keep_mac.then_some("eth0");
     let add = Call::new(plugin, &host, "ADD", "ctr1", &cont).run(&conf);
     let after_add = (snapshot(&host, None), snapshot(&cont, keep));
+    // The bridge's own IPv6 address (the gateway) goes through DAD once
+    // the first port brings its carrier up; a DEL that takes the carrier
+    // away before DAD ends leaves it tentative, one after leaves it done.
+    // That is the plugin's speed, not its behaviour: both go on once DAD
+    // is over.
+    eventually("the host's addresses past DAD", || {
+        !host
+            .ip_json(&["addr", "show"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| {
+                l["addr_info"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["tentative"] == json!(true))
+            })
+    });
     let mut with_prev = conf.clone();
     with_prev["prevResult"] = add.json.clone();
     let check = Call::new(plugin, &host, "CHECK", "ctr1", &cont).run(&with_prev);
