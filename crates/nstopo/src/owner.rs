@@ -4,9 +4,12 @@
 //!
 //! Ownership is the [`marker`] in the alias of `lo`, so one `RTM_GETLINK`
 //! for `lo` tells it. That request is sent from a thread of the toolkit's
-//! executor switched into the namespace, over a netlink socket made there
-//! and closed at once: no [`Handle`](netns::Handle), no connection task, no
-//! dump of links, addresses or routes, which is what reading the whole
+//! executor switched into the namespace ([`NetNs::run_short`](netns::nsfs::NetNs::run_short): a few
+//! microseconds, lent the caller's CPU), over a netlink socket made there
+//! and closed at once. The kernel answers a `RTM_GETLINK` inside the
+//! `sendmsg` that carries it, so the answer is read without waiting
+//! (`MSG_DONTWAIT`): nothing there waits on another party. No
+//! [`Handle`](netns::Handle), no connection task, no dump of links, addresses or routes, which is what reading the whole
 //! state (as an apply must) would cost for every namespace.
 
 use std::io;
@@ -15,7 +18,7 @@ use std::path::PathBuf;
 use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netns::nsfs::{EntryState, Executor, NsName, RunDir};
+use netns::nsfs::{EntryState, NsName, RunDir};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{Socket, SocketAddr};
 
@@ -57,11 +60,6 @@ pub(crate) async fn owned(
         op: "list",
         source: Box::new(netns::Error::Namespace(source)),
     })?;
-    let exec = Executor::global().map_err(|source| Error::Namespace {
-        node: run_dir.path().display().to_string(),
-        op: "start the executor",
-        source: Box::new(netns::Error::Namespace(source)),
-    })?;
     let mark = marker(&topo.name);
     let mut names = Vec::new();
     let futs: Vec<_> = entries
@@ -74,10 +72,9 @@ pub(crate) async fn owned(
             !stale
         })
         .map(|e| {
-            let exec = exec.clone();
             let mark = mark.clone();
             let run_dir = run_dir.clone();
-            async move { owns(&exec, &run_dir, &e.name, &mark).await }
+            async move { owns(&run_dir, &e.name, &mark).await }
         })
         .collect();
     for r in bounded(futs, concurrency).await {
@@ -90,20 +87,15 @@ pub(crate) async fn owned(
 }
 
 /// `Some(name)` if the namespace `name` carries `mark` on `lo`.
-async fn owns(
-    exec: &Executor,
-    run_dir: &RunDir,
-    name: &NsName,
-    mark: &str,
-) -> Result<Option<String>> {
+async fn owns(run_dir: &RunDir, name: &NsName, mark: &str) -> Result<Option<String>> {
     // Removed meanwhile, or not a namespace: not ours.
     let Ok(ns) = run_dir.open(name) else {
         return Ok(None);
     };
     let node = name.to_string();
     let path = run_dir.path().join(name.as_str());
-    let alias = exec
-        .run_in(&ns, lo_alias)
+    let alias = ns
+        .run_short(lo_alias)
         .await
         .map_err(|e| io_err(&node, "read the owner", path.clone())(io::Error::other(e)))?
         .map_err(io_err(&node, "read the owner", path))?;
@@ -129,7 +121,8 @@ fn lo_alias() -> io::Result<Option<String>> {
     req.serialize(&mut buf);
     socket.send(&buf, 0)?;
     let mut answer = vec![0u8; 16 * 1024];
-    let n = socket.recv(&mut &mut answer[..], 0)?;
+    // Queued by the kernel before `send` returned: never waited for.
+    let n = socket.recv(&mut &mut answer[..], libc::MSG_DONTWAIT)?;
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&answer[..n])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     match msg.payload {
