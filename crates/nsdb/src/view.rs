@@ -816,6 +816,13 @@ impl View {
         K: FnMut(&NsView) -> bool,
         F: FnMut(&Snapshot) -> bool,
     {
+        let span = tracing::debug_span!(
+            "wait_for",
+            what = %what,
+            timeout_ms = timeout.as_millis() as u64,
+            outcome = Empty,
+            error = Empty,
+        );
         let mut rx = self.inner.generation.subscribe();
         let wait = async {
             loop {
@@ -829,12 +836,15 @@ impl View {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: what.to_owned(),
-                timeout,
-            })
+        trace::traced(span, async {
+            tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: what.to_owned(),
+                    timeout,
+                })
+        })
+        .await
     }
 
     /// A fresh dump of `ns`, made now on the view's dump socket (not the
