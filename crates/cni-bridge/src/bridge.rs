@@ -471,11 +471,18 @@ fn calc_gateways(result: &mut CniResult, conf: &NetConf) -> Vec<Cidr> {
 
 /// Container-side sysctls of the new interface, as the reference sets them
 /// (DAD, `arp_notify`), in one hop, before it has addresses or is up.
+///
+/// A closure of the executor's ordinary lane, not a `run_short` (a toolkit
+/// job): the lease store's file work may still hold the executor's one
+/// thread, and a toolkit job would then start the thread the executor keeps
+/// for them: a second thread per ADD, whose start and exit a burst of ADDs
+/// pays in CPU. Queued behind the lease, the sysctls cost the ADD nothing:
+/// its addresses wait for the lease anyway.
 async fn container_sysctls(cont: &Handle, conf: &NetConf, ifname: &str) -> Result<()> {
     let ifname = ifname.to_string();
     let dad = conf.enabledad;
     cont.netns()
-        .run_short(move || {
+        .run(move || {
             if dad {
                 let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
                 let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
@@ -588,7 +595,8 @@ async fn settle_addresses(h: &Handle, index: u32, ifname: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let mut tentative = false;
-        for m in address_messages(h, index).await? {
+        // IPv6 only: DAD (tentative, dadfailed) is IPv6's.
+        for m in address_messages(h, index, AddressFamily::Inet6).await? {
             let flags = m
                 .attributes
                 .iter()
@@ -629,12 +637,24 @@ fn addr_of(msg: &AddressMessage) -> Option<IpAddr> {
     })
 }
 
-async fn address_messages(h: &Handle, index: u32) -> Result<Vec<AddressMessage>> {
+/// The addresses of link `index`, of `family` (`Unspec`: all).
+///
+/// A dump of one family is also one the kernel makes without RTNL (IPv4's
+/// and IPv6's address dumps take none since Linux 6.10); the `Unspec` dump
+/// walks every family under RTNL, and would spin for it while the link
+/// watch or IPv6's DAD work holds it, as they do right after an interface
+/// comes up.
+async fn address_messages(
+    h: &Handle,
+    index: u32,
+    family: AddressFamily,
+) -> Result<Vec<AddressMessage>> {
     // The index in the request's header: the toolkit's sockets ask for
     // strict checking, under which the kernel dumps that link's addresses
     // only (not every port's link-local address on a busy bridge host).
     let mut req = h.rtnetlink().address().get().set_link_index_filter(index);
     req.message_mut().header.index = index;
+    req.message_mut().header.family = family;
     let msgs: Vec<AddressMessage> = match req.execute().try_collect().await {
         Ok(msgs) => msgs,
         // The link went away meanwhile: it has no addresses.
@@ -647,8 +667,8 @@ async fn address_messages(h: &Handle, index: u32) -> Result<Vec<AddressMessage>>
         .collect())
 }
 
-async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
-    Ok(address_messages(h, index)
+async fn addresses(h: &Handle, index: u32, family: AddressFamily) -> Result<Vec<Cidr>> {
+    Ok(address_messages(h, index, family)
         .await?
         .iter()
         .filter_map(|m| addr_of(m).map(|a| Cidr::new(a, m.header.prefix_len)))
@@ -665,7 +685,12 @@ async fn ensure_addr(
     force: bool,
 ) -> Result<Option<String>> {
     let index = br.header.index;
-    for a in addresses(host, index).await? {
+    let family = if gw.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    for a in addresses(host, index, family).await? {
         if a.is_ipv4() != gw.is_ipv4() {
             continue;
         }
@@ -971,7 +996,7 @@ pub(crate) async fn del(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Result
             && conf.ipam_type().is_some()
             && let Some(link) = link_by_name(&cont, &inv.ifname).await?
         {
-            masq = addresses(&cont, link.header.index)
+            masq = addresses(&cont, link.header.index, AddressFamily::Unspec)
                 .await?
                 .into_iter()
                 .filter(|a| crate::ipmasq::is_global_unicast(a.addr))
@@ -1160,7 +1185,7 @@ pub(crate) async fn check(inv: &Invocation, conf: &NetConf, ipam: &Ipam) -> Resu
         )));
     }
     // Addresses and routes in the container.
-    let have = addresses(&ns.cont, cont.header.index).await?;
+    let have = addresses(&ns.cont, cont.header.index, AddressFamily::Unspec).await?;
     for ip in &result.ips {
         if !have.contains(&ip.address) {
             return Err(check_err(format!(

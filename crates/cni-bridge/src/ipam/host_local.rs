@@ -20,13 +20,16 @@
 //! search starts after the last reserved address, skips the gateway, wraps
 //! around the range set once.
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::dir::Dir;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat};
+use nix::sys::stat::Mode;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -358,11 +361,87 @@ fn overwrite(path: &Path, content: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The network's lease directory.
+fn dir_of(config: &Config) -> PathBuf {
+    config.data_dir.join(&config.name)
+}
+
+/// One lease file's content, or `None` if it is gone or unreadable: one
+/// `openat` on the directory's fd and one `read` for a lease of usual size
+/// (`<id>\r\n<ifname>`), no `stat`. A read that fills the buffer goes on;
+/// a shorter one is the end of a regular file.
+fn read_lease(dir: &Dir, name: &CString) -> Option<String> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name.as_c_str(), flags, Mode::empty()).ok()?;
+    let mut file = File::from(fd);
+    let mut buf = [0u8; 256];
+    let mut content = Vec::new();
+    loop {
+        match file.read(&mut buf) {
+            Ok(n) => {
+                content.extend_from_slice(&buf[..n]);
+                if n < buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(content).ok()
+}
+
+/// Every lease file of `dir` (files that are not leases, the lock and the
+/// last-reserved files, are skipped by their names) and its content.
+///
+/// Used with or without the store's lock. Without it, a lease being
+/// created meanwhile may be read empty and one being removed may be
+/// missed: neither matters to a call looking for its own container's
+/// leases, which no other call writes at the same time (the spec forbids a
+/// runtime parallel operations on one container).
+fn scan(dir: &Path) -> Vec<(PathBuf, IpAddr, String)> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let Ok(mut d) = Dir::open(dir, flags, Mode::empty()) else {
+        return Vec::new();
+    };
+    let names: Vec<(CString, IpAddr)> = d
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let ip = name.to_str().ok()?.parse::<IpAddr>().ok()?;
+            Some((name.to_owned(), ip))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(names.len());
+    for (name, ip) in names {
+        if let Some(content) = read_lease(&d, &name) {
+            out.push((dir.join(ip.to_string()), ip, content));
+        }
+    }
+    out
+}
+
+fn lease_key(id: &str, ifname: &str) -> String {
+    format!("{}\r\n{ifname}", id.trim())
+}
+
+/// The addresses of `leases` held by `(id, ifname)` (or by `id` alone, the
+/// older format).
+fn leased(leases: &[(PathBuf, IpAddr, String)], id: &str, ifname: &str) -> Vec<IpAddr> {
+    let key = lease_key(id, ifname);
+    leases
+        .iter()
+        .filter(|(_, _, c)| c.trim() == key || c.trim() == id.trim())
+        .map(|(_, ip, _)| *ip)
+        .collect()
+}
+
 impl Store {
     /// Opens (making it if needed) the network's directory and takes its
     /// lock, waiting for another allocator to be done.
     pub(crate) fn lock(config: &Config) -> Result<Store> {
-        let dir = config.data_dir.join(&config.name);
+        let dir = dir_of(config);
         let store_err = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Store { op, path, source }
@@ -437,44 +516,29 @@ impl Store {
             .and_then(|s| s.trim().parse().ok())
     }
 
-    /// Every lease file and its content (files that are not leases, the
-    /// lock and the last-reserved files, are skipped by their names).
+    /// Every lease file and its content, read under the lock.
     fn leases(&self) -> Vec<(PathBuf, IpAddr, String)> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(ip) = name.to_str().and_then(|n| n.parse::<IpAddr>().ok()) else {
-                continue;
-            };
-            let path = e.path();
-            if let Ok(content) = fs::read_to_string(&path) {
-                out.push((path, ip, content));
-            }
-        }
-        out
+        scan(&self.dir)
     }
 
     /// The addresses leased to `(id, ifname)` (or to `id` alone, older format).
     pub(crate) fn by_id(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
-        let key = format!("{}\r\n{ifname}", id.trim());
-        self.leases()
-            .into_iter()
-            .filter(|(_, _, c)| c.trim() == key || c.trim() == id.trim())
-            .map(|(_, ip, _)| ip)
-            .collect()
+        leased(&self.leases(), id, ifname)
     }
 
-    /// Removes every lease of `(id, ifname)`; failing that, of `id` alone.
-    pub(crate) fn release(&self, id: &str, ifname: &str) -> Result<()> {
-        let key = format!("{}\r\n{ifname}", id.trim());
-        let leases = self.leases();
-        let mut found = false;
+    /// Removes the leases of `(id, ifname)` among `candidates` (a [`scan`]
+    /// made with or without the lock), failing any, those of `id` alone;
+    /// each is read again under the lock first, and left if it changed.
+    fn release(&self, id: &str, ifname: &str, candidates: &[(PathBuf, IpAddr, String)]) {
+        let key = lease_key(id, ifname);
         for wanted in [key.as_str(), id.trim()] {
-            for (path, _, c) in &leases {
-                if c.trim() == wanted && fs::remove_file(path).is_ok() {
+            let mut found = false;
+            for (path, _, c) in candidates {
+                if c.trim() != wanted {
+                    continue;
+                }
+                let still = fs::read_to_string(path).is_ok_and(|now| now.trim() == wanted);
+                if still && fs::remove_file(path).is_ok() {
                     found = true;
                 }
             }
@@ -482,7 +546,6 @@ impl Store {
                 break;
             }
         }
-        Ok(())
     }
 
     /// Allocates one address from range set `set` for `(id, ifname)`, as
@@ -494,6 +557,7 @@ impl Store {
         id: &str,
         ifname: &str,
         requested: Option<IpAddr>,
+        mine: &[IpAddr],
     ) -> Result<IpConfig> {
         if let Some(ip) = requested {
             let Some(r) = ranges.iter().find(|r| r.contains(ip)) else {
@@ -520,7 +584,7 @@ impl Store {
                 gateway: Some(r.gateway),
             });
         }
-        for ip in self.by_id(id, ifname) {
+        for &ip in mine {
             if set_contains(ranges, ip) {
                 return Err(Error::Allocate {
                     msg: format!(
@@ -641,6 +705,11 @@ pub(crate) fn add(config: &Config, id: &str, ifname: &str) -> Result<CniResult> 
     if !config.resolv_conf.is_empty() {
         result.dns = parse_resolv_conf(&config.resolv_conf)?;
     }
+    // The container's leases, for the duplicate check, are read before
+    // the lock is taken: the scan reads every lease of the network, and
+    // under the lock it would hold up every other allocation (a burst of
+    // ADDs) for its whole length.
+    let mine = leased(&scan(&dir_of(config)), id, ifname);
     let store = Store::lock(config)?;
     let mut requested = config.requested.clone();
     for (i, set) in config.ranges.iter().enumerate() {
@@ -648,10 +717,10 @@ pub(crate) fn add(config: &Config, id: &str, ifname: &str) -> Result<CniResult> 
             .iter()
             .position(|ip| set_contains(set, *ip))
             .map(|p| requested.remove(p));
-        match store.allocate(set, i, id, ifname, want) {
+        match store.allocate(set, i, id, ifname, want, &mine) {
             Ok(ip) => result.ips.push(ip),
             Err(e) => {
-                let _ = store.release(id, ifname);
+                store.release(id, ifname, &store.leases());
                 return Err(match e {
                     Error::Allocate { msg } => Error::Allocate {
                         msg: format!("failed to allocate for range {i}: {msg}"),
@@ -662,7 +731,7 @@ pub(crate) fn add(config: &Config, id: &str, ifname: &str) -> Result<CniResult> 
         }
     }
     if !requested.is_empty() {
-        let _ = store.release(id, ifname);
+        store.release(id, ifname, &store.leases());
         let list: Vec<String> = requested.iter().map(IpAddr::to_string).collect();
         return Err(Error::Allocate {
             msg: format!("failed to allocate all requested IPs: {}", list.join(" ")),
@@ -673,8 +742,21 @@ pub(crate) fn add(config: &Config, id: &str, ifname: &str) -> Result<CniResult> 
 }
 
 /// host-local's DEL: releases every lease of `(id, ifname)`.
+///
+/// The leases are looked for before the lock is taken (see [`scan`]), and
+/// only those found are read again, under it, before they are removed: the
+/// lock is held for a few system calls, not for a read of every lease. With
+/// none found, the lock is not taken at all.
 pub(crate) fn del(config: &Config, id: &str, ifname: &str) -> Result<()> {
-    Store::lock(config)?.release(id, ifname)
+    let key = lease_key(id, ifname);
+    let candidates: Vec<_> = scan(&dir_of(config))
+        .into_iter()
+        .filter(|(_, _, c)| c.trim() == key || c.trim() == id.trim())
+        .collect();
+    if !candidates.is_empty() {
+        Store::lock(config)?.release(id, ifname, &candidates);
+    }
+    Ok(())
 }
 
 /// GC (spec 1.1.0): removes every lease whose `(id, ifname)` is not in
@@ -836,6 +918,50 @@ mod tests {
         let store = Store::lock(&c).unwrap();
         assert!(store.by_id("c2", "eth0").is_empty());
         drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn leases_of_long_ids_and_the_older_format_are_found_and_released() {
+        let dir = tmp("fmt");
+        let c = conf(&dir, json!({"subnet": "10.7.0.0/24"}));
+        // An id longer than one read of a lease file.
+        let long = "x".repeat(300);
+        add(&c, &long, "eth0").unwrap();
+        assert!(matches!(
+            add(&c, &long, "eth0"),
+            Err(Error::Allocate { .. })
+        ));
+        del(&c, &long, "eth0").unwrap();
+        assert!(!dir.join("net/10.7.0.2").exists());
+        // A lease written by an older host-local: the id alone.
+        fs::write(dir.join("net/10.7.0.9"), "old").unwrap();
+        assert!(matches!(
+            add(&c, "old", "eth0"),
+            Err(Error::Allocate { .. })
+        ));
+        del(&c, "old", "eth0").unwrap();
+        assert!(!dir.join("net/10.7.0.9").exists());
+        // DEL of an attachment with no lease takes no lock and succeeds.
+        del(&c, "none", "eth0").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lease_that_changed_hands_since_the_scan_is_left() {
+        let dir = tmp("race");
+        let c = conf(&dir, json!({"subnet": "10.6.0.0/24"}));
+        add(&c, "c1", "eth0").unwrap();
+        let found = scan(&dir_of(&c));
+        assert_eq!(leased(&found, "c1", "eth0").len(), 1);
+        // Between the scan and the lock, the address was released and
+        // taken by another container.
+        fs::write(dir.join("net/10.6.0.2"), "c2\r\neth0").unwrap();
+        Store::lock(&c).unwrap().release("c1", "eth0", &found);
+        assert_eq!(
+            fs::read_to_string(dir.join("net/10.6.0.2")).unwrap(),
+            "c2\r\neth0"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
