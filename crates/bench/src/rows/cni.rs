@@ -5,8 +5,9 @@
 //! (the same nsproc spawn for both sides), on the same configuration (an
 //! IPv4 /16 with isGateway, host-local IPAM).
 //!
-//! `netns-bridge` is looked for next to this benchmark's executable: build
-//! it first (`cargo build --release -p cni-bridge`).
+//! `netns-bridge` is `NSBENCH_CNI_PLUGIN` if set, else looked for next to
+//! this benchmark's executable: build it first (`cargo build --release -p
+//! cni-bridge`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,6 +56,16 @@ enum Timed {
 }
 
 fn ours_path() -> BResult<PathBuf> {
+    if let Some(p) = std::env::var_os("NSBENCH_CNI_PLUGIN") {
+        let p = PathBuf::from(p);
+        if !p.exists() {
+            return Err(err(format!(
+                "NSBENCH_CNI_PLUGIN names {}, which does not exist",
+                p.display()
+            )));
+        }
+        return Ok(p);
+    }
     let exe = std::env::current_exe()?;
     let p = exe
         .parent()
