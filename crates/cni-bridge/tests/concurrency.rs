@@ -23,7 +23,7 @@ fn hundred_concurrent_adds_and_dels_on_one_bridge() {
             .enumerate()
             .map(|(i, pod)| {
                 let (host, conf) = (&host, &conf);
-                s.spawn(move || Call::new(OURS, host, "ADD", &format!("pod{i}"), pod).run(conf))
+                s.spawn(move || Call::new(ours(), host, "ADD", &format!("pod{i}"), pod).run(conf))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -56,7 +56,7 @@ fn hundred_concurrent_adds_and_dels_on_one_bridge() {
         for (i, pod) in pods.iter().enumerate() {
             let (host, conf) = (&host, &conf);
             s.spawn(move || {
-                let out = Call::new(OURS, host, "DEL", &format!("pod{i}"), pod).run(conf);
+                let out = Call::new(ours(), host, "DEL", &format!("pod{i}"), pod).run(conf);
                 assert!(out.ok, "DEL failed: {}", out.raw);
             });
         }

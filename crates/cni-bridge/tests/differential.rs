@@ -106,7 +106,7 @@ fn differential(tag: &str, conf: Value) {
 fn differential_check(tag: &str, conf: Value, expect: Check) {
     let keep_mac = conf.pointer("/runtimeConfig/mac").is_some();
     let mut theirs = run(&reference("bridge"), tag, &conf, keep_mac);
-    let mut ours = run(OURS, tag, &conf, keep_mac);
+    let mut ours = run(ours(), tag, &conf, keep_mac);
     veth_txqlen_differs_on_purpose(&mut ours.after_add.0, &mut theirs.after_add.0);
     veth_txqlen_differs_on_purpose(&mut ours.after_add.1, &mut theirs.after_add.1);
     assert!(theirs.add.ok, "reference ADD failed: {}", theirs.add.raw);
@@ -318,7 +318,7 @@ fn delegated_host_local() {
 fn chained_tuning_after_bridge() {
     let tuning = reference("tuning");
     let mut outs = Vec::new();
-    for (plugin, tag) in [(reference("bridge"), "ch"), (OURS.to_string(), "ch")] {
+    for (plugin, tag) in [(reference("bridge"), "ch"), (ours().to_string(), "ch")] {
         let host = Ns::new(&format!("h-{tag}"));
         let cont = Ns::new(&format!("c-{tag}"));
         let data = TmpDir::new(tag);
@@ -362,7 +362,7 @@ fn shares_leases_with_reference_host_local() {
     let mut seen = Vec::new();
     for (i, c) in conts.iter().enumerate() {
         let id = format!("ctr{i}");
-        let mut call = Call::new(OURS, &host, "ADD", &id, c);
+        let mut call = Call::new(ours(), &host, "ADD", &id, c);
         if i % 2 == 1 {
             // Our plugin, delegating to the reference host-local.
             call.extra
@@ -386,7 +386,7 @@ fn shares_leases_with_reference_host_local() {
     // Each releases what the other allocated.
     for (i, c) in conts.iter().enumerate() {
         let id = format!("ctr{i}");
-        let mut call = Call::new(OURS, &host, "DEL", &id, c);
+        let mut call = Call::new(ours(), &host, "DEL", &id, c);
         if i % 2 == 0 {
             call.extra
                 .push(("NETNS_BRIDGE_DELEGATE_IPAM".into(), "1".into()));
@@ -404,7 +404,7 @@ fn shares_leases_with_reference_host_local() {
 fn force_address_on_a_bridge_with_another_address() {
     for (force, tag) in [(false, "fa0"), (true, "fa1")] {
         let mut seen = Vec::new();
-        for plugin in [reference("bridge"), OURS.to_string()] {
+        for plugin in [reference("bridge"), ours().to_string()] {
             let host = Ns::new(&format!("h-{tag}"));
             let cont = Ns::new(&format!("c-{tag}"));
             let data = TmpDir::new(tag);

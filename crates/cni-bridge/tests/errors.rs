@@ -43,7 +43,7 @@ fn unknown_version_is_code_1_and_changes_nothing() {
     for v in ["0.2.0", "9.9.9"] {
         let mut c = conf(&data, "10.70.0.0/24");
         c["cniVersion"] = json!(v);
-        let out = Call::new(OURS, &host, "ADD", "ctr1", &cont).run(&c);
+        let out = Call::new(ours(), &host, "ADD", "ctr1", &cont).run(&c);
         assert_error(&out, 1);
         assert_eq!(out.json["cniVersion"], v);
     }
@@ -57,18 +57,18 @@ fn missing_or_bad_environment_is_code_4() {
     let cont = Ns::new("c-eenv");
     let data = TmpDir::new("eenv");
     let c = conf(&data, "10.70.1.0/24");
-    let mut call = Call::new(OURS, &host, "ADD", "ctr1", &cont);
+    let mut call = Call::new(ours(), &host, "ADD", "ctr1", &cont);
     call.netns = None;
     let out = call.run(&c);
     assert_error(&out, 4);
     assert!(out.json["msg"].as_str().unwrap().contains("CNI_NETNS"));
-    let mut call = Call::new(OURS, &host, "ADD", "ctr1", &cont);
+    let mut call = Call::new(ours(), &host, "ADD", "ctr1", &cont);
     call.ifname = "a/b";
     assert_error(&call.run(&c), 4);
-    let call = Call::new(OURS, &host, "FROB", "ctr1", &cont);
+    let call = Call::new(ours(), &host, "FROB", "ctr1", &cont);
     assert_error(&call.run(&c), 4);
     // DEL needs no CNI_NETNS.
-    let mut call = Call::new(OURS, &host, "DEL", "ctr1", &cont);
+    let mut call = Call::new(ours(), &host, "DEL", "ctr1", &cont);
     call.netns = None;
     assert!(call.run(&c).ok);
     assert_eq!(host_links(&host), ["lo"]);
@@ -83,11 +83,11 @@ fn a_path_that_is_not_a_namespace_is_code_3() {
     std::fs::write(&file, "x").unwrap();
     let c = conf(&data, "10.70.2.0/24");
     for path in [file.display().to_string(), "/run/netns/nonexistent".into()] {
-        let mut call = Call::new(OURS, &host, "ADD", "ctr1", &cont);
+        let mut call = Call::new(ours(), &host, "ADD", "ctr1", &cont);
         call.netns = Some(path);
         assert_error(&call.run(&c), 3);
         // Idempotent DEL: a namespace that is not there is nothing to undo.
-        let mut call = Call::new(OURS, &host, "DEL", "ctr1", &cont);
+        let mut call = Call::new(ours(), &host, "DEL", "ctr1", &cont);
         call.netns = Some("/run/netns/nonexistent".into());
         assert!(call.run(&c).ok);
     }
@@ -100,11 +100,11 @@ fn invalid_configurations() {
     let host = Ns::new("h-econf");
     let cont = Ns::new("c-econf");
     let data = TmpDir::new("econf");
-    let call = Call::new(OURS, &host, "ADD", "ctr1", &cont);
+    let call = Call::new(ours(), &host, "ADD", "ctr1", &cont);
     // Not JSON: decoding failure.
     let out = {
         let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", &host.name, OURS])
+        cmd.args(["netns", "exec", &host.name, ours()])
             .env_clear()
             .env("CNI_COMMAND", "ADD")
             .env("CNI_CONTAINERID", "ctr1")
@@ -147,9 +147,9 @@ fn ipam_failure_leaves_nothing() {
     let data = TmpDir::new("eipam");
     // A /30 with its gateway at .1 has one address to give.
     let c = conf(&data, "10.70.4.0/30");
-    assert!(Call::new(OURS, &host, "ADD", "ctr1", &c1).run(&c).ok);
+    assert!(Call::new(ours(), &host, "ADD", "ctr1", &c1).run(&c).ok);
     let before = host_links(&host);
-    let out = Call::new(OURS, &host, "ADD", "ctr2", &c2).run(&c);
+    let out = Call::new(ours(), &host, "ADD", "ctr2", &c2).run(&c);
     assert_error(&out, 999);
     assert!(
         out.json["msg"]
@@ -169,9 +169,9 @@ fn ipam_failure_leaves_nothing() {
     // A delegated IPAM plugin that does not exist: same, through delegation.
     let mut d = c.clone();
     d["ipam"]["type"] = json!("no-such-ipam");
-    assert!(!Call::new(OURS, &host, "ADD", "ctr3", &c2).run(&d).ok);
+    assert!(!Call::new(ours(), &host, "ADD", "ctr3", &c2).run(&d).ok);
     assert_eq!(host_links(&host), before);
-    assert!(Call::new(OURS, &host, "DEL", "ctr1", &c1).run(&c).ok);
+    assert!(Call::new(ours(), &host, "DEL", "ctr1", &c1).run(&c).ok);
     assert!(leases(&data.path(), "errnet").is_empty());
 }
 
@@ -182,7 +182,7 @@ fn failed_add_removes_the_bridge_it_made() {
     let data = TmpDir::new("ebr");
     let mut c = conf(&data, "10.70.5.0/24");
     c["ipam"]["type"] = json!("no-such-ipam");
-    let out = Call::new(OURS, &host, "ADD", "ctr1", &cont).run(&c);
+    let out = Call::new(ours(), &host, "ADD", "ctr1", &cont).run(&c);
     assert!(!out.ok);
     assert_eq!(
         host_links(&host),
@@ -200,7 +200,7 @@ fn interface_name_taken_in_the_container() {
         "link", "add", "eth0", "type", "veth", "peer", "name", "other0",
     ]);
     let c = conf(&data, "10.70.6.0/24");
-    let out = Call::new(OURS, &host, "ADD", "ctr1", &cont).run(&c);
+    let out = Call::new(ours(), &host, "ADD", "ctr1", &cont).run(&c);
     assert_error(&out, 999);
     assert!(
         out.json["msg"].as_str().unwrap().contains("already exists"),
@@ -219,14 +219,14 @@ fn del_after_the_namespace_was_removed() {
     let cont = Ns::new("c-egone");
     let data = TmpDir::new("egone");
     let c = conf(&data, "10.70.7.0/24");
-    assert!(Call::new(OURS, &host, "ADD", "ctr1", &cont).run(&c).ok);
+    assert!(Call::new(ours(), &host, "ADD", "ctr1", &cont).run(&c).ok);
     let path = cont.path();
     drop(cont);
     // Removing the namespace took the pair with it.
     eventually("the host veth to go", || {
         host_links(&host) == ["cni0", "lo"]
     });
-    let mut del = Call::new(OURS, &host, "DEL", "ctr1", &host);
+    let mut del = Call::new(ours(), &host, "DEL", "ctr1", &host);
     del.netns = Some(path);
     assert!(del.run(&c).ok);
     assert!(del.run(&c).ok, "a second DEL");
@@ -239,17 +239,17 @@ fn check_detects_a_removed_address() {
     let cont = Ns::new("c-echeck");
     let data = TmpDir::new("echeck");
     let c = conf(&data, "10.70.8.0/24");
-    let add = Call::new(OURS, &host, "ADD", "ctr1", &cont).run(&c);
+    let add = Call::new(ours(), &host, "ADD", "ctr1", &cont).run(&c);
     assert!(add.ok);
     let mut with_prev = c.clone();
     with_prev["prevResult"] = add.json.clone();
     assert!(
-        Call::new(OURS, &host, "CHECK", "ctr1", &cont)
+        Call::new(ours(), &host, "CHECK", "ctr1", &cont)
             .run(&with_prev)
             .ok
     );
     cont.ip(&["addr", "del", "10.70.8.2/24", "dev", "eth0"]);
-    let out = Call::new(OURS, &host, "CHECK", "ctr1", &cont).run(&with_prev);
+    let out = Call::new(ours(), &host, "CHECK", "ctr1", &cont).run(&with_prev);
     assert!(!out.ok);
     assert!(
         out.json["msg"].as_str().unwrap().contains("10.70.8.2/24"),
@@ -257,14 +257,14 @@ fn check_detects_a_removed_address() {
         out.raw
     );
     // Without prevResult CHECK cannot work.
-    assert!(!Call::new(OURS, &host, "CHECK", "ctr1", &cont).run(&c).ok);
-    assert!(Call::new(OURS, &host, "DEL", "ctr1", &cont).run(&c).ok);
+    assert!(!Call::new(ours(), &host, "CHECK", "ctr1", &cont).run(&c).ok);
+    assert!(Call::new(ours(), &host, "DEL", "ctr1", &cont).run(&c).ok);
 }
 
 #[test]
 fn version_answers_the_supported_versions() {
     let host = Ns::new("h-ever2");
-    let mut call = Call::new(OURS, &host, "VERSION", "", &host);
+    let mut call = Call::new(ours(), &host, "VERSION", "", &host);
     call.netns = None;
     let out = call.run(&json!({"cniVersion": "0.4.0"}));
     assert!(out.ok);

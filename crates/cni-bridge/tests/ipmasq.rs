@@ -74,7 +74,7 @@ fn conf(ipam: Value) -> Value {
 
 fn differential(tag: &str, conf: Value, v6: bool) {
     let theirs = run(&reference("bridge"), tag, &conf);
-    let ours = run(OURS, tag, &conf);
+    let ours = run(ours(), tag, &conf);
     assert!(theirs.add.ok, "reference ADD failed: {}", theirs.add.raw);
     assert!(ours.add.ok, "our ADD failed: {}", ours.add.raw);
     assert_eq!(
@@ -145,17 +145,17 @@ fn ipmasq_two_containers_then_del_one() {
     let data = TmpDir::new("mq2");
     let mut conf = conf(json!({"type": "host-local", "subnet": "10.79.0.0/16"}));
     conf["ipam"]["dataDir"] = json!(data.path());
-    let a = Call::new(OURS, &host, "ADD", "ctr1", &c1).run(&conf);
+    let a = Call::new(ours(), &host, "ADD", "ctr1", &c1).run(&conf);
     assert!(a.ok, "{}", a.raw);
     let only_first = nat(&host);
-    let b = Call::new(OURS, &host, "ADD", "ctr2", &c2).run(&conf);
+    let b = Call::new(ours(), &host, "ADD", "ctr2", &c2).run(&conf);
     assert!(b.ok, "{}", b.raw);
     assert_eq!(nat(&host).0.matches("-j MASQUERADE").count(), 2);
-    let d = Call::new(OURS, &host, "DEL", "ctr2", &c2).run(&conf);
+    let d = Call::new(ours(), &host, "DEL", "ctr2", &c2).run(&conf);
     assert!(d.ok, "{}", d.raw);
     assert_eq!(nat(&host), only_first);
     for _ in 0..2 {
-        let d = Call::new(OURS, &host, "DEL", "ctr1", &c1).run(&conf);
+        let d = Call::new(ours(), &host, "DEL", "ctr1", &c1).run(&conf);
         assert!(d.ok, "{}", d.raw);
         assert!(!nat(&host).0.contains("CNI-"));
     }
@@ -181,7 +181,7 @@ fn ipmasq_failed_add_leaves_nothing() {
         "ranges": [[{"subnet": "10.80.0.0/24"}], [{"subnet": "fd00:80::/64"}]]}));
     conf["ipam"]["dataDir"] = json!(data.path());
     let before = nat(&host);
-    let mut call = Call::new(OURS, &host, "ADD", "ctr1", &cont);
+    let mut call = Call::new(ours(), &host, "ADD", "ctr1", &cont);
     call.extra.push((
         "PATH".into(),
         format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.path()),
@@ -228,7 +228,7 @@ fn ipmasq_del_after_netns_gone() {
     // its DEL succeeds and leaves the rules (docs/cni.md). Ours does the
     // same: the same tables after DEL.
     let (theirs, theirs_nat) = del_after_netns_gone(&reference("bridge"), "mqg");
-    let (ours, ours_nat) = del_after_netns_gone(OURS, "mqg");
+    let (ours, ours_nat) = del_after_netns_gone(ours(), "mqg");
     assert!(theirs.ok, "{}", theirs.raw);
     assert!(ours.ok, "{}", ours.raw);
     assert!(ours_nat.0.contains("-j MASQUERADE"), "{}", ours_nat.0);

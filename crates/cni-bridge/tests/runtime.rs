@@ -70,7 +70,7 @@ fn libcni_runtime_with_several_pods() {
     let pods: Vec<Ns> = (0..5).map(|i| Ns::new(&format!("pod-rt{i}"))).collect();
     // The plugin directory: ours and the reference plugins it chains with.
     std::fs::create_dir_all(format!("{}/bin", dir.path())).unwrap();
-    symlink(OURS, format!("{}/bin/netns-bridge", dir.path())).unwrap();
+    symlink(ours(), format!("{}/bin/netns-bridge", dir.path())).unwrap();
     for p in ["tuning", "host-local"] {
         symlink(reference(p), format!("{}/bin/{p}", dir.path())).unwrap();
     }

@@ -13,7 +13,7 @@ fn conf(data: &TmpDir, subnet: &str, version: &str) -> Value {
 }
 
 fn plain(host: &Ns, cmd: &str, conf: &Value) -> Out {
-    let mut call = Call::new(OURS, host, cmd, "", host);
+    let mut call = Call::new(ours(), host, cmd, "", host);
     call.netns = None;
     call.run(conf)
 }
@@ -25,7 +25,7 @@ fn gc_releases_the_leases_of_attachments_that_are_gone() {
     let pods: Vec<Ns> = (0..3).map(|i| Ns::new(&format!("pod-gc{i}"))).collect();
     let c = conf(&data, "10.55.0.0/24", "1.1.0");
     for (i, pod) in pods.iter().enumerate() {
-        let out = Call::new(OURS, &host, "ADD", &format!("pod{i}"), pod).run(&c);
+        let out = Call::new(ours(), &host, "ADD", &format!("pod{i}"), pod).run(&c);
         assert!(out.ok, "{}", out.raw);
         assert_eq!(out.json["cniVersion"], "1.1.0");
         assert_eq!(
@@ -46,7 +46,7 @@ fn gc_releases_the_leases_of_attachments_that_are_gone() {
     let out = plain(&host, "GC", &old);
     assert!(!out.ok);
     assert_eq!(out.json["code"], 1);
-    assert!(Call::new(OURS, &host, "DEL", "pod1", &pods[1]).run(&c).ok);
+    assert!(Call::new(ours(), &host, "DEL", "pod1", &pods[1]).run(&c).ok);
 }
 
 #[test]
@@ -60,9 +60,9 @@ fn status_reports_an_exhausted_range() {
     c["ipam"]["rangeEnd"] = json!("10.56.0.3");
     let out = plain(&host, "STATUS", &c);
     assert!(out.ok, "{}", out.raw);
-    assert!(Call::new(OURS, &host, "ADD", "a", &pod).run(&c).ok);
+    assert!(Call::new(ours(), &host, "ADD", "a", &pod).run(&c).ok);
     assert!(plain(&host, "STATUS", &c).ok);
-    let mut call = Call::new(OURS, &host, "ADD", "b", &pod);
+    let mut call = Call::new(ours(), &host, "ADD", "b", &pod);
     call.ifname = "eth1";
     assert!(call.run(&c).ok);
     let out = plain(&host, "STATUS", &c);

@@ -8,8 +8,16 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value, json};
 
-/// Our plugin.
-pub const OURS: &str = env!("CARGO_BIN_EXE_netns-bridge");
+/// Our plugin: the binary cargo built for these tests, or the one
+/// `PLUGIN_UNDER_TEST` names (CI runs the differential and runtime tests
+/// again on the installable build of `scripts/build-cni-plugin`).
+pub fn ours() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        std::env::var("PLUGIN_UNDER_TEST")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-bridge").to_string())
+    })
+}
 /// The reference plugins (Debian's containernetworking-plugins).
 pub const REF_DIR: &str = "/usr/lib/cni";
 
