@@ -5,9 +5,10 @@
 //! (the same nsproc spawn for both sides), on the same configuration (an
 //! IPv4 /16 with isGateway, host-local IPAM).
 //!
-//! `netns-bridge` is `NSBENCH_CNI_PLUGIN` if set, else looked for next to
-//! this benchmark's executable: build it first (`cargo build --release -p
-//! cni-bridge`).
+//! `netns-bridge` is `NSBENCH_CNI_PLUGIN` if set, else the installable
+//! static build `scripts/build-cni-plugin` leaves in `target/cni/`, else the
+//! one next to this benchmark's executable (`cargo build --release -p
+//! cni-bridge`); each row's notes name the binary measured.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,6 +36,12 @@ pub(super) fn rows() -> Vec<RowSpec> {
             run: |c| Box::pin(add_or_del(c, Timed::Del)),
         },
         RowSpec {
+            name: "cni/del-floor",
+            about: "the DEL row's floor: netns-bridge DEL vs the deletion alone, `ip link del eth0` run in the pod's namespace as one process (spawned as the plugin is), each after the same ADD: what any DEL that removes the interface waits for (the kernel's unregister of the pair, an RCU barrier included)",
+            target: Target::None,
+            run: |c| Box::pin(del_floor(c)),
+        },
+        RowSpec {
             name: "cni/burst-100",
             about: "100 CNI ADDs started at once (100 namespaces, one bridge), end to end; p50/p99 of the single ADDs in the notes: netns-bridge vs the reference bridge plugin",
             target: Target::RatioAtMost(1.0 / 3.0),
@@ -53,6 +60,8 @@ pub(super) fn rows() -> Vec<RowSpec> {
 enum Timed {
     Add,
     Del,
+    /// `ip link del eth0` in the pod, then (untimed) the DEL.
+    DelFloor,
 }
 
 fn ours_path() -> BResult<PathBuf> {
@@ -67,15 +76,51 @@ fn ours_path() -> BResult<PathBuf> {
         return Ok(p);
     }
     let exe = std::env::current_exe()?;
-    let p = exe
-        .parent()
-        .map(|d| d.join("netns-bridge"))
-        .filter(|p| p.exists());
-    p.ok_or_else(|| {
-        Box::new(NotYet(
-            "netns-bridge is not built next to nsbench: cargo build --release -p cni-bridge".into(),
-        )) as _
-    })
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // The installable build first (target/cni/), then the plain one.
+    [dir.join("../cni/netns-bridge"), dir.join("netns-bridge")]
+        .into_iter()
+        .find_map(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| {
+            Box::new(NotYet(
+                "netns-bridge is not built: scripts/build-cni-plugin (or cargo build --release -p cni-bridge)"
+                    .into(),
+            )) as _
+        })
+}
+
+/// The note naming the plugin binary a row measured, and how it is linked.
+fn plugin_note(path: &Path) -> String {
+    let linked = match has_interpreter(path) {
+        Some(true) => "dynamically linked",
+        Some(false) => "static",
+        None => "not an ELF64 executable",
+    };
+    format!("netns-bridge measured: {} ({linked})", path.display())
+}
+
+/// Whether an ELF64 little-endian executable names a program interpreter
+/// (a `PT_INTERP` program header: it is dynamically linked).
+fn has_interpreter(path: &Path) -> Option<bool> {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 * 1024];
+    let mut f = std::fs::File::open(path).ok()?;
+    let n = f.read(&mut head).ok()?;
+    let head = &head[..n];
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
+    let phoff = usize::try_from(u64::from_le_bytes(head.get(0x20..0x28)?.try_into().ok()?)).ok()?;
+    let (entsize, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    const PT_INTERP: u32 = 3;
+    let mut interp = false;
+    for i in 0..count {
+        let o = phoff + i * entsize;
+        let kind = u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?);
+        interp |= kind == PT_INTERP;
+    }
+    Some(interp)
 }
 
 fn reference_path() -> BResult<PathBuf> {
@@ -173,14 +218,72 @@ async fn one(side: &Side, timed: Timed, n: &mut usize) -> BResult<Vec<Duration>>
     let path = netns_path(&cont);
     let host = &side.host.ns;
     let add = call(&side.plugin, &[], host, "ADD", &id, &path, &side.conf).await;
+    let floor = match (&add, timed) {
+        (Ok(_), Timed::DelFloor) => Some(ip_link_del(&cont.ns).await),
+        _ => None,
+    };
     let del = call(&side.plugin, &[], host, "DEL", &id, &path, &side.conf).await;
     cont.remove().await?;
     let (add, del) = (add?, del?);
-    Ok(vec![if timed == Timed::Add { add } else { del }])
+    Ok(vec![match timed {
+        Timed::Add => add,
+        Timed::Del => del,
+        Timed::DelFloor => floor.expect("measured after a successful ADD")?,
+    }])
+}
+
+/// `ip link del eth0` spawned into the pod's namespace, as a plugin is
+/// spawned into the host's: one process and the kernel's deletion of the
+/// pair, nothing else (no `ip -n`, whose mount namespace and remount of
+/// `/sys` would add their own cost).
+async fn ip_link_del(pod: &NetNs) -> BResult<Duration> {
+    let start = Instant::now();
+    let out = nsproc::Command::new("ip")
+        .args(["link", "del", "eth0"])
+        .netns(pod.clone())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(err(format!(
+            "ip link del eth0 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(took)
+}
+
+async fn del_floor(cfg: &Config) -> BResult<Measurement> {
+    let ours = Side::new(ours_path()?, "cdo", "cni0").await?;
+    let plugin = ours.plugin.clone();
+    let floor = Side::new(plugin.clone(), "cdf", "cni0").await?;
+    let (mut a, mut b) = (0, 0);
+    let res = pair(
+        cfg.plan(60, 8),
+        &mut async || one(&ours, Timed::Del, &mut a).await,
+        &mut async || one(&floor, Timed::DelFloor, &mut b).await,
+    )
+    .await;
+    ours.remove().await?;
+    floor.remove().await?;
+    let [o, f] = res?;
+    let m = Measurement::versus(
+        "netns-bridge DEL",
+        &o,
+        "ip link del eth0 in the pod (one process)",
+        &f,
+    )?;
+    Ok(m.note(plugin_note(&plugin)))
 }
 
 async fn add_or_del(cfg: &Config, timed: Timed) -> BResult<Measurement> {
     let ours = Side::new(ours_path()?, "cno", "cni0").await?;
+    let plugin = ours.plugin.clone();
     let theirs = Side::new(reference_path()?, "cnr", "cni0").await?;
     let (mut a, mut b) = (0, 0);
     let res = pair(
@@ -193,12 +296,13 @@ async fn add_or_del(cfg: &Config, timed: Timed) -> BResult<Measurement> {
     theirs.remove().await?;
     let [o, r] = res?;
     let what = if timed == Timed::Add { "ADD" } else { "DEL" };
-    Measurement::versus(
+    let m = Measurement::versus(
         &format!("netns-bridge {what}"),
         &o,
         &format!("reference bridge {what}"),
         &r,
-    )
+    )?;
+    Ok(m.note(plugin_note(&plugin)))
 }
 
 /// `n` ADDs started at once into `n` fresh namespaces; the burst's wall time
@@ -249,6 +353,7 @@ async fn one_burst(side: &Side, n: usize, round: &mut usize) -> BResult<(Duratio
 async fn burst(cfg: &Config) -> BResult<Measurement> {
     let n = cfg.size(100, 10);
     let ours = Side::new(ours_path()?, "cbo", "cni0").await?;
+    let plugin = ours.plugin.clone();
     let theirs = Side::new(reference_path()?, "cbr", "cni0").await?;
     let mut singles: [Vec<f64>; 2] = Default::default();
     let (mut a, mut b) = (0, 0);
@@ -281,7 +386,8 @@ async fn burst(cfg: &Config) -> BResult<Measurement> {
         &o,
         &format!("reference bridge, {n} ADDs at once"),
         &r,
-    )?;
+    )?
+    .note(plugin_note(&plugin));
     for (i, who) in ["netns-bridge", "reference bridge"].iter().enumerate() {
         let v = &mut singles[i];
         if !v.is_empty() {
@@ -349,6 +455,7 @@ async fn startup_sample(side: &Side, n: &mut usize) -> BResult<Vec<Duration>> {
 
 async fn startup(cfg: &Config) -> BResult<Measurement> {
     let ours = Side::new(ours_path()?, "cso", "cni0").await?;
+    let plugin = ours.plugin.clone();
     let theirs = Side::new(reference_path()?, "csr", "cni0").await?;
     let (mut a, mut b) = (0, 0);
     let res = pair(
@@ -361,7 +468,8 @@ async fn startup(cfg: &Config) -> BResult<Measurement> {
     theirs.remove().await?;
     let [o, r] = res?;
     let so = Stats::of(&o)?;
-    let m = Measurement::versus("netns-bridge start-up", &o, "reference bridge start-up", &r)?;
+    let m = Measurement::versus("netns-bridge start-up", &o, "reference bridge start-up", &r)?
+        .note(plugin_note(&plugin));
     Ok(m.note(format!(
         "method: strace -f -ttt -e trace=execve,socket, execve to the first socket(AF_NETLINK); both sides traced alike (strace slows both); ours median {:.0} us",
         so.median
@@ -371,6 +479,14 @@ async fn startup(cfg: &Config) -> BResult<Measurement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_and_static_executables_are_told_apart() {
+        assert_eq!(has_interpreter(Path::new("/usr/bin/env")), Some(true));
+        // libc-bin's ldconfig is static (static-pie).
+        assert_eq!(has_interpreter(Path::new("/sbin/ldconfig")), Some(false));
+        assert_eq!(has_interpreter(Path::new("/etc/hostname")), None);
+    }
 
     #[test]
     fn startup_is_read_from_an_strace_log() {
