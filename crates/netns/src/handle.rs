@@ -321,6 +321,12 @@ pub(crate) struct Conn {
     rtnl: rtnetlink::Handle,
     tracker: Arc<Tracker>,
     task: Option<JoinHandle<()>>,
+    /// Set by the task as its connection ends, before the connection (and
+    /// with it every request still queued for it) is dropped: a request
+    /// stream that ends empty because of that drop finds it set. The task's
+    /// own `is_finished` becomes true only after the drop, and a caller on
+    /// another worker thread could look in between.
+    ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Conn {
@@ -338,9 +344,12 @@ impl Conn {
         // the transport's death, then dropped: netlink-proto ends a
         // connection on its own only with an error (which it logs).
         let done = Arc::clone(&tracker);
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ending = Arc::clone(&ended);
         let mut connection = Box::pin(connection);
         let driven = std::future::poll_fn(move |cx| {
             if connection.as_mut().poll(cx).is_ready() || done.finished() {
+                ending.store(true, std::sync::atomic::Ordering::SeqCst);
                 return std::task::Poll::Ready(());
             }
             std::task::Poll::Pending
@@ -349,6 +358,7 @@ impl Conn {
             rtnl,
             tracker,
             task: Some(tokio::spawn(driven)),
+            ended,
         }
     }
 
@@ -358,7 +368,8 @@ impl Conn {
 
     /// Whether the connection task has ended (socket failed or closed).
     pub(crate) fn closed(&self) -> bool {
-        self.task.as_ref().is_none_or(|t| t.is_finished())
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+            || self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
     async fn close(&mut self) {
