@@ -165,6 +165,16 @@ impl Side {
     }
 }
 
+/// A process started in `ns` the way every side of these rows is: a clean
+/// environment with only `PATH`.
+fn spawned(program: &Path, ns: &NetNs) -> nsproc::Command {
+    let mut cmd = nsproc::Command::new(program);
+    cmd.netns(ns.clone())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd
+}
+
 /// One plugin call, as a runtime makes it; its wall time.
 async fn call(
     program: &Path,
@@ -176,11 +186,8 @@ async fn call(
     conf: &[u8],
 ) -> BResult<Duration> {
     let start = Instant::now();
-    let mut child = nsproc::Command::new(program)
+    let mut child = spawned(program, host)
         .args(args)
-        .netns(host.clone())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", netns)
@@ -238,11 +245,8 @@ async fn one(side: &Side, timed: Timed, n: &mut usize) -> BResult<Vec<Duration>>
 /// `/sys` would add their own cost).
 async fn ip_link_del(pod: &NetNs) -> BResult<Duration> {
     let start = Instant::now();
-    let out = nsproc::Command::new("ip")
+    let out = spawned(Path::new("ip"), pod)
         .args(["link", "del", "eth0"])
-        .netns(pod.clone())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

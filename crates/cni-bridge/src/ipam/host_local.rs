@@ -373,7 +373,11 @@ fn dir_of(config: &Config) -> PathBuf {
 fn read_lease(dir: &Dir, name: &CString) -> Option<String> {
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
     let fd = openat(dir, name.as_c_str(), flags, Mode::empty()).ok()?;
-    let mut file = File::from(fd);
+    read_small(File::from(fd))
+}
+
+/// A small file's content (a lease): reads until a short read, no `stat`.
+fn read_small(mut file: File) -> Option<String> {
     let mut buf = [0u8; 256];
     let mut content = Vec::new();
     loop {
@@ -432,9 +436,16 @@ fn leased(leases: &[(PathBuf, IpAddr, String)], id: &str, ifname: &str) -> Vec<I
     let key = lease_key(id, ifname);
     leases
         .iter()
-        .filter(|(_, _, c)| c.trim() == key || c.trim() == id.trim())
+        .filter(|(_, _, c)| held_by(c, &key, id))
         .map(|(_, ip, _)| *ip)
         .collect()
+}
+
+/// Whether a lease's content is `key` (`<id>\r\n<ifname>`) or, in the
+/// older format, `id` alone.
+fn held_by(content: &str, key: &str, id: &str) -> bool {
+    let c = content.trim();
+    c == key || c == id.trim()
 }
 
 impl Store {
@@ -537,7 +548,10 @@ impl Store {
                 if c.trim() != wanted {
                     continue;
                 }
-                let still = fs::read_to_string(path).is_ok_and(|now| now.trim() == wanted);
+                let still = File::open(path)
+                    .ok()
+                    .and_then(read_small)
+                    .is_some_and(|now| now.trim() == wanted);
                 if still && fs::remove_file(path).is_ok() {
                     found = true;
                 }
@@ -751,7 +765,7 @@ pub(crate) fn del(config: &Config, id: &str, ifname: &str) -> Result<()> {
     let key = lease_key(id, ifname);
     let candidates: Vec<_> = scan(&dir_of(config))
         .into_iter()
-        .filter(|(_, _, c)| c.trim() == key || c.trim() == id.trim())
+        .filter(|(_, _, c)| held_by(c, &key, id))
         .collect();
     if !candidates.is_empty() {
         Store::lock(config)?.release(id, ifname, &candidates);
